@@ -1,0 +1,34 @@
+# Two commands on a fresh machine (Python 3.11+, make; no PostgreSQL needed):
+#   make demo   the embedded PostgreSQL, every migration, what was done
+#   make test   ruff, sqlfluff and the whole pytest suite against real PostgreSQL
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/venuedb demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint sql/
+
+test: lint
+	$(BIN)/pytest
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/sqlfluff fix sql/
+
+clean:
+	-$(BIN)/venuedb db stop
+	rm -rf $(VENV) .venuedb

@@ -1,0 +1,85 @@
+"""Alembic environment for venuedb.
+
+- One transaction per revision (`transaction_per_migration`): a failing revision
+  rolls back alone and leaves the database at the previous one.
+- A connectable passed in `config.attributes["connection"]` (an Engine or a
+  Connection, the cookbook convention that pytest-alembic follows) is used as is;
+  the venuedb toolkit passes its own connection after taking the deploy lock and
+  setting lock_timeout / statement_timeout.
+- Run plainly (`alembic upgrade heads`), it finds the database the way the toolkit
+  does (-x url=..., DATABASE_URL, .env, the embedded server), takes the same
+  advisory deploy lock and sets lock_timeout (-x lock_timeout=1s by default).
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy.engine import Connection, Engine
+
+config = context.config
+x_args = context.get_x_argument(as_dictionary=True)
+
+
+def _configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=None,
+        transaction_per_migration=True,
+        on_version_apply=config.attributes.get("on_version_apply", ()),
+    )
+
+
+def run_offline() -> None:
+    context.configure(
+        url=x_args.get("url") or config.get_main_option("sqlalchemy.url") or "postgresql://",
+        dialect_name="postgresql",
+        literal_binds=True,
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run_on(connection: Connection) -> None:
+    _configure(connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    connectable = config.attributes.get("connection")
+    if isinstance(connectable, Connection):
+        _run_on(connectable)
+        return
+    if isinstance(connectable, Engine):
+        with connectable.connect() as connection:
+            _run_on(connection)
+            connection.commit()
+        return
+    _run_standalone()
+
+
+def _run_standalone() -> None:
+    from toolkit import connection as db
+    from toolkit import locks
+
+    target = db.resolve(x_args.get("url"))
+    engine = db.engine(target, purpose="alembic")
+    with engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        driver.autocommit = True
+        locks.acquire(driver, locks.DEPLOY_LOCK, float(x_args.get("lock_wait", "30")), "deploy")
+        try:
+            driver.execute(f"SET lock_timeout = '{x_args.get('lock_timeout', '1s')}'")
+            driver.autocommit = False
+            _run_on(connection)
+        finally:
+            driver.rollback()
+            driver.autocommit = True
+            locks.release(driver, locks.DEPLOY_LOCK)
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()

@@ -1,0 +1,215 @@
+"""apply / rollback: locks, lock_timeout retries, failures that leave the previous revision,
+records and checksums, rehearsal."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.clihelpers import as_json, invoke, spawn
+from toolkit import revisions as revs
+from toolkit.locks import DEPLOY_LOCK, NAMESPACE
+
+
+def _heads(url: str) -> dict[str, str | None]:
+    result = invoke("status", "--json", "--database-url", url)
+    assert result.exit_code == 0, result.output
+    return as_json(result)["branches"]
+
+
+def _deployments(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT command, result, planned, done, error, from_revisions, to_revisions, actor, "
+            "os_user FROM venuedb.deployments ORDER BY id"
+        ).fetchall()
+
+
+def test_apply_upgrades_every_branch_and_records_it(empty_db_url: str) -> None:
+    result = invoke("apply", "--database-url", empty_db_url, "--actor", "alice", "--json")
+    assert result.exit_code == 0, result.output
+    document = as_json(result)
+    every = [s.revision for s in revs.all_steps()]
+    assert sorted(document["done"]) == sorted(every)
+    assert all(document["to"][branch] for branch in revs.BRANCHES)
+    ((command, outcome, planned, done, error, before, after, actor, os_user),) = _deployments(
+        empty_db_url
+    )
+    assert (command, outcome, error, actor) == ("apply", "succeeded", None, "alice")
+    assert sorted(done) == sorted(planned) == sorted(every)
+    assert before == dict.fromkeys(revs.BRANCHES) and after == document["to"]
+    assert os_user
+
+
+def test_checksums_recorded_for_every_applied_revision(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        rows = dict(conn.execute("SELECT revision, sha256 FROM venuedb.revision_checksums"))
+    for step in revs.all_steps():
+        assert rows[step.revision] == hashlib.sha256(Path(step.path).read_bytes()).hexdigest()
+
+
+def test_apply_again_does_nothing(db_url: str) -> None:
+    result = invoke("apply", "--database-url", db_url, "--json")
+    assert result.exit_code == 0
+    assert as_json(result)["done"] == []
+
+
+def test_second_deploy_waits_then_exits_4_naming_the_holder(empty_db_url: str) -> None:
+    with psycopg.connect(
+        empty_db_url, autocommit=True, application_name="venuedb apply (on-call laptop)"
+    ) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", (NAMESPACE, DEPLOY_LOCK))
+        started = time.monotonic()
+        result = invoke("apply", "--database-url", empty_db_url, "--lock-wait", "700ms")
+        waited = time.monotonic() - started
+        assert result.exit_code == 4, result.output
+        assert f"pid {holder.info.backend_pid}" in result.stderr
+        assert "on-call laptop" in result.stderr
+        assert waited >= 0.7
+    assert _heads(empty_db_url) == dict.fromkeys(revs.BRANCHES)
+
+
+def test_concurrent_applies_apply_each_revision_exactly_once(empty_db_url: str) -> None:
+    procs = [
+        spawn("apply", "--database-url", empty_db_url, "--lock-wait", "60s", "--json")
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    rows = _deployments(empty_db_url)
+    applied = [rev for row in rows for rev in row[3]]
+    assert sorted(applied) == sorted(s.revision for s in revs.all_steps())
+    assert all(row[1] == "succeeded" for row in rows)
+
+
+def test_failing_revision_leaves_the_previous_revision_and_records_why(empty_db_url: str) -> None:
+    # audit_logs is created late in bar_001: the revision fails half-way through.
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.audit_logs (squatter int)")
+    result = invoke("apply", "--database-url", empty_db_url)
+    assert result.exit_code == 1
+    assert "bar_001 failed and was rolled back" in result.stderr
+    assert "already exists" in result.stderr
+    assert "Traceback" not in result.output
+    heads = _heads(empty_db_url)
+    assert heads["bar"] is None and heads["core"] == "core_001"
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT to_regclass('public.bars')").fetchone() == (None,)
+    ((_, outcome, _, done, error, *_),) = _deployments(empty_db_url)
+    assert outcome == "failed"
+    assert "bar_001" not in done and "core_001" in done
+    assert "audit_logs" in error and "already exists" in error
+
+
+def test_lock_timeout_retries_then_exits_4_naming_the_blocker(empty_db_url: str) -> None:
+    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
+    blocker = psycopg.connect(empty_db_url, application_name="busy app")
+    try:
+        # An open write transaction on auth.users: bar_001's foreign keys to it must wait.
+        blocker.execute("INSERT INTO auth.users (email) VALUES ('waiter@example.com')")
+        result = invoke(
+            "apply",
+            "bar-baseline",
+            "--database-url",
+            empty_db_url,
+            "--lock-timeout",
+            "100ms",
+            "--retries",
+            "2",
+        )
+        assert result.exit_code == 4, result.output
+        assert result.stdout.count("retry:") == 2
+        assert f"pid {blocker.info.backend_pid} (busy app)" in result.stderr
+        assert "INSERT INTO auth.users" in result.stderr
+        assert "Nothing was changed" in result.stderr
+        assert _heads(empty_db_url)["bar"] is None
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert invoke("apply", "bar-baseline", "--database-url", empty_db_url).exit_code == 0
+
+
+def test_lock_released_during_retries_lets_the_apply_finish(empty_db_url: str) -> None:
+    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
+    blocker = psycopg.connect(empty_db_url)
+    blocker.execute("INSERT INTO auth.users (email) VALUES ('brief@example.com')")
+    timer = threading.Timer(0.6, blocker.rollback)
+    timer.start()
+    try:
+        result = invoke(
+            "apply", "--database-url", empty_db_url, "--lock-timeout", "200ms", "--retries", "5"
+        )
+    finally:
+        timer.join()
+        blocker.close()
+    assert result.exit_code == 0, result.output
+    assert "retry:" in result.stdout
+    assert _heads(empty_db_url)["bar"] == revs.load_releases()[-1].last
+
+
+def test_rehearse_reports_changes_and_changes_nothing(empty_db_url: str) -> None:
+    result = invoke("apply", "--rehearse", "--json", "--database-url", empty_db_url)
+    assert result.exit_code == 0, result.output
+    changes = {(c["action"], c["kind"], c["name"]) for c in as_json(result)["changes"]}
+    assert ("added", "table", "public.bookings") in changes
+    assert ("added", "constraint", "public.allocations.allocations_resource_window_excl") in changes
+    assert _heads(empty_db_url) == dict.fromkeys(revs.BRANCHES)
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT to_regclass('public.bookings')").fetchone() == (None,)
+    assert [row[1] for row in _deployments(empty_db_url)] == ["rehearsed"]
+
+
+def test_rollback_refuses_without_yes_when_not_a_terminal(db_url: str) -> None:
+    before = _heads(db_url)
+    result = invoke("rollback", "bar-baseline", "--database-url", db_url)
+    assert result.exit_code == 2
+    assert "bar_001" in result.stdout  # the plan is shown first
+    assert "--yes" in result.stderr
+    assert _heads(db_url) == before
+
+
+def test_rollback_of_a_release_touches_only_its_branch(db_url: str) -> None:
+    before = _heads(db_url)
+    result = invoke("rollback", "bar-baseline", "--yes", "--database-url", db_url, "--json")
+    assert result.exit_code == 0, result.output
+    after = _heads(db_url)
+    assert after["bar"] is None
+    assert after["booking"] == before["booking"] and after["core"] == before["core"]
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT to_regclass('public.sales')").fetchone() == (None,)
+        rows = conn.execute("SELECT revision FROM venuedb.revision_checksums").fetchall()
+    assert "bar_001" not in {r[0] for r in rows}
+
+
+def test_rollback_of_core_takes_its_dependents_first(db_url: str) -> None:
+    result = invoke("rollback", "core", "--yes", "--database-url", db_url, "--json")
+    assert result.exit_code == 0, result.output
+    done = as_json(result)["done"]
+    assert done[-1] == "core_001"
+    assert _heads(db_url) == dict.fromkeys(revs.BRANCHES)
+
+
+@pytest.mark.parametrize("connectable", ["engine", "connection"])
+def test_env_py_uses_a_passed_engine_or_connection(empty_db_url: str, connectable: str) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from toolkit.urls import sqlalchemy_url
+
+    engine = create_engine(sqlalchemy_url(empty_db_url), poolclass=NullPool)
+    try:
+        if connectable == "engine":
+            command.upgrade(revs.alembic_config(engine), "heads")
+        else:
+            with engine.connect() as conn:
+                command.upgrade(revs.alembic_config(conn), "heads")
+                conn.commit()
+    finally:
+        engine.dispose()
+    assert all(_heads(empty_db_url).values())

@@ -1,0 +1,62 @@
+"""Database URLs: validation with one clear message, passwords never printed."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from toolkit.errors import BadInput
+from toolkit.urls import mask_text, mask_url, validate_url
+
+
+def test_mask_url_hides_the_password() -> None:
+    assert mask_url("postgresql://app:s3cret@db.example:5432/venuedb") == (
+        "postgresql://app:***@db.example:5432/venuedb"
+    )
+
+
+def test_mask_url_leaves_passwordless_urls_alone() -> None:
+    assert mask_url("postgresql://app@localhost/venuedb") == "postgresql://app@localhost/venuedb"
+
+
+def test_mask_text_hides_keyword_passwords_and_urls_in_messages() -> None:
+    text = "failed: host=db password=hunter2 and postgres://u:pw@h/d"
+    masked = mask_text(text)
+    assert "hunter2" not in masked and "pw@" not in masked
+
+
+@given(
+    user=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12),
+    password=st.text(
+        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop0123456789-_.~!$&'()*+,;=",
+        min_size=4,
+        max_size=30,
+    ),
+)
+def test_no_password_survives_masking(user: str, password: str) -> None:
+    url = f"postgresql://{user}:{password}@db.internal:6543/venuedb"
+    assume(password not in url.replace(f":{password}@", ":@"))  # not also the user or host
+    assert password not in mask_url(url)
+    assert password not in mask_text(f"could not connect to {url}")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("not a url", "expected postgresql://"),
+        ("mysql://u:p@h/db", "expected postgresql://"),
+        ("postgresql://u:p@h:99999/db", "port"),
+        ("postgresql://u:p@h:abc/db", "port"),
+        ("postgresql://u:p@h:5432/", "names no database"),
+        ("postgresql:///db", "names no host"),
+    ],
+)
+def test_malformed_urls_are_rejected_with_the_reason(url: str, reason: str) -> None:
+    with pytest.raises(BadInput, match=reason) as info:
+        validate_url(url)
+    assert ":p@" not in str(info.value)
+
+
+def test_postgres_scheme_is_normalised() -> None:
+    assert validate_url("postgres://u:p@h/db") == "postgresql://u:p@h/db"

@@ -1,0 +1,36 @@
+"""The `venuedb` command line: parses, calls toolkit functions, renders tables or JSON.
+
+Exit codes: 0 all well, 1 a check or operation failed, 2 bad input or unreachable
+database, 3 verification found drift, 4 another deploy holds the lock or a lock
+could not be had in time.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from toolkit.cli import db, demo, migrations
+
+app = typer.Typer(
+    name="venuedb",
+    help="Apply, verify, back-fill and roll back the venuedb PostgreSQL schema without "
+    "blocking production.\n\nThe database is --database-url, else $DATABASE_URL, else "
+    "DATABASE_URL in ./.env, else the running embedded server (`venuedb db start`); every "
+    "command says which one it uses, password masked.\n\nExit codes: 0 ok, 1 failed, "
+    "2 bad input or unreachable database, 3 drift, 4 lock held by another deploy or not "
+    "granted in time.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(db.app, name="db")
+app.command()(migrations.status)
+app.command()(migrations.apply)
+app.command()(migrations.rollback)
+app.command()(migrations.history)
+app.command()(demo.demo)
+
+
+def main() -> None:
+    app()

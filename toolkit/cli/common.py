@@ -1,0 +1,108 @@
+"""What every command shares: the database option, --json, exit codes, printing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from toolkit.errors import BadInput, VenuedbError
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="Database to use. Default: $DATABASE_URL, else DATABASE_URL in ./.env, "
+        "else the running embedded server (`venuedb db start`).",
+        show_default=False,
+    ),
+]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help='Print one JSON document (with a top-level "status").')
+]
+
+
+class Output:
+    """Person-readable output on stdout, or one JSON document; progress goes to stderr in JSON mode."""
+
+    def __init__(self, as_json: bool) -> None:
+        from rich.console import Console
+
+        self.as_json = as_json
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    @property
+    def progress(self) -> Any:
+        return self.err if self.as_json else self.out
+
+    def line(self, text: str = "") -> None:
+        if not self.as_json:
+            self.out.print(text)
+
+    def note(self, text: str) -> None:
+        """Context such as which database is used: stderr, so stdout stays parseable."""
+        self.err.print(text, style="dim")
+
+    def emit(self, kind: str, message: str) -> None:
+        style = {"notice": "cyan", "retry": "yellow", "warning": "yellow", "step": "green"}.get(
+            kind, ""
+        )
+        prefix = {"notice": "NOTICE: ", "retry": "retry: ", "warning": "warning: "}.get(kind, "")
+        self.progress.print(f"{prefix}{message}", style=style or None, markup=False)
+
+    def document(self, status: str, **payload: Any) -> None:
+        if self.as_json:
+            sys.stdout.write(
+                json.dumps({"status": status, **payload}, indent=2, default=str) + "\n"
+            )
+
+    def fail(self, exc: VenuedbError) -> NoReturn:
+        if self.as_json:
+            self.document("error", error=str(exc), exit_code=exc.exit_code)
+        else:
+            self.err.print(f"error: {exc}", style="bold red", markup=False)
+        raise typer.Exit(exc.exit_code)
+
+
+@contextmanager
+def handled(output: Output) -> Iterator[None]:
+    """Expected failures become one clear message and an exit code, never a traceback."""
+    try:
+        yield
+    except VenuedbError as exc:
+        output.fail(exc)
+    except KeyboardInterrupt:
+        output.fail(VenuedbError("interrupted; the current revision's transaction was rolled back"))
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        t.add_column(column)
+    for row in rows:
+        t.add_row(*["" if v is None else str(v) for v in row])
+    return t
+
+
+def resolve_target(database_url: str | None, output: Output) -> Any:
+    from toolkit import connection
+
+    target = connection.resolve(database_url)
+    output.note(target.describe())
+    return target
+
+
+def require_tty_or_yes(yes: bool, what: str, confirm: Callable[[], bool]) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise BadInput(f"{what} needs --yes when not run from a terminal; nothing was changed")
+    if not confirm():
+        raise BadInput("cancelled; nothing was changed")

@@ -1,0 +1,303 @@
+"""`venuedb status | apply | rollback | history`: the Alembic side, made safe for production."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from toolkit.cli.common import (
+    DatabaseUrl,
+    JsonFlag,
+    Output,
+    handled,
+    require_tty_or_yes,
+    resolve_target,
+    table,
+)
+
+TargetArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="A release name (see `venuedb history`), a revision id, an Alembic target such "
+        "as booking@head or bar@-1, or base.",
+        show_default=False,
+    ),
+]
+LockWait = Annotated[
+    str,
+    typer.Option(
+        help="How long to wait for another deploy to finish before giving up with exit 4."
+    ),
+]
+LockTimeout = Annotated[
+    str,
+    typer.Option(
+        help="SET lock_timeout for every revision. Keep it short: while a migration waits for a "
+        "lock, every query on that table queues behind it."
+    ),
+]
+StatementTimeout = Annotated[
+    str, typer.Option(help="SET statement_timeout for every revision (0 = none).")
+]
+Retries = Annotated[
+    int,
+    typer.Option(
+        min=0, max=20, help="Retries (with exponential backoff) when a lock is not granted in time."
+    ),
+]
+Actor = Annotated[
+    str | None,
+    typer.Option(
+        help="Who is deploying, recorded with the OS user (default: $VENUEDB_ACTOR or the OS user)."
+    ),
+]
+
+
+def _options(
+    lock_wait: str,
+    lock_timeout: str,
+    statement_timeout: str,
+    retries: int,
+    actor: str | None,
+    rehearse: bool = False,
+) -> Any:
+    from toolkit.durations import parse_seconds
+    from toolkit.migrate import RunOptions
+    from toolkit.records import default_actor
+
+    return RunOptions(
+        lock_wait=parse_seconds(lock_wait, option="--lock-wait"),
+        lock_timeout=parse_seconds(lock_timeout, option="--lock-timeout"),
+        statement_timeout=parse_seconds(statement_timeout, option="--statement-timeout"),
+        retries=retries,
+        actor=actor or default_actor(),
+        rehearse=rehearse,
+    )
+
+
+def status(database_url: DatabaseUrl = None, json_output: JsonFlag = False) -> None:
+    """Revision per branch, pending revisions, releases applied, last deployment."""
+    from toolkit.status import status as get_status
+
+    out = Output(json_output)
+    with handled(out):
+        target = resolve_target(database_url, out)
+        info = get_status(target)
+        out.document("ok", **info)
+        if json_output:
+            return
+        out.line(f"PostgreSQL {info['server_version']}")
+        out.out.print(
+            table(
+                "Branches",
+                ["branch", "revision"],
+                [[b, r or "(base)"] for b, r in info["branches"].items()],
+            )
+        )
+        out.out.print(
+            table(
+                "Releases",
+                ["release", "branch", "state"],
+                [[r["release"], r["branch"], r["state"]] for r in info["releases"]],
+            )
+        )
+        if info["pending"]:
+            out.line(
+                f"{len(info['pending'])} pending: "
+                + ", ".join(p["revision"] for p in info["pending"])
+                + " (run `venuedb apply`)"
+            )
+        else:
+            out.line("no pending revisions")
+        last = info["last_deployment"]
+        if last:
+            out.line(
+                f"last deployment #{last['id']}: {last['command']} {last['target']} "
+                f"{last['result']} at {last['started_at']} by {last['actor']}"
+                + (f" ({last['duration_ms']} ms)" if last["duration_ms"] is not None else "")
+            )
+
+
+def apply(
+    target_name: TargetArg = None,
+    database_url: DatabaseUrl = None,
+    sql: Annotated[
+        bool,
+        typer.Option(
+            "--sql", help="Print the SQL instead of running it (offline; no database needed)."
+        ),
+    ] = False,
+    from_revision: Annotated[
+        str | None,
+        typer.Option("--from", help="With --sql: start from this revision instead of base."),
+    ] = None,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="Run the upgrade inside one transaction, report what would change, roll it back.",
+        ),
+    ] = False,
+    lock_wait: LockWait = "30s",
+    lock_timeout: LockTimeout = "1s",
+    statement_timeout: StatementTimeout = "0",
+    retries: Retries = 3,
+    actor: Actor = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Upgrade to TARGET (default: every branch head), one transaction per revision, recorded."""
+    out = Output(json_output)
+    with handled(out):
+        if sql:
+            _offline_sql(target_name, from_revision, out)
+            return
+        from toolkit.migrate import run
+
+        options = _options(lock_wait, lock_timeout, statement_timeout, retries, actor, rehearse)
+        target = resolve_target(database_url, out)
+        result = run(target, "upgrade", target_name, options, emit=out.emit)
+        _report(out, result, rehearse)
+
+
+def rollback(
+    target_name: Annotated[
+        str,
+        typer.Argument(
+            help="A release name (rolls back to before it), a revision id (keeps it), bar@-1, booking@base, or base.",
+            show_default=False,
+        ),
+    ],
+    database_url: DatabaseUrl = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Do it without asking (required when stdin is not a terminal)."),
+    ] = False,
+    lock_wait: LockWait = "30s",
+    lock_timeout: LockTimeout = "1s",
+    statement_timeout: StatementTimeout = "0",
+    retries: Retries = 3,
+    actor: Actor = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Downgrade to TARGET: shows the plan first and asks (or needs --yes)."""
+    from toolkit.migrate import plan_for, run
+
+    out = Output(json_output)
+    with handled(out):
+        options = _options(lock_wait, lock_timeout, statement_timeout, retries, actor)
+        target = resolve_target(database_url, out)
+        steps, _, alembic_target = plan_for(target, "downgrade", target_name)
+        if not steps:
+            out.line("nothing to roll back: the database is already at or below the target")
+            out.document("ok", planned=[], done=[])
+            return
+        out.progress.print(
+            table(
+                f"Rollback plan to {alembic_target} (in this order)",
+                ["#", "revision", "branch", "release", "what it undoes"],
+                [
+                    [
+                        i,
+                        s.revision,
+                        s.branch,
+                        s.release,
+                        s.message.splitlines()[0] if s.message else "",
+                    ]
+                    for i, s in enumerate(steps, 1)
+                ],
+            )
+        )
+        require_tty_or_yes(
+            yes,
+            "rollback",
+            lambda: typer.confirm(f"Roll back {len(steps)} revision(s)?", default=False),
+        )
+        result = run(target, "downgrade", target_name, options, emit=out.emit)
+        _report(out, result, False)
+
+
+def history(
+    database_url: DatabaseUrl = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="List revisions without asking a database which are applied."
+        ),
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Every revision in apply order, with its branch and release (and whether it is applied)."""
+    from toolkit.status import history as get_history
+
+    out = Output(json_output)
+    with handled(out):
+        target = None if offline else resolve_target(database_url, out)
+        entries = get_history(target)
+        out.document("ok", revisions=entries)
+        rows = [
+            [
+                e["revision"],
+                e["branch"],
+                e["release"] or "",
+                "" if "applied" not in e else ("yes" if e["applied"] else "no"),
+                (e["message"] or "").splitlines()[0] if e["message"] else "",
+            ]
+            for e in entries
+        ]
+        if not json_output:
+            out.out.print(
+                table("Revisions", ["revision", "branch", "release", "applied", "message"], rows)
+            )
+
+
+def _offline_sql(target_name: str | None, from_revision: str | None, out: Output) -> None:
+    from alembic import command
+
+    from toolkit import revisions as revs
+
+    alembic_target, _ = revs.upgrade_target(target_name)
+    config = revs.alembic_config()
+    spec = f"{from_revision}:{alembic_target}" if from_revision else alembic_target
+    try:
+        command.upgrade(config, spec, sql=True)
+    except Exception as exc:
+        from toolkit.errors import BadInput
+
+        raise BadInput(f"cannot produce SQL for {spec!r}: {str(exc).splitlines()[0]}") from None
+
+
+def _report(out: Output, result: Any, rehearse: bool) -> None:
+    data = result.to_dict()
+    if rehearse:
+        out.document("ok", rehearsed=True, **data)
+        out.line(
+            f"rehearsal of {len(result.planned)} revision(s) ran and was rolled back; "
+            "nothing was changed"
+        )
+        if result.changes:
+            out.out.print(
+                table(
+                    "What would change",
+                    ["action", "kind", "object"],
+                    [[c.action, c.kind, c.name] for c in result.changes],
+                )
+            )
+        return
+    out.document("ok", **data)
+    if result.planned:
+        verb = "applied" if result.command == "apply" else "rolled back"
+        out.line(
+            f"{verb} {len(result.done)} revision(s) in {result.duration_ms} ms "
+            f"(deployment #{result.deployment_id})"
+        )
+        out.out.print(
+            table(
+                None,
+                ["branch", "before", "after"],
+                [
+                    [b, result.from_heads.get(b) or "(base)", result.to_heads.get(b) or "(base)"]
+                    for b in result.to_heads
+                ],
+            )
+        )

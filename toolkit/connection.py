@@ -1,0 +1,116 @@
+"""Which database a command talks to, and opening connections to it.
+
+Resolution order (DESIGN.md): --database-url, else DATABASE_URL, else .env, else
+the running embedded server. The chosen URL is always printed masked.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from toolkit.errors import BadInput
+from toolkit.urls import mask_url, validate_url
+
+if TYPE_CHECKING:
+    import psycopg
+    from sqlalchemy.engine import Engine
+
+APPLICATION_NAME = "venuedb"
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    source: str  # "--database-url" | "DATABASE_URL" | ".env" | "embedded server"
+
+    @property
+    def masked(self) -> str:
+        return mask_url(self.url)
+
+    def describe(self) -> str:
+        return f"database: {self.masked} (from {self.source})"
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; quotes stripped; comments and `export ` prefixes allowed."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return values
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.removeprefix("export ").split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def resolve(database_url: str | None = None, *, cwd: Path | None = None) -> Target:
+    """Find the database, or raise BadInput saying how to name one."""
+    if database_url:
+        return Target(validate_url(database_url), "--database-url")
+    env_url = os.environ.get("DATABASE_URL")
+    if env_url:
+        return Target(validate_url(env_url), "DATABASE_URL")
+    dotenv = (cwd or Path.cwd()) / ".env"
+    dotenv_url = read_dotenv(dotenv).get("DATABASE_URL")
+    if dotenv_url:
+        return Target(validate_url(dotenv_url), ".env")
+    from toolkit.embedded import project_server
+
+    server = project_server()
+    status = server.status()
+    if status.state == "running":
+        return Target(server.url(), "embedded server")
+    raise BadInput(
+        "no database given: pass --database-url, set DATABASE_URL (or put it in .env), "
+        "or start the embedded server with `venuedb db start`"
+    )
+
+
+def connect(target: Target, *, autocommit: bool = True, purpose: str = "") -> psycopg.Connection:
+    """A psycopg connection, or BadInput with one clear line when it cannot be reached."""
+    import psycopg
+
+    name = f"{APPLICATION_NAME} {purpose}".strip()
+    try:
+        return psycopg.connect(
+            target.url, autocommit=autocommit, connect_timeout=5, application_name=name
+        )
+    except psycopg.OperationalError as exc:
+        raise BadInput(f"cannot reach {target.masked}: {_first_line(exc)}") from None
+
+
+def engine(target: Target, *, purpose: str = "") -> Engine:
+    """A SQLAlchemy engine for Alembic (no pooling: one deploy, one session)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from toolkit.urls import sqlalchemy_url
+
+    name = f"{APPLICATION_NAME} {purpose}".strip()
+    return create_engine(
+        sqlalchemy_url(target.url),
+        poolclass=NullPool,
+        connect_args={"connect_timeout": 5, "application_name": name},
+    )
+
+
+def check_reachable(target: Target) -> None:
+    with connect(target, purpose="probe"):
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    from toolkit.urls import mask_text
+
+    text = str(exc).strip().splitlines()
+    return mask_text(text[0] if text else exc.__class__.__name__)

@@ -1,0 +1,33 @@
+"""Errors the CLI turns into exit codes, never into tracebacks."""
+
+from __future__ import annotations
+
+
+class VenuedbError(Exception):
+    """An expected failure: the message says what failed, the state, and what to run next."""
+
+    exit_code = 1
+
+
+class OperationFailed(VenuedbError):
+    """A check or an operation failed (exit 1)."""
+
+    exit_code = 1
+
+
+class BadInput(VenuedbError):
+    """Unknown target, malformed file or URL, unreachable database (exit 2)."""
+
+    exit_code = 2
+
+
+class DriftFound(VenuedbError):
+    """Verification found drift or a failed postcondition (exit 3)."""
+
+    exit_code = 3
+
+
+class LockBusy(VenuedbError):
+    """Another deploy holds the lock, or a lock could not be had in time (exit 4)."""
+
+    exit_code = 4

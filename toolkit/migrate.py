@@ -1,0 +1,367 @@
+"""Apply and roll back revisions: one deploy at a time, one transaction per revision,
+short lock_timeout with bounded retries, every run recorded.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit import catalog, locks, records
+from toolkit import connection as db
+from toolkit import revisions as revs
+from toolkit.blockers import Blocker, BlockerWatcher
+from toolkit.durations import to_postgres
+from toolkit.errors import LockBusy, OperationFailed, VenuedbError
+from toolkit.sqlfiles import file_sha256
+from toolkit.urls import mask_text
+
+Emit = Callable[[str, str], None]  # (kind, message): kind is info | notice | step | retry | warning
+
+
+def _quiet(kind: str, message: str) -> None:
+    pass
+
+
+@dataclass
+class RunOptions:
+    lock_wait: float = 30.0
+    lock_timeout: float = 1.0
+    statement_timeout: float = 0.0
+    retries: int = 3
+    backoff: float = 0.5
+    actor: str = field(default_factory=records.default_actor)
+    rehearse: bool = False
+
+
+@dataclass
+class RunResult:
+    command: str
+    target: str
+    release: str | None
+    planned: list[revs.Step]
+    done: list[str] = field(default_factory=list)
+    from_heads: dict[str, str | None] = field(default_factory=dict)
+    to_heads: dict[str, str | None] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    changes: list[catalog.Change] = field(default_factory=list)
+    deployment_id: int | None = None
+    duration_ms: int = 0
+    attempts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "target": self.target,
+            "release": self.release,
+            "planned": [s.to_dict() for s in self.planned],
+            "done": self.done,
+            "from": self.from_heads,
+            "to": self.to_heads,
+            "notices": self.notices,
+            "changes": [c.to_dict() for c in self.changes],
+            "deployment_id": self.deployment_id,
+            "duration_ms": self.duration_ms,
+            "attempts": self.attempts,
+        }
+
+
+def current_heads(conn: Any) -> tuple[str, ...]:
+    """Heads recorded in alembic_version (empty before the first apply)."""
+    sql = "SELECT to_regclass('public.alembic_version') IS NOT NULL"
+    if hasattr(conn, "exec_driver_sql"):
+        exists = conn.exec_driver_sql(sql).scalar()
+        rows = (
+            conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+            if exists
+            else []
+        )
+    else:
+        exists = conn.execute(sql).fetchone()[0]
+        rows = conn.execute("SELECT version_num FROM alembic_version").fetchall() if exists else []
+    return tuple(sorted(r[0] for r in rows))
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    import psycopg.errors
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, psycopg.errors.LockNotAvailable):
+            return True
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, psycopg.errors.LockNotAvailable):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _error_text(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line for line in str(orig).strip().splitlines() if line.strip()]
+    return mask_text(lines[0] if lines else exc.__class__.__name__)
+
+
+def run(
+    target: db.Target,
+    direction: str,
+    target_name: str | None,
+    options: RunOptions | None = None,
+    emit: Emit = _quiet,
+) -> RunResult:
+    """Upgrade or downgrade under the deploy lock; raise VenuedbError subclasses on failure."""
+    options = options or RunOptions()
+    if direction == "upgrade":
+        alembic_target, release = revs.upgrade_target(target_name)
+    else:
+        alembic_target, release = revs.downgrade_target(target_name or "")
+    command = (
+        "rehearse" if options.rehearse else ("apply" if direction == "upgrade" else "rollback")
+    )
+
+    control = db.connect(target, purpose=f"{command} (control)")
+    with control:
+        # Validate the target against the database before anything is written.
+        revs.plan(direction, alembic_target, current_heads(control))
+        records.ensure_schema(control)
+        locks.acquire(control, locks.DEPLOY_LOCK, options.lock_wait, "deploy")
+        try:
+            return _run_locked(
+                target, control, direction, command, alembic_target, release, options, emit
+            )
+        finally:
+            locks.release(control, locks.DEPLOY_LOCK)
+
+
+def plan_for(
+    target: db.Target, direction: str, target_name: str | None
+) -> tuple[list[revs.Step], dict[str, str | None], str]:
+    """The plan without running it (for `rollback` confirmation and `status`)."""
+    if direction == "upgrade":
+        alembic_target, _ = revs.upgrade_target(target_name)
+    else:
+        alembic_target, _ = revs.downgrade_target(target_name or "")
+    with db.connect(target, purpose="plan") as conn:
+        heads = current_heads(conn)
+    return revs.plan(direction, alembic_target, heads), revs.heads_by_branch(heads), alembic_target
+
+
+def _run_locked(
+    target: db.Target,
+    control: Any,
+    direction: str,
+    command: str,
+    alembic_target: str,
+    release: Any,
+    options: RunOptions,
+    emit: Emit,
+) -> RunResult:
+    started = time.monotonic()
+    heads = current_heads(control)
+    planned = revs.plan(direction, alembic_target, heads)
+    result = RunResult(
+        command,
+        alembic_target,
+        release.name if release else None,
+        planned,
+        from_heads=revs.heads_by_branch(heads),
+    )
+    if not planned:
+        result.to_heads = result.from_heads
+        emit("info", "nothing to do: the database is already at the target")
+        return result
+    deployment = records.start(
+        control,
+        command=command,
+        target=alembic_target,
+        actor=options.actor,
+        from_revisions=result.from_heads,
+        planned=[s.revision for s in planned],
+    )
+    result.deployment_id = deployment.id
+
+    def note(kind: str, message: str) -> None:
+        deployment.output.append(f"{kind}: {message}")
+        if kind == "notice":
+            result.notices.append(message)
+        emit(kind, message)
+
+    try:
+        _attempt_loop(target, direction, alembic_target, options, result, deployment, note)
+    except VenuedbError as exc:
+        after = current_heads(control)
+        result.to_heads = revs.heads_by_branch(after)
+        records.finish(
+            control,
+            deployment,
+            result="failed",
+            to_revisions=result.to_heads,
+            done=result.done,
+            error=str(exc),
+        )
+        raise
+    after = current_heads(control)
+    result.to_heads = revs.heads_by_branch(after)
+    result.duration_ms = round((time.monotonic() - started) * 1000)
+    records.finish(
+        control,
+        deployment,
+        result="rehearsed" if options.rehearse else "succeeded",
+        to_revisions=result.to_heads,
+        done=result.done,
+    )
+    return result
+
+
+def _attempt_loop(
+    target: db.Target,
+    direction: str,
+    alembic_target: str,
+    options: RunOptions,
+    result: RunResult,
+    deployment: records.Deployment,
+    note: Emit,
+) -> None:
+    attempt = 0
+    while True:
+        attempt += 1
+        result.attempts = attempt
+        blockers: list[Blocker] = []
+        try:
+            _migrate_once(
+                target, direction, alembic_target, options, result, deployment, note, blockers
+            )
+            return
+        except VenuedbError:
+            raise
+        except Exception as exc:
+            if not _is_lock_timeout(exc):
+                raise _failure(result, exc) from None
+            who = "; ".join(b.describe() for b in blockers) or "a session that finished meanwhile"
+            if attempt > options.retries:
+                raise LockBusy(
+                    f"could not get the locks for revision {_running(result)} within "
+                    f"{options.lock_timeout:g}s after {attempt} attempts; blocked by {who}. "
+                    f"{_state_line(result)} Retry when the blocker is gone, or end it "
+                    "with SELECT pg_cancel_backend(pid)."
+                ) from None
+            delay = options.backoff * (2 ** (attempt - 1)) * (0.8 + 0.4 * random.random())
+            note(
+                "retry",
+                f"lock not granted within {options.lock_timeout:g}s for "
+                f"{_running(result)} (blocked by {who}); attempt {attempt + 1} of "
+                f"{options.retries + 1} in {delay:.1f}s",
+            )
+            time.sleep(delay)
+
+
+def _running(result: RunResult) -> str:
+    for step in result.planned:
+        if step.revision not in result.done:
+            return step.revision
+    return "?"
+
+
+def _state_line(result: RunResult) -> str:
+    if result.done:
+        done = ", ".join(result.done)
+        return f"Done before the failure: {done}; nothing of {_running(result)} was kept."
+    return "Nothing was changed."
+
+
+def _failure(result: RunResult, exc: BaseException) -> OperationFailed:
+    failing = _running(result)
+    return OperationFailed(
+        f"revision {failing} failed and was rolled back: {_error_text(exc)}. "
+        f"{_state_line(result)} Fix the cause, then run the same command again."
+    )
+
+
+def _migrate_once(
+    target: db.Target,
+    direction: str,
+    alembic_target: str,
+    options: RunOptions,
+    result: RunResult,
+    deployment: records.Deployment,
+    note: Emit,
+    blockers: list[Blocker],
+) -> None:
+    from alembic import command
+
+    engine = db.engine(target, purpose=result.command)
+    try:
+        with engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            driver.add_notice_handler(lambda diag: note("notice", diag.message_primary or ""))
+            conn.exec_driver_sql(f"SET lock_timeout = '{to_postgres(options.lock_timeout)}'")
+            conn.exec_driver_sql(
+                f"SET statement_timeout = '{to_postgres(options.statement_timeout)}'"
+            )
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            conn.commit()
+            last = [time.monotonic()]
+
+            def on_version_apply(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+                script_rev = step.up_revision
+                if step.is_upgrade:
+                    records.record_checksum(
+                        ctx.connection,
+                        revision=script_rev.revision,
+                        branch=revs.branch_of(script_rev.revision),
+                        path=script_rev.path,
+                        sha256=file_sha256(Path(script_rev.path)),
+                        deployment_id=deployment.id,
+                    )
+                else:
+                    records.forget_checksum(ctx.connection, script_rev.revision)
+                now = time.monotonic()
+                elapsed = now - last[0]
+                last[0] = now
+                name = script_rev.revision
+                result.done.append(name)
+                verb = "applied" if step.is_upgrade else "rolled back"
+                if options.rehearse:
+                    verb = "rehearsed " + ("upgrade of" if step.is_upgrade else "rollback of")
+                note("step", f"{verb} {name} ({elapsed * 1000:.0f} ms)")
+
+            config = revs.alembic_config(conn)
+            config.attributes["on_version_apply"] = [on_version_apply]
+            with BlockerWatcher(target, int(pid)) as watcher:
+                try:
+                    if options.rehearse:
+                        _rehearse(conn, config, direction, alembic_target, result)
+                    elif direction == "upgrade":
+                        command.upgrade(config, alembic_target)
+                    else:
+                        command.downgrade(config, alembic_target)
+                finally:
+                    blockers.extend(watcher.seen)
+                    if conn.in_transaction():
+                        conn.rollback()
+    finally:
+        engine.dispose()
+
+
+def _rehearse(
+    conn: Any, config: Any, direction: str, alembic_target: str, result: RunResult
+) -> None:
+    """Run the whole change inside one transaction, describe what changed, roll it back."""
+    from alembic import command
+
+    trans = conn.begin()
+    try:
+        before = catalog.snapshot(conn)
+        if direction == "upgrade":
+            command.upgrade(config, alembic_target)
+        else:
+            command.downgrade(config, alembic_target)
+        result.changes = catalog.diff(before, catalog.snapshot(conn))
+    finally:
+        trans.rollback()

@@ -1,0 +1,48 @@
+"""`venuedb status` and `venuedb history`: where each branch is, what is pending, what ran last."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from toolkit import connection as db
+from toolkit import records
+from toolkit import revisions as revs
+from toolkit.migrate import current_heads
+
+
+def status(target: db.Target) -> dict[str, Any]:
+    with db.connect(target, purpose="status") as conn:
+        heads = current_heads(conn)
+        last = records.last_deployment(conn)
+        server_version = conn.execute("SHOW server_version").fetchone()[0]
+    applied = revs.applied_revisions(heads)
+    pending = [s.to_dict() for s in revs.all_steps() if s.revision not in applied]
+    return {
+        "server_version": server_version,
+        "branches": revs.heads_by_branch(heads),
+        "pending": pending,
+        "releases": revs.releases_applied(heads),
+        "last_deployment": last,
+    }
+
+
+def history(target: db.Target | None) -> list[dict[str, Any]]:
+    """Every revision in apply order, marked applied or not when a database is known."""
+    applied: set[str] | None = None
+    checksums: dict[str, str] = {}
+    if target is not None:
+        with db.connect(target, purpose="history") as conn:
+            applied = revs.applied_revisions(current_heads(conn))
+            if records.schema_exists(conn):
+                rows = conn.execute(
+                    "SELECT revision, applied_at::text FROM venuedb.revision_checksums"
+                ).fetchall()
+                checksums = {r[0]: r[1] for r in rows}
+    out = []
+    for step in revs.all_steps():
+        entry = step.to_dict()
+        if applied is not None:
+            entry["applied"] = step.revision in applied
+            entry["applied_at"] = checksums.get(step.revision)
+        out.append(entry)
+    return out
