@@ -87,7 +87,8 @@ def test_bad_or_unreachable_url_exits_2_without_leaking_the_password(url: str) -
         assert result.exit_code == 2, result.output
         assert "hunter2" not in result.output
         assert "Traceback" not in result.output
-        assert result.stderr.strip().startswith("error:")
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1
 
 
 def test_json_errors_are_one_document_with_status() -> None:

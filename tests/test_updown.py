@@ -20,8 +20,10 @@ from toolkit.migrate import RunOptions, run
 
 
 def _snapshot(url: str) -> dict:
+    # Extensions are database-wide and shared: revisions create them when missing and
+    # never drop them, so they are not part of what a downgrade must undo.
     with psycopg.connect(url) as conn:
-        return catalog.snapshot(conn)
+        return {k: v for k, v in catalog.snapshot(conn).items() if k[0] != "extension"}
 
 
 def _row_counts(url: str) -> dict[str, int]:

@@ -83,7 +83,12 @@ def snapshot(
         rows = cursor_owner.exec_driver_sql(SNAPSHOT_SQL, params).fetchall()
     else:
         rows = cursor_owner.execute(SNAPSHOT_SQL, params).fetchall()
-    return {(kind, name): definition for kind, name, definition in rows}
+    # alembic_version is the migration tool's bookkeeping, not the application's schema.
+    return {
+        (kind, name): definition
+        for kind, name, definition in rows
+        if not name.startswith(("public.alembic_version", "public.alembic_version_pkc"))
+    }
 
 
 def diff(before: dict[tuple[str, str], str], after: dict[tuple[str, str], str]) -> list[Change]:

@@ -269,8 +269,10 @@ def _offline_sql(target_name: str | None, from_revision: str | None, out: Output
 
 def _report(out: Output, result: Any, rehearse: bool) -> None:
     data = result.to_dict()
+    if out.as_json:
+        out.document("ok", rehearsed=rehearse, **data)
+        return
     if rehearse:
-        out.document("ok", rehearsed=True, **data)
         out.line(
             f"rehearsal of {len(result.planned)} revision(s) ran and was rolled back; "
             "nothing was changed"
@@ -284,7 +286,6 @@ def _report(out: Output, result: Any, rehearse: bool) -> None:
                 )
             )
         return
-    out.document("ok", **data)
     if result.planned:
         verb = "applied" if result.command == "apply" else "rolled back"
         out.line(

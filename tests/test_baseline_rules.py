@@ -1,0 +1,200 @@
+"""The baselines' rules, each tried from SQL and seen to hold."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg import errors
+
+
+@pytest.fixture
+def conn(db_url: str):
+    with psycopg.connect(db_url) as connection:
+        yield connection
+
+
+def _restaurant_with_tables(conn: psycopg.Connection, count: int = 2) -> tuple[str, list[str]]:
+    restaurant = conn.execute(
+        "INSERT INTO restaurants (name, slug) VALUES ('Test', 'test-' || gen_random_uuid()) "
+        "RETURNING id"
+    ).fetchone()[0]
+    zone = conn.execute(
+        "INSERT INTO zones (restaurant_id, name) VALUES (%s, 'Main') RETURNING id", (restaurant,)
+    ).fetchone()[0]
+    tables = [
+        conn.execute(
+            "INSERT INTO table_inventory (restaurant_id, zone_id, table_number, capacity, "
+            "min_party_size, max_party_size, mobility) VALUES (%s, %s, %s, 4, 1, 4, 'movable') "
+            "RETURNING id",
+            (restaurant, zone, f"T{i}"),
+        ).fetchone()[0]
+        for i in range(count)
+    ]
+    return restaurant, tables
+
+
+def _booking(
+    conn: psycopg.Connection, restaurant: str, start: str = "2030-01-01 19:00+00", party: int = 4
+) -> str:
+    return conn.execute(
+        "INSERT INTO bookings (restaurant_id, customer_name, party_size, booking_date, start_at, "
+        "end_at) VALUES (%s, 'Guest', %s, %s::timestamptz::date, %s::timestamptz, "
+        "%s::timestamptz + interval '2 hours') RETURNING id",
+        (restaurant, party, start, start, start),
+    ).fetchone()[0]
+
+
+def _allocate(
+    conn: psycopg.Connection, restaurant: str, table: str, window: str, shadow: bool = False
+) -> None:
+    conn.execute(
+        'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window", shadow) '
+        "VALUES (%s, 'table', %s, %s::tstzrange, %s)",
+        (restaurant, table, window, shadow),
+    )
+
+
+def test_overlapping_allocations_are_rejected_at_commit(conn: psycopg.Connection) -> None:
+    restaurant, (table, _) = _restaurant_with_tables(conn)
+    _allocate(conn, restaurant, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
+    _allocate(conn, restaurant, table, "[2030-01-01 20:00+00,2030-01-01 22:00+00)")
+    with pytest.raises(errors.ExclusionViolation, match="allocations_resource_window_excl"):
+        conn.commit()  # INITIALLY DEFERRED: checked at commit
+
+
+def test_touching_and_shadow_allocations_are_allowed(conn: psycopg.Connection) -> None:
+    restaurant, (table, _) = _restaurant_with_tables(conn)
+    _allocate(conn, restaurant, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
+    _allocate(conn, restaurant, table, "[2030-01-01 21:00+00,2030-01-01 23:00+00)")
+    _allocate(conn, restaurant, table, "[2030-01-01 19:30+00,2030-01-01 20:00+00)", shadow=True)
+    conn.commit()
+
+
+def test_the_old_constraint_is_not_tenant_scoped(conn: psycopg.Connection) -> None:
+    """The weakness seed 003 fixed: the same resource id in two restaurants conflicts."""
+    first, (table, _) = _restaurant_with_tables(conn)
+    second, _ = _restaurant_with_tables(conn)
+    _allocate(conn, first, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
+    _allocate(conn, second, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
+    with pytest.raises(errors.ExclusionViolation):
+        conn.commit()
+
+
+def test_confirm_hold_assignment_tx_v11_confirms_and_allocates(conn: psycopg.Connection) -> None:
+    restaurant, tables = _restaurant_with_tables(conn)
+    booking = _booking(conn, restaurant, party=6)
+    hold = conn.execute(
+        "INSERT INTO table_holds (restaurant_id, booking_id, start_at, end_at, expires_at) "
+        "SELECT restaurant_id, id, start_at, end_at, now() + interval '5 minutes' FROM bookings "
+        "WHERE id = %s RETURNING id",
+        (booking,),
+    ).fetchone()[0]
+    for table in tables:
+        conn.execute(
+            "INSERT INTO table_hold_members (hold_id, table_id) VALUES (%s, %s)", (hold, table)
+        )
+    rows = conn.execute(
+        "SELECT table_id, merge_group_id FROM confirm_hold_assignment_tx(%s, %s)", (hold, booking)
+    ).fetchall()
+    conn.commit()
+    assert sorted(r[0] for r in rows) == sorted(tables)
+    assert len({r[1] for r in rows}) == 1 and rows[0][1] is not None  # one merge group
+    assert conn.execute("SELECT status FROM bookings WHERE id = %s", (booking,)).fetchone() == (
+        "confirmed",
+    )
+    assert conn.execute(
+        "SELECT count(*) FROM booking_table_assignments WHERE booking_id = %s", (booking,)
+    ).fetchone() == (2,)
+    kinds = conn.execute(
+        "SELECT resource_type, count(*) FROM allocations WHERE booking_id = %s "
+        "GROUP BY 1 ORDER BY 1",
+        (booking,),
+    ).fetchall()
+    assert kinds == [("merge_group", 1), ("table", 2)]
+    assert conn.execute("SELECT count(*) FROM table_holds WHERE id = %s", (hold,)).fetchone() == (
+        0,
+    )
+    comment = conn.execute(
+        "SELECT obj_description('public.confirm_hold_assignment_tx(uuid,uuid,text,uuid)'::regprocedure)"
+    ).fetchone()[0]
+    assert comment == "venuedb:version=11"
+
+
+def test_confirm_of_an_expired_hold_is_refused(conn: psycopg.Connection) -> None:
+    restaurant, tables = _restaurant_with_tables(conn, 1)
+    booking = _booking(conn, restaurant)
+    hold = conn.execute(
+        "INSERT INTO table_holds (restaurant_id, booking_id, start_at, end_at, expires_at) "
+        "SELECT restaurant_id, id, start_at, end_at, now() - interval '1 minute' FROM bookings "
+        "WHERE id = %s RETURNING id",
+        (booking,),
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO table_hold_members (hold_id, table_id) VALUES (%s, %s)", (hold, tables[0])
+    )
+    with pytest.raises(psycopg.Error, match=r"(?i)expired"):
+        conn.execute("SELECT * FROM confirm_hold_assignment_tx(%s, %s)", (hold, booking))
+
+
+@pytest.mark.parametrize(
+    ("sql", "error"),
+    [
+        (
+            "INSERT INTO bookings (restaurant_id, party_size, booking_date, start_at, end_at) "
+            "SELECT id, 0, current_date, now(), now() + interval '1 hour' FROM restaurants LIMIT 1",
+            errors.CheckViolation,
+        ),
+        (
+            "INSERT INTO bookings (restaurant_id, party_size, booking_date, start_at, end_at) "
+            "SELECT id, 2, current_date, now(), now() - interval '1 hour' FROM restaurants LIMIT 1",
+            errors.CheckViolation,
+        ),
+        (
+            "INSERT INTO bookings (restaurant_id, party_size, booking_date, start_at, end_at, status) "
+            "SELECT id, 2, current_date, now(), now() + interval '1 hour', 'maybe' FROM restaurants "
+            "LIMIT 1",
+            errors.CheckViolation,
+        ),
+        (
+            'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window") '
+            "SELECT id, 'chair', gen_random_uuid(), tstzrange(now(), now() + interval '1 hour') "
+            "FROM restaurants LIMIT 1",
+            errors.CheckViolation,
+        ),
+        (
+            "INSERT INTO sales (bar_id, total) SELECT id, -1 FROM bars LIMIT 1",
+            errors.CheckViolation,
+        ),
+        (
+            "INSERT INTO bar_members (bar_id, user_id, role) SELECT b.id, u.id, 'bouncer' "
+            "FROM bars b, auth.users u LIMIT 1",
+            errors.CheckViolation,
+        ),
+    ],
+)
+def test_check_constraints_hold(conn: psycopg.Connection, sql: str, error: type) -> None:
+    _restaurant_with_tables(conn, 1)
+    conn.execute("INSERT INTO auth.users (email) VALUES ('x@example.com')")
+    conn.execute("INSERT INTO bars (name) VALUES ('Bar')")
+    with pytest.raises(error):
+        conn.execute(sql)
+
+
+def test_auth_uid_reads_the_jwt_claim(conn: psycopg.Connection) -> None:
+    assert conn.execute("SELECT auth.uid()").fetchone() == (None,)
+    conn.execute(
+        "SELECT set_config('request.jwt.claim.sub', '6f1c1a7e-3b5e-4d0a-9a53-0d6c1c9a0001', true)"
+    )
+    assert str(conn.execute("SELECT auth.uid()").fetchone()[0]) == (
+        "6f1c1a7e-3b5e-4d0a-9a53-0d6c1c9a0001"
+    )
+
+
+def test_supabase_roles_exist_and_service_role_bypasses_rls(conn: psycopg.Connection) -> None:
+    rows = dict(
+        conn.execute(
+            "SELECT rolname, rolbypassrls FROM pg_roles "
+            "WHERE rolname IN ('anon', 'authenticated', 'service_role')"
+        ).fetchall()
+    )
+    assert rows == {"anon": False, "authenticated": False, "service_role": True}
