@@ -112,3 +112,23 @@ def test_history_offline_lists_every_release() -> None:
     assert result.exit_code == 0
     releases = {entry["release"] for entry in as_json(result)["revisions"]}
     assert {"core", "booking-baseline", "bar-baseline"} <= releases
+
+
+def test_demo_runs_on_a_given_database(empty_db_url: str) -> None:
+    result = invoke("demo", "--database-url", empty_db_url, "--json")
+    assert result.exit_code == 0, result.output
+    document = as_json(result)
+    assert all(r["state"] == "applied" for r in document["releases"])
+    assert "***" in document["database"] or "@" not in document["database"]
+
+
+def test_db_commands_on_a_project_without_a_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.setenv("VENUEDB_HOME", str(tmp_path))
+    status = invoke("db", "status", "--json")
+    assert status.exit_code == 1
+    assert as_json(status)["server"]["state"] == "not_initialised"
+    url = invoke("db", "url")
+    assert url.exit_code == 2 and "venuedb db start" in url.stderr
+    assert invoke("db", "stop").exit_code == 0
