@@ -333,6 +333,7 @@ def _migrate_once(
 
             config = revs.alembic_config(conn)
             config.attributes["on_version_apply"] = [on_version_apply]
+            config.attributes["venuedb_rehearse"] = options.rehearse
             with BlockerWatcher(target, int(pid)) as watcher:
                 try:
                     if options.rehearse:

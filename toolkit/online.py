@@ -1,0 +1,65 @@
+"""Online DDL for revisions: changes that must not block traffic on big tables.
+
+`CREATE INDEX CONCURRENTLY` cannot run inside a transaction, so these helpers step out
+of the revision's transaction (Alembic's autocommit block) and are idempotent: after
+a crash or a lock timeout, running the revision again finishes the job (an invalid
+index left by a failed concurrent build is dropped and rebuilt). In a rehearsal
+(`venuedb apply --rehearse`, everything inside one transaction that is rolled back)
+the plain transactional form runs instead, so the rehearsal still shows the result.
+"""
+
+from __future__ import annotations
+
+from alembic import context, op
+
+from toolkit.sqlfiles import execute_sql
+
+
+def in_rehearsal() -> bool:
+    return bool(context.config.attributes.get("venuedb_rehearse"))
+
+
+def _index_state(name: str) -> str:
+    """missing | valid | invalid (a concurrent build that did not finish)."""
+    row = (
+        op.get_bind()
+        .exec_driver_sql(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relname = %(name)s",
+            {"name": name},
+        )
+        .fetchone()
+    )
+    if row is None:
+        return "missing"
+    return "valid" if row[0] else "invalid"
+
+
+def create_index_concurrently(name: str, definition: str) -> None:
+    """CREATE INDEX CONCURRENTLY name <definition>, e.g. 'ON public.t USING btree (c)'."""
+    if context.is_offline_mode():
+        with op.get_context().autocommit_block():
+            op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} {definition}")
+        return
+    if in_rehearsal():
+        op.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
+        return
+    with op.get_context().autocommit_block():
+        state = _index_state(name)
+        if state == "invalid":
+            execute_sql(f"DROP INDEX CONCURRENTLY IF EXISTS public.{name}")
+        if state != "valid":
+            execute_sql(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} {definition}")
+
+
+def drop_index_concurrently(name: str) -> None:
+    if context.is_offline_mode():
+        with op.get_context().autocommit_block():
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS public.{name}")
+        return
+    if in_rehearsal():
+        op.execute(f"DROP INDEX IF EXISTS public.{name}")
+        return
+    with op.get_context().autocommit_block():
+        execute_sql(f"DROP INDEX CONCURRENTLY IF EXISTS public.{name}")
