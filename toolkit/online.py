@@ -36,21 +36,22 @@ def _index_state(name: str) -> str:
     return "valid" if row[0] else "invalid"
 
 
-def create_index_concurrently(name: str, definition: str) -> None:
-    """CREATE INDEX CONCURRENTLY name <definition>, e.g. 'ON public.t USING btree (c)'."""
+def create_index_concurrently(name: str, definition: str, *, unique: bool = False) -> None:
+    """CREATE [UNIQUE] INDEX CONCURRENTLY name <definition>, e.g. 'ON public.t USING btree (c)'."""
+    kind = "UNIQUE INDEX" if unique else "INDEX"
     if context.is_offline_mode():
         with op.get_context().autocommit_block():
-            op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} {definition}")
+            op.execute(f"CREATE {kind} CONCURRENTLY IF NOT EXISTS {name} {definition}")
         return
     if in_rehearsal():
-        op.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
+        op.execute(f"CREATE {kind} IF NOT EXISTS {name} {definition}")
         return
     with op.get_context().autocommit_block():
         state = _index_state(name)
         if state == "invalid":
             execute_sql(f"DROP INDEX CONCURRENTLY IF EXISTS public.{name}")
         if state != "valid":
-            execute_sql(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} {definition}")
+            execute_sql(f"CREATE {kind} CONCURRENTLY IF NOT EXISTS {name} {definition}")
 
 
 def drop_index_concurrently(name: str) -> None:
