@@ -10,6 +10,9 @@ the plain transactional form runs instead, so the rehearsal still shows the resu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
 from alembic import context, op
 
 from toolkit.sqlfiles import execute_sql
@@ -17,6 +20,19 @@ from toolkit.sqlfiles import execute_sql
 
 def in_rehearsal() -> bool:
     return bool(context.config.attributes.get("venuedb_rehearse"))
+
+
+@contextmanager
+def outside_transaction() -> Iterator[None]:
+    """Commit what the revision did so far and run the block in autocommit mode.
+
+    Each statement in the block is its own short transaction, so no lock taken by the
+    revision's earlier statements is held while it runs. In a rehearsal the block runs
+    inside the one rolled-back transaction instead.
+    """
+    block = nullcontext() if in_rehearsal() else op.get_context().autocommit_block()
+    with block:
+        yield
 
 
 def _index_state(name: str) -> str:
