@@ -9,7 +9,21 @@ from psycopg import errors
 
 @pytest.fixture
 def conn(db_url: str):
+    """A database with every migration applied."""
     with psycopg.connect(db_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+def baseline(empty_db_url: str):
+    """A database at the baselines only: the state the seeds started from."""
+    from toolkit.connection import Target
+    from toolkit.migrate import RunOptions, run
+
+    target = Target(empty_db_url, "tests")
+    for release in ("booking-baseline", "bar-baseline"):
+        run(target, "upgrade", release, RunOptions(actor="tests"))
+    with psycopg.connect(empty_db_url) as connection:
         yield connection
 
 
@@ -54,86 +68,88 @@ def _allocate(
     )
 
 
-def test_overlapping_allocations_are_rejected_at_commit(conn: psycopg.Connection) -> None:
-    restaurant, (table, _) = _restaurant_with_tables(conn)
-    _allocate(conn, restaurant, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
-    _allocate(conn, restaurant, table, "[2030-01-01 20:00+00,2030-01-01 22:00+00)")
+def test_overlapping_allocations_are_rejected_at_commit(baseline: psycopg.Connection) -> None:
+    restaurant, (table, _) = _restaurant_with_tables(baseline)
+    _allocate(baseline, restaurant, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
+    _allocate(baseline, restaurant, table, "[2030-01-01 20:00+00,2030-01-01 22:00+00)")
     with pytest.raises(errors.ExclusionViolation, match="allocations_resource_window_excl"):
-        conn.commit()  # INITIALLY DEFERRED: checked at commit
+        baseline.commit()  # INITIALLY DEFERRED: checked at commit
 
 
-def test_touching_and_shadow_allocations_are_allowed(conn: psycopg.Connection) -> None:
-    restaurant, (table, _) = _restaurant_with_tables(conn)
-    _allocate(conn, restaurant, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
-    _allocate(conn, restaurant, table, "[2030-01-01 21:00+00,2030-01-01 23:00+00)")
-    _allocate(conn, restaurant, table, "[2030-01-01 19:30+00,2030-01-01 20:00+00)", shadow=True)
-    conn.commit()
+def test_touching_and_shadow_allocations_are_allowed(baseline: psycopg.Connection) -> None:
+    restaurant, (table, _) = _restaurant_with_tables(baseline)
+    _allocate(baseline, restaurant, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
+    _allocate(baseline, restaurant, table, "[2030-01-01 21:00+00,2030-01-01 23:00+00)")
+    _allocate(baseline, restaurant, table, "[2030-01-01 19:30+00,2030-01-01 20:00+00)", shadow=True)
+    baseline.commit()
 
 
-def test_the_old_constraint_is_not_tenant_scoped(conn: psycopg.Connection) -> None:
+def test_the_old_constraint_is_not_tenant_scoped(baseline: psycopg.Connection) -> None:
     """The weakness seed 003 fixed: the same resource id in two restaurants conflicts."""
-    first, (table, _) = _restaurant_with_tables(conn)
-    second, _ = _restaurant_with_tables(conn)
-    _allocate(conn, first, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
-    _allocate(conn, second, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
+    first, (table, _) = _restaurant_with_tables(baseline)
+    second, _ = _restaurant_with_tables(baseline)
+    _allocate(baseline, first, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
+    _allocate(baseline, second, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
     with pytest.raises(errors.ExclusionViolation):
-        conn.commit()
+        baseline.commit()
 
 
-def test_confirm_hold_assignment_tx_v11_confirms_and_allocates(conn: psycopg.Connection) -> None:
-    restaurant, tables = _restaurant_with_tables(conn)
-    booking = _booking(conn, restaurant, party=6)
-    hold = conn.execute(
+def test_confirm_hold_assignment_tx_v11_confirms_and_allocates(
+    baseline: psycopg.Connection,
+) -> None:
+    restaurant, tables = _restaurant_with_tables(baseline)
+    booking = _booking(baseline, restaurant, party=6)
+    hold = baseline.execute(
         "INSERT INTO table_holds (restaurant_id, booking_id, start_at, end_at, expires_at) "
         "SELECT restaurant_id, id, start_at, end_at, now() + interval '5 minutes' FROM bookings "
         "WHERE id = %s RETURNING id",
         (booking,),
     ).fetchone()[0]
     for table in tables:
-        conn.execute(
+        baseline.execute(
             "INSERT INTO table_hold_members (hold_id, table_id) VALUES (%s, %s)", (hold, table)
         )
-    rows = conn.execute(
+    rows = baseline.execute(
         "SELECT table_id, merge_group_id FROM confirm_hold_assignment_tx(%s, %s)", (hold, booking)
     ).fetchall()
-    conn.commit()
+    baseline.commit()
     assert sorted(r[0] for r in rows) == sorted(tables)
     assert len({r[1] for r in rows}) == 1 and rows[0][1] is not None  # one merge group
-    assert conn.execute("SELECT status FROM bookings WHERE id = %s", (booking,)).fetchone() == (
+    assert baseline.execute("SELECT status FROM bookings WHERE id = %s", (booking,)).fetchone() == (
         "confirmed",
     )
-    assert conn.execute(
+    assert baseline.execute(
         "SELECT count(*) FROM booking_table_assignments WHERE booking_id = %s", (booking,)
     ).fetchone() == (2,)
-    kinds = conn.execute(
+    kinds = baseline.execute(
         "SELECT resource_type, count(*) FROM allocations WHERE booking_id = %s "
         "GROUP BY 1 ORDER BY 1",
         (booking,),
     ).fetchall()
     assert kinds == [("merge_group", 1), ("table", 2)]
-    assert conn.execute("SELECT count(*) FROM table_holds WHERE id = %s", (hold,)).fetchone() == (
-        0,
-    )
-    comment = conn.execute(
+    assert baseline.execute(
+        "SELECT count(*) FROM table_holds WHERE id = %s", (hold,)
+    ).fetchone() == (0,)
+    comment = baseline.execute(
         "SELECT obj_description('public.confirm_hold_assignment_tx(uuid,uuid,text,uuid)'::regprocedure)"
     ).fetchone()[0]
     assert comment == "venuedb:version=11"
 
 
-def test_confirm_of_an_expired_hold_is_refused(conn: psycopg.Connection) -> None:
-    restaurant, tables = _restaurant_with_tables(conn, 1)
-    booking = _booking(conn, restaurant)
-    hold = conn.execute(
+def test_confirm_of_an_expired_hold_is_refused(baseline: psycopg.Connection) -> None:
+    restaurant, tables = _restaurant_with_tables(baseline, 1)
+    booking = _booking(baseline, restaurant)
+    hold = baseline.execute(
         "INSERT INTO table_holds (restaurant_id, booking_id, start_at, end_at, expires_at) "
         "SELECT restaurant_id, id, start_at, end_at, now() - interval '1 minute' FROM bookings "
         "WHERE id = %s RETURNING id",
         (booking,),
     ).fetchone()[0]
-    conn.execute(
+    baseline.execute(
         "INSERT INTO table_hold_members (hold_id, table_id) VALUES (%s, %s)", (hold, tables[0])
     )
     with pytest.raises(psycopg.Error, match=r"(?i)expired"):
-        conn.execute("SELECT * FROM confirm_hold_assignment_tx(%s, %s)", (hold, booking))
+        baseline.execute("SELECT * FROM confirm_hold_assignment_tx(%s, %s)", (hold, booking))
 
 
 @pytest.mark.parametrize(

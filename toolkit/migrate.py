@@ -269,16 +269,33 @@ def _running(result: RunResult) -> str:
 
 
 def _state_line(result: RunResult) -> str:
+    failing = _running(result)
+    if _resumable(failing):
+        kept = f"Done before the failure: {', '.join(result.done)}. " if result.done else ""
+        return (
+            f"{kept}{failing} works outside one transaction: the steps it finished are "
+            "kept, and running the same command again resumes it."
+        )
     if result.done:
         done = ", ".join(result.done)
-        return f"Done before the failure: {done}; nothing of {_running(result)} was kept."
+        return f"Done before the failure: {done}; nothing of {failing} was kept."
     return "Nothing was changed."
+
+
+def _resumable(revision: str) -> bool:
+    """Revisions that step out of their transaction declare RESUMABLE = True."""
+    try:
+        script_rev = revs.script_directory().get_revision(revision)
+    except Exception:
+        return False
+    return bool(getattr(getattr(script_rev, "module", None), "RESUMABLE", False))
 
 
 def _failure(result: RunResult, exc: BaseException) -> OperationFailed:
     failing = _running(result)
+    how = "failed" if _resumable(failing) else "failed and was rolled back"
     return OperationFailed(
-        f"revision {failing} failed and was rolled back: {_error_text(exc)}. "
+        f"revision {failing} {how}: {_error_text(exc)}. "
         f"{_state_line(result)} Fix the cause, then run the same command again."
     )
 

@@ -20,6 +20,8 @@ revision = "booking_002"
 down_revision = "booking_001"
 branch_labels = None
 depends_on = None
+# Steps out of its transaction (CONCURRENTLY / batches); idempotent, so a rerun resumes.
+RESUMABLE = True
 
 
 def upgrade() -> None:

@@ -24,6 +24,8 @@ revision = "booking_003"
 down_revision = "booking_002"
 branch_labels = None
 depends_on = None
+# Steps out of its transaction (CONCURRENTLY / batches); idempotent, so a rerun resumes.
+RESUMABLE = True
 
 
 def upgrade() -> None:

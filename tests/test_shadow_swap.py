@@ -1,0 +1,274 @@
+"""The shadow-table swap that replaces allocations_resource_window_excl online (seed 003)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from tests.clihelpers import as_json, invoke
+from tests.conftest import DATA, load_sql
+from toolkit.revisions import script_directory
+
+NEW_DEF = (
+    "EXCLUDE USING gist (restaurant_id WITH =, resource_type WITH =, resource_id WITH =, "
+    '"window" WITH &&) WHERE ((NOT shadow)) DEFERRABLE'
+)
+OLD_DEF = (
+    'EXCLUDE USING gist (resource_type WITH =, resource_id WITH =, "window" WITH &&) '
+    "WHERE ((NOT shadow)) DEFERRABLE INITIALLY DEFERRED"
+)
+RESTAURANT = "10000000-0000-4000-8000-000000000001"
+# The revision just before the swap (booking_005), whatever it is.
+PRE_SWAP = script_directory().get_revision("booking_005").down_revision
+
+
+@pytest.fixture
+def before_swap(empty_db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A database just before booking_005, holding rows; the swap forced onto small data."""
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_BATCH", "7")
+    assert _apply(empty_db_url, PRE_SWAP)["done"]
+    assert invoke("apply", "bar-baseline", "--database-url", empty_db_url).exit_code == 0
+    for rows in ("core_001", "booking_001", "bar_001"):
+        load_sql(empty_db_url, DATA / "rows" / f"{rows}.sql")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window") '
+            "SELECT %s, 'table', gen_random_uuid(), tstzrange(now(), now() + interval '1 hour') "
+            "FROM generate_series(1, 200)",
+            (RESTAURANT,),
+        )
+    return empty_db_url
+
+
+def _apply(url: str, *args: str) -> dict:
+    result = invoke("apply", *args, "--database-url", url, "--json")
+    assert result.exit_code == 0, result.output
+    return as_json(result)
+
+
+def _state(url: str) -> dict:
+    with psycopg.connect(url) as conn:
+        constraints = dict(
+            conn.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = 'allocations'::regclass AND contype = 'x'"
+            ).fetchall()
+        )
+        indexes = sorted(
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'allocations'"
+            )
+        )
+        content = conn.execute(
+            "SELECT md5(string_agg(a::text, ',' ORDER BY id)), count(*) FROM allocations a"
+        ).fetchone()
+        leftovers = (
+            conn.execute(
+                "SELECT count(*) FROM pg_class WHERE relname LIKE 'allocations\\_\\_venuedb%%'"
+            ).fetchone()[0]
+            + conn.execute(
+                "SELECT count(*) FROM pg_proc WHERE proname LIKE 'venuedb\\_sync%%'"
+            ).fetchone()[0]
+        )
+        triggers = conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = "
+            "'allocations'::regclass AND NOT tgisinternal"
+        ).fetchone()[0]
+    return {
+        "constraints": constraints,
+        "indexes": indexes,
+        "content": content,
+        "leftovers": leftovers,
+        "triggers": triggers,
+    }
+
+
+def test_swap_replaces_the_constraint_and_keeps_every_row(before_swap: str) -> None:
+    before = _state(before_swap)
+    assert before["constraints"] == {"allocations_resource_window_excl": OLD_DEF}
+    notices = _apply(before_swap, "booking_005")["notices"]
+    assert any(n.startswith("path: shadow table") for n in notices), notices
+    assert any("0 constraint violations found" in n for n in notices)
+    assert any(n.startswith("swap held the lock for") for n in notices)
+    after = _state(before_swap)
+    assert after["constraints"] == {"allocations_no_overlap": NEW_DEF}
+    assert after["content"] == before["content"]
+    assert after["indexes"] == sorted(
+        [i for i in before["indexes"] if i != "allocations_resource_window_excl"]
+        + ["allocations_no_overlap"]
+    )
+    assert after["leftovers"] == 0 and after["triggers"] == 0
+
+
+def test_downgrade_swaps_back_to_the_seeds_rollback_definition(before_swap: str) -> None:
+    before = _state(before_swap)
+    _apply(before_swap, "booking_005")
+    result = invoke("rollback", PRE_SWAP, "--yes", "--database-url", before_swap, "--json")
+    assert result.exit_code == 0, result.output
+    assert any(n.startswith("path: shadow table") for n in as_json(result)["notices"])
+    assert _state(before_swap) == before
+
+
+def test_small_tables_take_the_plain_path(empty_db_url: str) -> None:
+    _apply(empty_db_url, PRE_SWAP)
+    notices = _apply(empty_db_url, "booking_005")["notices"]
+    assert any(n.startswith("path: plain ALTER TABLE") for n in notices)
+    assert _state(empty_db_url)["constraints"] == {"allocations_no_overlap": NEW_DEF}
+
+
+def test_preflight_refuses_with_the_violating_rows(empty_db_url: str) -> None:
+    _apply(empty_db_url, PRE_SWAP)
+    load_sql(empty_db_url, DATA / "rows" / "booking_001.sql")
+    with psycopg.connect(empty_db_url) as conn:  # a production that lost its old constraint
+        conn.execute("ALTER TABLE allocations DROP CONSTRAINT allocations_resource_window_excl")
+        resource = uuid.uuid4()
+        for window in (
+            "[2031-01-01 19:00+00,2031-01-01 21:00+00)",
+            "[2031-01-01 20:00+00,2031-01-01 22:00+00)",
+        ):
+            conn.execute(
+                "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
+                "\"window\") VALUES (%s, 'table', %s, %s)",
+                (RESTAURANT, resource, window),
+            )
+    result = invoke("apply", "booking_005", "--database-url", empty_db_url)
+    assert result.exit_code == 1
+    assert "would violate allocations_no_overlap" in result.stderr
+    assert str(resource) in result.stderr
+    assert _state(empty_db_url)["constraints"] == {}
+
+
+def test_downgrade_preflight_protects_cross_restaurant_rows(db_url: str) -> None:
+    """Seed 003 flow 3 (same resource in two restaurants is allowed) blocks the rollback."""
+    with psycopg.connect(db_url) as conn:
+        restaurants = [
+            r[0]
+            for r in conn.execute(
+                "INSERT INTO restaurants (name, slug) VALUES ('A', 'a-x'), ('B', 'b-x') RETURNING id"
+            )
+        ]
+        resource = uuid.uuid4()
+        for restaurant in restaurants:
+            conn.execute(
+                "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
+                "\"window\") VALUES (%s, 'table', %s, "
+                "'[2031-01-01 19:00+00,2031-01-01 21:00+00)')",
+                (restaurant, resource),
+            )
+    result = invoke("rollback", "capacity-overlap", "--yes", "--database-url", db_url)
+    assert result.exit_code == 1
+    assert "would violate allocations_resource_window_excl" in result.stderr
+
+
+def test_a_swap_that_cannot_get_its_lock_resumes_on_the_next_run(
+    before_swap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "2")
+    reader = psycopg.connect(before_swap)
+    reader.execute("SELECT 1 FROM allocations LIMIT 1")  # ACCESS SHARE until rollback
+    try:
+        result = invoke(
+            "apply",
+            "booking_005",
+            "--database-url",
+            before_swap,
+            "--lock-timeout",
+            "100ms",
+            "--retries",
+            "0",
+        )
+        assert result.exit_code == 4, result.output
+        assert "resumes it" in result.stderr
+    finally:
+        reader.rollback()
+        reader.close()
+    with psycopg.connect(before_swap) as conn:  # the shadow is live and in sync meanwhile
+        conn.execute(
+            "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
+            "\"window\") VALUES (%s, 'table', gen_random_uuid(), "
+            "'[2031-02-01 19:00+00,2031-02-01 21:00+00)')",
+            (RESTAURANT,),
+        )
+        live, shadow = conn.execute(
+            "SELECT (SELECT count(*) FROM allocations), "
+            "(SELECT count(*) FROM allocations__venuedb_shadow)"
+        ).fetchone()
+        assert live == shadow
+    notices = _apply(before_swap, "booking_005")["notices"]
+    assert any("resuming" in n for n in notices)
+    assert _state(before_swap)["constraints"] == {"allocations_no_overlap": NEW_DEF}
+
+
+def test_concurrent_writes_during_the_swap_are_neither_lost_nor_duplicated(
+    before_swap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_BATCH", "20")
+    with psycopg.connect(before_swap) as conn:
+        conn.execute(
+            'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window") '
+            "SELECT %s, 'table', gen_random_uuid(), tstzrange(now(), now() + interval '1 hour') "
+            "FROM generate_series(1, 3000)",
+            (RESTAURANT,),
+        )
+        expected = {str(i): str(w) for i, w in conn.execute('SELECT id, "window" FROM allocations')}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        rng = random.Random(7)
+        with psycopg.connect(before_swap, autocommit=True) as conn:
+            ids = list(expected)
+            while not stop.is_set():
+                try:
+                    action = rng.random()
+                    if action < 0.4:
+                        row = conn.execute(
+                            "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
+                            "\"window\") VALUES (%s, 'table', gen_random_uuid(), "
+                            "'[2032-01-01 19:00+00,2032-01-01 21:00+00)') "
+                            'RETURNING id, "window"',
+                            (RESTAURANT,),
+                        ).fetchone()
+                        expected[str(row[0])] = str(row[1])
+                        ids.append(str(row[0]))
+                    elif action < 0.7 and ids:
+                        victim = ids.pop(rng.randrange(len(ids)))
+                        conn.execute("DELETE FROM allocations WHERE id = %s", (victim,))
+                        expected.pop(victim, None)
+                    elif ids:
+                        target = ids[rng.randrange(len(ids))]
+                        row = conn.execute(
+                            'UPDATE allocations SET "window" = tstzrange(lower("window") '
+                            "+ interval '1 minute', upper(\"window\") + interval '1 minute') "
+                            'WHERE id = %s RETURNING "window"',
+                            (target,),
+                        ).fetchone()
+                        if row:
+                            expected[target] = str(row[0])
+                except psycopg.errors.LockNotAvailable:
+                    continue
+                except psycopg.Error as exc:  # the swap's brief lock may make one wait
+                    errors.append(exc)
+                    return
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        _apply(before_swap, "booking_005")
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert errors == []
+    with psycopg.connect(before_swap) as conn:
+        actual = {str(i): str(w) for i, w in conn.execute('SELECT id, "window" FROM allocations')}
+    assert actual == expected
+    assert _state(before_swap)["constraints"] == {"allocations_no_overlap": NEW_DEF}

@@ -1,0 +1,439 @@
+"""Replace a table's exclusion constraint without blocking writes: the shadow-table swap.
+
+PostgreSQL cannot add an exclusion constraint NOT VALID, cannot build it CONCURRENTLY
+and cannot attach it to a prebuilt index, so a plain ADD CONSTRAINT holds an ACCESS
+EXCLUSIVE lock while it builds the GiST index (seconds on a million rows). Instead:
+
+1. a shadow table is created like the live one but carrying the new constraint, and a
+   trigger on the live table mirrors every insert, update and delete into it (the live
+   table keeps enforcing the old constraint throughout);
+2. existing rows are copied in short keyset batches, one transaction each, rows locked
+   FOR KEY SHARE so that a concurrent delete cannot leave a ghost copy behind;
+3. under a brief ACCESS EXCLUSIVE lock (lock_timeout, retried with backoff) the live
+   table is dropped and the shadow renamed into its place with the original index and
+   constraint names, grants and publication memberships.
+
+Every step is idempotent: running the revision again after a crash or a lock timeout
+resumes (the copy skips rows already there) and finishes. Small tables take the plain
+path (DROP + ADD CONSTRAINT in the revision's transaction); the output says which.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from alembic import context, op
+
+from toolkit.online import in_rehearsal, outside_transaction
+
+SHADOW_SUFFIX = "__venuedb_shadow"
+OLD_SUFFIX = "__venuedb_old"
+
+
+@dataclass(frozen=True)
+class ExclusionSwap:
+    table: str  # in schema public
+    drop_constraint: str
+    add_constraint: str
+    add_definition: str  # e.g. 'EXCLUDE USING gist (...) WHERE (NOT shadow) DEFERRABLE ...'
+    equal_columns: tuple[str, ...]  # the WITH = columns, for the pre-flight violation count
+    overlap_column: str  # the WITH && column
+    predicate: str = "true"  # row filter of the constraint, written against alias {a}
+    key: str = "id"
+    batch_size: int = 5000
+    plain_below_rows: int = 50_000
+    swap_attempts: int = 10
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def shadow(self) -> str:
+        return self.table + SHADOW_SUFFIX
+
+    @property
+    def sync_function(self) -> str:
+        return f"venuedb_sync_{self.table}{SHADOW_SUFFIX}"
+
+
+def tuned(swap: ExclusionSwap) -> ExclusionSwap:
+    """Operators (and tests) tune the swap from the environment: VENUEDB_SHADOW_SWAP_MIN_ROWS
+    (below it, the plain path), VENUEDB_SHADOW_SWAP_BATCH, VENUEDB_SHADOW_SWAP_ATTEMPTS."""
+    from dataclasses import replace
+
+    return replace(
+        swap,
+        plain_below_rows=int(os.environ.get("VENUEDB_SHADOW_SWAP_MIN_ROWS", swap.plain_below_rows)),
+        batch_size=int(os.environ.get("VENUEDB_SHADOW_SWAP_BATCH", swap.batch_size)),
+        swap_attempts=int(os.environ.get("VENUEDB_SHADOW_SWAP_ATTEMPTS", swap.swap_attempts)),
+    )
+
+
+def _bind() -> Any:
+    return op.get_bind()
+
+
+def _driver() -> Any:
+    return _bind().connection.driver_connection
+
+
+def _rows(sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    return list(_bind().exec_driver_sql(sql, params or {}).fetchall())
+
+
+def _notice(message: str) -> None:
+    """Say it the way a revision says things: as a NOTICE the toolkit shows."""
+    text = message.replace("'", "''").replace("%", "%%")
+    _driver().execute(f"DO $n$ BEGIN RAISE NOTICE '{text}'; END $n$")
+
+
+def _has_constraint(table: str, name: str) -> bool:
+    return bool(
+        _rows(
+            "SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%(t)s) AND conname = %(c)s",
+            {"t": f"public.{table}", "c": name},
+        )
+    )
+
+
+def _exists(relation: str) -> bool:
+    return _rows("SELECT to_regclass(%(r)s)", {"r": f"public.{relation}"})[0][0] is not None
+
+
+def preflight(swap: ExclusionSwap, limit: int = 20) -> None:
+    """Refuse with a list when existing rows would violate the new constraint."""
+    a, b = "a", "b"
+    joins = " AND ".join(f"{a}.{c} = {b}.{c}" for c in swap.equal_columns)
+    where = f"({swap.predicate.format(a=a)}) AND ({swap.predicate.format(a=b)})"
+    overlap = f'{a}."{swap.overlap_column}" && {b}."{swap.overlap_column}"'
+    rows = _rows(
+        f"SELECT {a}.{swap.key}::text, {b}.{swap.key}::text, "
+        + ", ".join(f"{a}.{c}::text" for c in swap.equal_columns)
+        + f', {a}."{swap.overlap_column}"::text, {b}."{swap.overlap_column}"::text '
+        f"FROM public.{swap.table} {a} JOIN public.{swap.table} {b} "
+        f"ON {joins} AND {overlap} AND {a}.{swap.key} < {b}.{swap.key} "
+        f"WHERE {where} LIMIT {limit}"
+    )
+    if not rows:
+        _notice(f"pre-flight: 0 constraint violations found for {swap.add_constraint}")
+        return
+    listing = "; ".join(
+        f"{r[0]} and {r[1]} ({', '.join(map(str, r[2:-2]))}: {r[-2]} overlaps {r[-1]})"
+        for r in rows
+    )
+    more = f" (first {limit})" if len(rows) == limit else ""
+    raise RuntimeError(
+        f"pre-flight: rows of {swap.table} would violate {swap.add_constraint}{more}: "
+        f"{listing}. Nothing was changed; resolve these rows, then run the command again."
+    )
+
+
+def _row_count_up_to(table: str, limit: int) -> int:
+    return int(_rows(f"SELECT count(*) FROM (SELECT 1 FROM public.{table} LIMIT {limit}) s")[0][0])
+
+
+def replace_exclusion_constraint(swap: ExclusionSwap) -> None:
+    """Run inside a revision's upgrade() or downgrade()."""
+    swap = tuned(swap)
+    if context.is_offline_mode():
+        op.execute(
+            f"-- venuedb: online this runs as a shadow-table swap when {swap.table} has "
+            f">= {swap.plain_below_rows} rows; the plain form follows\n"
+            f"ALTER TABLE public.{swap.table} DROP CONSTRAINT {swap.drop_constraint};\n"
+            f"ALTER TABLE public.{swap.table} ADD CONSTRAINT {swap.add_constraint} "
+            f"{swap.add_definition}"
+        )
+        return
+    if _has_constraint(swap.table, swap.add_constraint) and not _has_constraint(
+        swap.table, swap.drop_constraint
+    ):
+        _notice(f"{swap.add_constraint} is already in place on {swap.table}")
+        return
+    preflight(swap)
+    resuming = _exists(swap.shadow)
+    rows = _row_count_up_to(swap.table, swap.plain_below_rows)
+    if in_rehearsal() or (rows < swap.plain_below_rows and not resuming):
+        reason = "rehearsal" if in_rehearsal() else f"{rows} rows < {swap.plain_below_rows}"
+        _notice(f"path: plain ALTER TABLE on {swap.table} ({reason})")
+        op.execute(
+            f"ALTER TABLE public.{swap.table} DROP CONSTRAINT {swap.drop_constraint};\n"
+            f"ALTER TABLE public.{swap.table} ADD CONSTRAINT {swap.add_constraint} "
+            f"{swap.add_definition}"
+        )
+        return
+    _notice(
+        f"path: shadow table {swap.shadow} ({'resuming' if resuming else 'starting'}; "
+        f">= {swap.plain_below_rows} rows), batches of {swap.batch_size}"
+    )
+    _refuse_unsupported(swap)
+    _create_shadow(swap)
+    with outside_transaction():
+        copied = _copy_rows(swap)
+        _bind().exec_driver_sql(f"ANALYZE public.{swap.shadow}")
+        _notice(f"copied {copied} rows into {swap.shadow}; swapping under a brief lock")
+        _swap(swap)
+    _notice(f"{swap.table} now carries {swap.add_constraint} (shadow-table swap)")
+
+
+def _refuse_unsupported(swap: ExclusionSwap) -> None:
+    """The swap recreates indexes, constraints, grants and publications; nothing else."""
+    problems = []
+    incoming = _rows(
+        "SELECT conname, conrelid::regclass::text FROM pg_constraint "
+        "WHERE confrelid = to_regclass(%(t)s) AND contype = 'f'",
+        {"t": f"public.{swap.table}"},
+    )
+    problems += [f"foreign key {n} on {t} references it" for n, t in incoming]
+    triggers = _rows(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%(t)s) AND NOT tgisinternal "
+        "AND tgname <> %(ours)s",
+        {"t": f"public.{swap.table}", "ours": f"{swap.table}{SHADOW_SUFFIX}_sync"},
+    )
+    problems += [f"trigger {t[0]}" for t in triggers]
+    rls = _rows(
+        "SELECT relrowsecurity OR EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = c.oid), "
+        "relkind FROM pg_class c WHERE c.oid = to_regclass(%(t)s)",
+        {"t": f"public.{swap.table}"},
+    )
+    if rls and rls[0][0]:
+        problems.append("row-level security or policies")
+    if rls and rls[0][1] != "r":
+        problems.append("it is not a plain table")
+    serials = _rows(
+        "SELECT attname FROM pg_attribute a LEFT JOIN pg_attrdef d "
+        "ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        "WHERE a.attrelid = to_regclass(%(t)s) AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%')",
+        {"t": f"public.{swap.table}"},
+    )
+    problems += [f"sequence-backed column {s[0]}" for s in serials]
+    views = _rows(
+        "SELECT DISTINCT v.oid::regclass::text FROM pg_depend d "
+        "JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
+        "WHERE d.refobjid = to_regclass(%(t)s) AND v.oid <> d.refobjid",
+        {"t": f"public.{swap.table}"},
+    )
+    problems += [f"view {v[0]} depends on it" for v in views]
+    if problems:
+        raise RuntimeError(
+            f"the shadow-table swap of {swap.table} cannot carry: {', '.join(problems)}. "
+            "Nothing was changed; extend toolkit/shadow_swap.py or use a maintenance window."
+        )
+
+
+def _columns(table: str) -> list[str]:
+    return [
+        r[0]
+        for r in _rows(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%(t)s) "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            {"t": f"public.{table}"},
+        )
+    ]
+
+
+def _create_shadow(swap: ExclusionSwap) -> None:
+    """Shadow table + sync trigger, in the revision's transaction (brief locks only)."""
+    temp_constraint = swap.add_constraint + SHADOW_SUFFIX
+    columns = _columns(swap.table)
+    if not _exists(swap.shadow):
+        op.execute(
+            f"CREATE TABLE public.{swap.shadow} (LIKE public.{swap.table} INCLUDING DEFAULTS "
+            "INCLUDING IDENTITY INCLUDING GENERATED INCLUDING CONSTRAINTS INCLUDING INDEXES "
+            "INCLUDING STORAGE INCLUDING COMMENTS)"
+        )
+        # LIKE copied the old exclusion constraint; the shadow carries the new one instead.
+        for (name,) in _rows(
+            "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%(t)s) "
+            "AND contype = 'x'",
+            {"t": f"public.{swap.shadow}"},
+        ):
+            op.execute(f"ALTER TABLE public.{swap.shadow} DROP CONSTRAINT {name}")
+        op.execute(
+            f"ALTER TABLE public.{swap.shadow} ADD CONSTRAINT {temp_constraint} "
+            f"{swap.add_definition}"
+        )
+        for name, definition in _rows(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = to_regclass(%(t)s) AND contype = 'f'",
+            {"t": f"public.{swap.table}"},
+        ):
+            op.execute(f"ALTER TABLE public.{swap.shadow} ADD CONSTRAINT {name} {definition}")
+    quoted = [f'"{c}"' for c in columns]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in quoted if c != f'"{swap.key}"')
+    # The live table still enforces the old constraint (deferred); the shadow's copy of
+    # the new one is deferred too while mirroring, so a transaction that is valid on the
+    # live table at commit never fails on the shadow midway.
+    from toolkit.sqlfiles import execute_sql
+
+    execute_sql(f"""
+CREATE OR REPLACE FUNCTION public.{swap.sync_function}() RETURNS trigger
+LANGUAGE plpgsql SET search_path = public AS $sync$
+BEGIN
+    SET CONSTRAINTS public.{temp_constraint} DEFERRED;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        IF TG_OP = 'DELETE' OR OLD.{swap.key} IS DISTINCT FROM NEW.{swap.key} THEN
+            DELETE FROM public.{swap.shadow} WHERE {swap.key} = OLD.{swap.key};
+        END IF;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO public.{swap.shadow} ({", ".join(quoted)})
+        VALUES ({", ".join(f"NEW.{c}" for c in quoted)})
+        ON CONFLICT ({swap.key}) DO UPDATE SET {updates};
+    END IF;
+    RETURN NULL;
+END;
+$sync$;
+DO $t$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'public.{swap.table}'::regclass
+                   AND tgname = '{swap.table}{SHADOW_SUFFIX}_sync') THEN
+        CREATE TRIGGER {swap.table}{SHADOW_SUFFIX}_sync
+            AFTER INSERT OR UPDATE OR DELETE ON public.{swap.table}
+            FOR EACH ROW EXECUTE FUNCTION public.{swap.sync_function}();
+    END IF;
+END
+$t$;
+""")
+
+
+def _copy_rows(swap: ExclusionSwap) -> int:
+    """Keyset batches, one short transaction each; ON CONFLICT skips rows already mirrored."""
+    driver = _driver()
+    last: Any = None
+    copied = 0
+    batches = 0
+    started = time.monotonic()
+    while True:
+        where = f"WHERE {swap.key} > %(last)s" if last is not None else ""
+        row = driver.execute(
+            f"""
+            WITH src AS (
+                SELECT * FROM public.{swap.table} {where}
+                ORDER BY {swap.key} LIMIT {swap.batch_size}
+                FOR KEY SHARE
+            ), ins AS (
+                INSERT INTO public.{swap.shadow} SELECT * FROM src
+                ON CONFLICT ({swap.key}) DO NOTHING
+            )
+            SELECT (SELECT {swap.key} FROM src ORDER BY {swap.key} DESC LIMIT 1),
+                   (SELECT count(*) FROM src)
+            """,
+            {"last": last},
+        ).fetchone()
+        if row is None or row[1] == 0:
+            break
+        last, count = row[0], int(row[1])
+        copied += count
+        batches += 1
+        if batches % 50 == 0:
+            rate = copied / max(time.monotonic() - started, 1e-6)
+            _notice(f"copied {copied} rows of {swap.table} ({rate:,.0f} rows/s)")
+        if count < swap.batch_size:
+            break
+    return copied
+
+
+def _index_renames(swap: ExclusionSwap) -> list[str]:
+    """ALTER statements giving the shadow's indexes and constraints the live table's names."""
+
+    def normalised(table: str) -> dict[str, str]:
+        rows = _rows(
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid), "
+            "coalesce((SELECT conname FROM pg_constraint WHERE conindid = i.indexrelid "
+            "AND conrelid = i.indrelid), '') "
+            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = to_regclass(%(t)s)",
+            {"t": f"public.{table}"},
+        )
+        out = {}
+        for name, definition, constraint in rows:
+            shape = definition.split(" ON ", 1)[1].replace(f"public.{table} ", "public.T ", 1)
+            out[shape] = f"{name}|{constraint}"
+        return out
+
+    live, shadow = normalised(swap.table), normalised(swap.shadow)
+    statements = []
+    for shape, entry in shadow.items():
+        shadow_index, shadow_constraint = entry.split("|")
+        if shadow_constraint == swap.add_constraint + SHADOW_SUFFIX:
+            statements.append(
+                f"ALTER TABLE public.{swap.table} RENAME CONSTRAINT {shadow_constraint} "
+                f"TO {swap.add_constraint}"
+            )
+            continue
+        if shape not in live:
+            continue
+        live_index, live_constraint = live[shape].split("|")
+        if shadow_constraint and live_constraint:
+            statements.append(
+                f"ALTER TABLE public.{swap.table} RENAME CONSTRAINT {shadow_constraint} "
+                f"TO {live_constraint}"
+            )
+        elif shadow_index != live_index:
+            statements.append(f"ALTER INDEX public.{shadow_index} RENAME TO {live_index}")
+    # Constraints without an index (CHECK, and NOT NULL on PostgreSQL 18) that LIKE named
+    # after the shadow table get the live table's prefix back.
+    for (name,) in _rows(
+        "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%(t)s) "
+        "AND conindid = 0 AND conname LIKE %(p)s",
+        {"t": f"public.{swap.shadow}", "p": f"{swap.shadow}%"},
+    ):
+        statements.append(
+            f"ALTER TABLE public.{swap.table} RENAME CONSTRAINT {name} "
+            f"TO {swap.table}{name[len(swap.shadow) :]}"
+        )
+    return statements
+
+
+def _swap(swap: ExclusionSwap) -> None:
+    """Drop the live table and rename the shadow into its place, under one brief lock."""
+    import psycopg.errors
+
+    renames = _index_renames(swap)
+    grants = _rows(
+        "SELECT format('GRANT %%s ON public.%%I TO %%s', a.privilege_type, %(t)s::text, "
+        "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END) "
+        "FROM pg_class c, aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee "
+        "WHERE c.oid = to_regclass(%(q)s)",
+        {"t": swap.table, "q": f"public.{swap.table}"},
+    )
+    publications = _rows(
+        "SELECT p.pubname FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid "
+        "WHERE pr.prrelid = to_regclass(%(q)s)",
+        {"q": f"public.{swap.table}"},
+    )
+    driver = _driver()
+    for attempt in range(1, swap.swap_attempts + 1):
+        try:
+            with driver.transaction():
+                started = time.monotonic()
+                driver.execute(
+                    f"LOCK TABLE public.{swap.table}, public.{swap.shadow} IN ACCESS EXCLUSIVE MODE"
+                )
+                driver.execute(
+                    f"DROP TRIGGER {swap.table}{SHADOW_SUFFIX}_sync ON public.{swap.table}"
+                )
+                driver.execute(
+                    f"ALTER TABLE public.{swap.table} RENAME TO {swap.table}{OLD_SUFFIX}"
+                )
+                driver.execute(f"ALTER TABLE public.{swap.shadow} RENAME TO {swap.table}")
+                driver.execute(f"DROP TABLE public.{swap.table}{OLD_SUFFIX}")
+                for statement in renames:
+                    driver.execute(statement)
+                for (grant,) in grants:
+                    driver.execute(grant)
+                for (publication,) in publications:
+                    driver.execute(f"ALTER PUBLICATION {publication} ADD TABLE public.{swap.table}")
+                driver.execute(f"DROP FUNCTION public.{swap.sync_function}()")
+                held_ms = (time.monotonic() - started) * 1000
+            _notice(f"swap held the lock for {held_ms:.0f} ms (attempt {attempt})")
+            return
+        except psycopg.errors.LockNotAvailable:
+            if attempt == swap.swap_attempts:
+                raise
+            delay = min(0.2 * 2 ** (attempt - 1), 5.0) * (0.8 + 0.4 * random.random())
+            _notice(f"swap lock not granted (attempt {attempt}); retrying in {delay:.1f}s")
+            time.sleep(delay)
