@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from toolkit.cli import db, demo, migrations
+from toolkit.cli import db, demo, flags, migrations
 
 app = typer.Typer(
     name="venuedb",
@@ -29,6 +29,7 @@ app.command()(migrations.status)
 app.command()(migrations.apply)
 app.command()(migrations.rollback)
 app.command()(migrations.history)
+app.command()(flags.flags)
 app.command()(demo.demo)
 
 

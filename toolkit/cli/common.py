@@ -42,7 +42,7 @@ class Output:
 
     def line(self, text: str = "") -> None:
         if not self.as_json:
-            self.out.print(text)
+            self.out.print(text, markup=False)
 
     def note(self, text: str) -> None:
         """Context such as which database is used: stderr, so stdout stays parseable."""
