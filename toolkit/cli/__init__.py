@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from toolkit.cli import db, demo, flags, migrations
+from toolkit.cli import assign, db, demo, flags, migrations
 
 app = typer.Typer(
     name="venuedb",
@@ -30,6 +30,7 @@ app.command()(migrations.apply)
 app.command()(migrations.rollback)
 app.command()(migrations.history)
 app.command()(flags.flags)
+app.command()(assign.assign)
 app.command()(demo.demo)
 
 
