@@ -63,6 +63,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NAMESPACE,))
         conn.execute(SCHEMA_DDL)
+        conn.execute(BACKFILL_DDL)
 
 
 def schema_exists(conn: psycopg.Connection) -> bool:
@@ -214,3 +215,26 @@ def forget_checksum(sa_connection: Any, revision: str) -> None:
         "DELETE FROM venuedb.revision_checksums WHERE revision = %(revision)s",
         {"revision": revision},
     )
+
+
+BACKFILL_DDL = """
+CREATE TABLE IF NOT EXISTS venuedb.backfill_progress (
+    name text PRIMARY KEY,
+    state text NOT NULL DEFAULT 'running'
+        CONSTRAINT backfill_progress_state_check
+        CHECK (state IN ('running', 'paused', 'finished', 'failed')),
+    pause_requested boolean NOT NULL DEFAULT false,
+    last_key text,
+    rows_done bigint NOT NULL DEFAULT 0,
+    rows_changed bigint NOT NULL DEFAULT 0,
+    batches bigint NOT NULL DEFAULT 0,
+    errors bigint NOT NULL DEFAULT 0,
+    batch_size integer,
+    last_error text,
+    failing_range text,
+    runner text,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz
+);
+"""

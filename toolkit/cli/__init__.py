@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from toolkit.cli import assign, db, demo, flags, migrations
+from toolkit.cli import assign, backfill, db, demo, flags, migrations
 
 app = typer.Typer(
     name="venuedb",
@@ -25,6 +25,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(backfill.app, name="backfill")
 app.command()(migrations.status)
 app.command()(migrations.apply)
 app.command()(migrations.rollback)

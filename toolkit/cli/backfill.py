@@ -1,0 +1,275 @@
+"""`venuedb backfill list | run | status | pause | resume`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target, table
+
+app = typer.Typer(
+    help="Batched, throttled, resumable data backfills declared in migrations/backfills.toml. "
+    "One short transaction per batch; progress is kept in schema venuedb, so a killed run "
+    "continues where it stopped.",
+    no_args_is_help=True,
+)
+
+NameArg = Annotated[str, typer.Argument(help="The backfill's name (see `venuedb backfill list`).")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Rows per batch (one transaction each).")]
+Sleep = Annotated[
+    str, typer.Option(help="Pause between batches, e.g. 50ms, to leave room for traffic.")
+]
+MaxRows = Annotated[int | None, typer.Option(min=1, help="Stop after this many rows (resumable).")]
+MaxDuration = Annotated[
+    str | None, typer.Option(help="Stop after this long, e.g. 10m (resumable).")
+]
+Adaptive = Annotated[
+    bool,
+    typer.Option(
+        "--adaptive",
+        help="Halve the batch when one takes longer than --target-batch, grow it back when fast.",
+    ),
+]
+Target = Annotated[
+    str, typer.Option("--target-batch", help="Target duration of one batch for --adaptive.")
+]
+LockTimeout = Annotated[
+    str, typer.Option(help="lock_timeout per batch; a batch that waits longer is retried.")
+]
+StatementTimeout = Annotated[str, typer.Option(help="statement_timeout per batch.")]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Count the rows that would be touched; change nothing.")
+]
+Restart = Annotated[
+    bool, typer.Option("--restart", help="Forget the progress and start from the first key.")
+]
+
+
+@app.command("list")
+def list_(json_output: JsonFlag = False) -> None:
+    """The declared backfills: name, table, key, batch function, what it does."""
+    from toolkit.backfill import load_backfills
+
+    out = Output(json_output)
+    with handled(out):
+        items = load_backfills()
+        out.document("ok", backfills=[vars(b) for b in items])
+        if not json_output:
+            out.out.print(
+                table(
+                    "Backfills",
+                    ["name", "table", "key", "function", "description"],
+                    [[b.name, b.table, b.key, b.function, b.description] for b in items],
+                )
+            )
+            if not items:
+                out.line("no backfills declared")
+
+
+@app.command()
+def run(
+    name: NameArg,
+    database_url: DatabaseUrl = None,
+    batch_size: BatchSize = 1000,
+    sleep: Sleep = "0",
+    max_rows: MaxRows = None,
+    max_duration: MaxDuration = None,
+    adaptive: Adaptive = False,
+    target_batch: Target = "200ms",
+    lock_timeout: LockTimeout = "1s",
+    statement_timeout: StatementTimeout = "30s",
+    dry_run: DryRun = False,
+    restart: Restart = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Run (or continue) a backfill. Exit 0 finished or stopped by a limit, 1 a batch failed,
+    4 another runner holds it."""
+    _run(
+        name,
+        database_url,
+        batch_size,
+        sleep,
+        max_rows,
+        max_duration,
+        adaptive,
+        target_batch,
+        lock_timeout,
+        statement_timeout,
+        dry_run,
+        restart,
+        False,
+        json_output,
+    )
+
+
+@app.command()
+def resume(
+    name: NameArg,
+    database_url: DatabaseUrl = None,
+    batch_size: BatchSize = 1000,
+    sleep: Sleep = "0",
+    max_rows: MaxRows = None,
+    max_duration: MaxDuration = None,
+    adaptive: Adaptive = False,
+    target_batch: Target = "200ms",
+    lock_timeout: LockTimeout = "1s",
+    statement_timeout: StatementTimeout = "30s",
+    json_output: JsonFlag = False,
+) -> None:
+    """Continue a paused backfill from its last committed batch."""
+    _run(
+        name,
+        database_url,
+        batch_size,
+        sleep,
+        max_rows,
+        max_duration,
+        adaptive,
+        target_batch,
+        lock_timeout,
+        statement_timeout,
+        False,
+        False,
+        True,
+        json_output,
+    )
+
+
+@app.command()
+def pause(name: NameArg, database_url: DatabaseUrl = None, json_output: JsonFlag = False) -> None:
+    """Ask a running backfill to stop after its current batch (resume continues it)."""
+    from toolkit.backfill import pause as request_pause
+
+    out = Output(json_output)
+    with handled(out):
+        message = request_pause(resolve_target(database_url, out), name)
+        out.line(f"{name}: {message}")
+        out.document("ok", name=name, message=message)
+
+
+@app.command()
+def status(
+    name: Annotated[str | None, typer.Argument(help="One backfill; default all.")] = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Progress of each backfill: state, last key, rows done and changed, errors."""
+    from toolkit.backfill import status as get_status
+
+    out = Output(json_output)
+    with handled(out):
+        entries = get_status(resolve_target(database_url, out), name)
+        out.document("ok", backfills=entries)
+        if not json_output:
+            out.out.print(
+                table(
+                    "Backfill progress",
+                    [
+                        "name",
+                        "state",
+                        "rows",
+                        "changed",
+                        "batches",
+                        "errors",
+                        "last key",
+                        "updated",
+                    ],
+                    [
+                        [
+                            e["name"],
+                            e["state"],
+                            e.get("rows_done"),
+                            e.get("rows_changed"),
+                            e.get("batches"),
+                            e.get("errors"),
+                            e.get("last_key"),
+                            e.get("updated_at"),
+                        ]
+                        for e in entries
+                    ],
+                )
+            )
+
+
+def _run(
+    name: str,
+    database_url: str | None,
+    batch_size: int,
+    sleep: str,
+    max_rows: int | None,
+    max_duration: str | None,
+    adaptive: bool,
+    target_batch: str,
+    lock_timeout: str,
+    statement_timeout: str,
+    dry_run: bool,
+    restart: bool,
+    resume: bool,
+    json_output: bool,
+) -> None:
+    from toolkit.backfill import Options, find_backfill
+    from toolkit.backfill import run as run_backfill
+    from toolkit.durations import parse_seconds
+
+    out = Output(json_output)
+    with handled(out):
+        backfill = find_backfill(name)
+        options = Options(
+            batch_size=batch_size,
+            sleep=parse_seconds(sleep, option="--sleep"),
+            max_rows=max_rows,
+            max_duration=parse_seconds(max_duration, option="--max-duration")
+            if max_duration
+            else None,
+            adaptive=adaptive,
+            target_ms=parse_seconds(target_batch, option="--target-batch") * 1000,
+            lock_timeout=parse_seconds(lock_timeout, option="--lock-timeout"),
+            statement_timeout=parse_seconds(statement_timeout, option="--statement-timeout"),
+            dry_run=dry_run,
+            restart=restart,
+            resume=resume,
+        )
+        target = resolve_target(database_url, out)
+        report = _with_progress(out, target, backfill, options, run_backfill)
+        out.document("ok", **report.to_dict())
+        if json_output:
+            return
+        data = report.to_dict()
+        if report.dry_run:
+            out.line(f"{name}: {report.total} rows would be touched (dry run, nothing changed)")
+            return
+        out.line(
+            f"{name}: {report.state}"
+            + (f" ({report.stopped_by})" if report.stopped_by else "")
+            + f"; {report.rows} rows, {report.changed} changed, {report.batches} batches, "
+            f"{data['rows_per_second'] or 0:,.0f} rows/s, {report.retries} retries"
+        )
+
+
+def _with_progress(out: Output, target: Any, backfill: Any, options: Any, runner: Any) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} rows/s"),
+        TimeRemainingColumn(),
+        console=out.progress,
+        transient=True,
+        disable=out.as_json or options.dry_run,
+    ) as bar:
+        task = bar.add_task(backfill.name, total=None, rate="-")
+
+        def on_batch(report: Any) -> None:
+            rate = report.rows / report.seconds if report.seconds else 0
+            bar.update(task, completed=report.rows, total=report.total, rate=f"{rate:,.0f}")
+
+        return runner(target, backfill, options, on_batch)
