@@ -1,7 +1,7 @@
 """capacity-overlap: allocations_no_overlap, the overlap rule scoped to a restaurant.
 
 Revision ID: booking_005
-Revises: booking_003
+Revises: booking_004
 Release: capacity-overlap
 
 Seed 003's migration 20251113203000_capacity_overlap_and_confirm_cache: replace
@@ -21,7 +21,7 @@ from alembic import op
 from toolkit.shadow_swap import ExclusionSwap, preflight, replace_exclusion_constraint
 
 revision = "booking_005"
-down_revision = "booking_003"
+down_revision = "booking_004"
 branch_labels = None
 depends_on = None
 # Steps out of its transaction (CONCURRENTLY / batches); idempotent, so a rerun resumes.

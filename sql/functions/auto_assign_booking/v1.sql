@@ -22,14 +22,19 @@
 --    meanwhile), puts the chosen tables in a table_holds row (expires in 2 minutes)
 --    with table_hold_members, and calls confirm_hold_assignment_tx.
 --
--- Overlaps are checked at once: this function runs
---   SET CONSTRAINTS allocations_resource_window_excl IMMEDIATE
--- so for the rest of the CALLER'S TRANSACTION that constraint is checked per statement
--- (an auto-assignment transaction checks overlaps at once, not at commit). The hold and
--- confirmation run in a subtransaction: on exclusion_violation (a table taken by a
--- writer that does not take the zone lock) it is rolled back and the booking planned
--- again, up to options.max_attempts (default 3) attempts in all, each counting one
--- plan. Then {"status": "conflict", "attempts": n}.
+-- Overlaps are checked at once: this function runs SET CONSTRAINTS ... IMMEDIATE for
+-- every deferrable exclusion constraint of public.allocations (the baseline's
+-- allocations_resource_window_excl, INITIALLY DEFERRED; after capacity-overlap,
+-- allocations_no_overlap, immediate unless a caller deferred it), so for the rest of
+-- the CALLER'S TRANSACTION overlaps are checked per statement, not at commit: an
+-- auto-assignment transaction checks overlaps at once. The hold and confirmation run
+-- in a subtransaction: on exclusion_violation (a table taken by a writer that does not
+-- take the zone lock) it is rolled back; a confirm_hold_assignment_tx that reports the
+-- conflict instead (v12: confirmed = false, nothing written but its evidence) has its
+-- hold deleted. Either way the booking is planned again, up to options.max_attempts
+-- (default 3) attempts in all, each attempt one plan. Then
+-- {"status": "conflict", "attempts": n}. Works with confirm_hold_assignment_tx v11
+-- and v12 (same arguments; success is read from booking_table_assignments).
 -- Success: {"status": "confirmed", "table_ids": [...], "zone_id": ..., "is_combination":
 -- bool, "total_capacity": n, "attempts": n, "evaluated": n} (evaluated of the plan that
 -- was confirmed).
@@ -55,6 +60,7 @@ DECLARE
     v_key bigint;
     v_hold uuid;
     v_evaluated integer := 0;
+    v_constraint text;
 BEGIN
     v_max_attempts := coalesce((v_opts ->> 'max_attempts')::integer, 3);
     IF v_max_attempts < 1 THEN
@@ -77,12 +83,25 @@ BEGIN
     END IF;
 
     -- Auto-assignment transactions check overlaps at once (see the header).
-    SET CONSTRAINTS allocations_resource_window_excl IMMEDIATE;
+    FOR v_constraint IN
+        SELECT format('%I.%I', n.nspname, c.conname)
+        FROM pg_constraint c
+        JOIN pg_namespace n ON n.oid = c.connamespace
+        WHERE c.conrelid = 'public.allocations'::regclass
+          AND c.contype = 'x'
+          AND c.condeferrable
+        ORDER BY c.conname
+    LOOP
+        EXECUTE 'SET CONSTRAINTS ' || v_constraint || ' IMMEDIATE';
+    END LOOP;
 
     WHILE v_attempts < v_max_attempts LOOP
         v_attempts := v_attempts + 1;
 
-        SELECT * INTO v_best FROM plan_booking_tables(p_booking_id, v_opts) p ORDER BY p.rank LIMIT 1;
+        SELECT * INTO v_best
+        FROM plan_booking_tables(p_booking_id, v_opts) p
+        ORDER BY p.rank
+        LIMIT 1;
         IF NOT FOUND THEN
             v_evaluated := coalesce(nullif(current_setting('venuedb.plan_evaluated', true), ''),
                                     '0')::integer;
@@ -104,7 +123,8 @@ BEGIN
         -- Others may have taken tables of the zone while we waited: plan it again.
         SELECT * INTO v_best
         FROM plan_booking_tables(p_booking_id, v_opts || jsonb_build_object('zone_id', v_zone)) p
-        ORDER BY p.rank;
+        ORDER BY p.rank
+        LIMIT 1;
         CONTINUE WHEN NOT FOUND;
 
         BEGIN
@@ -117,6 +137,14 @@ BEGIN
             INSERT INTO table_hold_members (hold_id, table_id)
             SELECT v_hold, m.table_id FROM unnest(v_best.table_ids) AS m (table_id);
             PERFORM 1 FROM confirm_hold_assignment_tx(v_hold, p_booking_id);
+            IF NOT EXISTS (
+                SELECT 1 FROM booking_table_assignments a WHERE a.booking_id = p_booking_id
+            ) THEN
+                -- A version that reports conflicts instead of raising (v12) confirmed
+                -- nothing and kept the hold (and wrote its evidence): drop the hold.
+                DELETE FROM table_holds h WHERE h.id = v_hold;
+                CONTINUE;
+            END IF;
             RETURN jsonb_build_object(
                 'status', 'confirmed',
                 'table_ids', to_jsonb(v_best.table_ids),

@@ -8,8 +8,10 @@
 -- confirms it.
 --
 -- Free table: active, of the booking's restaurant (and of options.zone_id when given),
--- with no non-shadow 'table' allocation whose window overlaps
--- tstzrange(start_at, end_at, '[)'). The booking's own allocations, if any, block too.
+-- with no non-shadow 'table' allocation of that restaurant whose window overlaps
+-- tstzrange(start_at, end_at, '[)') (scoped like allocations_no_overlap and
+-- confirm_hold_assignment_tx v12; a table belongs to one restaurant, so this is the
+-- baseline's rule too). The booking's own allocations, if any, block as well.
 --
 -- Single table: fits when capacity >= party_size and party_size is between
 -- min_party_size and coalesce(max_party_size, capacity). Fixed tables may be singles.
@@ -67,7 +69,7 @@ CREATE OR REPLACE FUNCTION public.plan_booking_tables(
 RETURNS TABLE (
     rank integer,
     zone_id uuid,
-    table_ids uuid [],
+    table_ids uuid[],
     total_capacity integer,
     is_combination boolean,
     evaluated integer
@@ -89,6 +91,7 @@ DECLARE
     v_booking bookings%ROWTYPE;
     v_party integer;
     v_window tstzrange;
+    v_busy uuid[];
     -- single tables that fit, best first
     v_single_ids uuid[];
     v_single_zones uuid[];
@@ -177,6 +180,14 @@ BEGIN
     v_party := v_booking.party_size;
     v_window := tstzrange(v_booking.start_at, v_booking.end_at, '[)');
 
+    -- Tables taken during the booking's window (one scan of the overlap index).
+    SELECT coalesce(array_agg(DISTINCT al.resource_id), '{}') INTO v_busy
+    FROM allocations al
+    WHERE al.restaurant_id = v_booking.restaurant_id
+      AND al.resource_type = 'table'
+      AND NOT al.shadow
+      AND al."window" && v_window;
+
     -- 1. Single tables that fit, best first.
     SELECT coalesce(array_agg(s.id ORDER BY s.ord), '{}'),
            coalesce(array_agg(s.zone ORDER BY s.ord), '{}'),
@@ -191,13 +202,7 @@ BEGIN
           AND (v_zone IS NULL OR t.zone_id = v_zone)
           AND t.capacity >= v_party
           AND v_party BETWEEN t.min_party_size AND coalesce(t.max_party_size, t.capacity)
-          AND NOT EXISTS (
-              SELECT 1 FROM allocations al
-              WHERE al.resource_type = 'table'
-                AND al.resource_id = t.id
-                AND NOT al.shadow
-                AND al."window" && v_window
-          )
+          AND t.id <> ALL(v_busy)
         ORDER BY t.capacity - v_party, t.table_number, t.id
         LIMIT v_limit
     ) s;
@@ -216,13 +221,7 @@ BEGIN
           AND t.mobility = 'movable'
           AND t.capacity < v_party
           AND (v_zone IS NULL OR t.zone_id = v_zone)
-          AND NOT EXISTS (
-              SELECT 1 FROM allocations al
-              WHERE al.resource_type = 'table'
-                AND al.resource_id = t.id
-                AND NOT al.shadow
-                AND al."window" && v_window
-          );
+          AND t.id <> ALL(v_busy);
         v_n := cardinality(v_ids);
     ELSE
         v_n := 0;
