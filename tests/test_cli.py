@@ -119,6 +119,8 @@ def test_demo_runs_on_a_given_database(empty_db_url: str) -> None:
     assert result.exit_code == 0, result.output
     document = as_json(result)
     assert all(r["state"] == "applied" for r in document["releases"])
+    assert document["sample"]["bookings"] > 1000
+    assert document["assignment"]["assigned"] > 0.9 * document["assignment"]["considered"]
     assert "***" in document["database"] or "@" not in document["database"]
 
 

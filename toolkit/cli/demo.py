@@ -1,4 +1,4 @@
-"""`venuedb demo`: the embedded server, every migration, and what was done."""
+"""`venuedb demo`: the embedded server, every migration, sample data, auto-assignment."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from toolkit.cli.common import JsonFlag, Output, handled
+from toolkit.cli.common import JsonFlag, Output, handled, table
 
 
 def demo(
@@ -21,10 +21,11 @@ def demo(
     ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Start the embedded PostgreSQL (unless --database-url), apply every migration, show the result."""
+    """Start the embedded PostgreSQL (unless --database-url), apply every migration, load
+    realistic sample data (restaurants, zones, tables, adjacency, a month of bookings) and
+    auto-assign it; show what was done."""
     from toolkit import connection
-    from toolkit.migrate import RunOptions, run
-    from toolkit.status import status
+    from toolkit.demo import run_demo
 
     out = Output(json_output)
     with handled(out):
@@ -35,24 +36,39 @@ def demo(
 
             server = project_server()
             state, message = server.start()
-            out.line(f"1. embedded PostgreSQL {state.version}: {message}")
+            out.line(f"embedded PostgreSQL {state.version}: {message}")
             target = connection.Target(server.url(), "embedded server")
         out.note(target.describe())
-        out.line("2. applying every migration (all branch heads)")
-        result = run(target, "upgrade", None, RunOptions(actor="demo"), emit=out.emit)
-        info = status(target)
-        applied = [r["release"] for r in info["releases"] if r["state"] == "applied"]
-        out.line(
-            f"3. {len(result.done)} revision(s) applied now; releases in place: "
-            + ", ".join(applied)
+        result = run_demo(target, out.emit)
+        out.document("ok", database=target.masked, **result)
+        if json_output:
+            return
+        assignment = result["assignment"]
+        latency = assignment["latency_ms"]
+        out.out.print(
+            table(
+                "Auto-assignment",
+                ["bookings", "assigned", "combinations", "failed", "p50 ms", "p95 ms"],
+                [
+                    [
+                        assignment["considered"],
+                        assignment["assigned"],
+                        assignment["combinations"],
+                        assignment["failed"],
+                        latency["p50"],
+                        latency["p95"],
+                    ]
+                ],
+            )
         )
-        for branch, head in info["branches"].items():
-            out.line(f"   {branch:<8} at {head or '(base)'}")
-        out.line('next: `venuedb status`, `venuedb history`, `psql "$(venuedb db url --reveal)"`')
-        out.document(
-            "ok",
-            applied_now=result.done,
-            releases=info["releases"],
-            branches=info["branches"],
-            database=target.masked,
+        out.out.print(
+            table(
+                "Releases",
+                ["release", "branch", "state"],
+                [[r["release"], r["branch"], r["state"]] for r in result["releases"]],
+            )
+        )
+        out.line(
+            "next: `venuedb status`, `venuedb history`, `venuedb flags`, "
+            '`psql "$(venuedb db url --reveal)"`'
         )
