@@ -1,23 +1,39 @@
-"""Auto-assignment of pending bookings: one short transaction per booking.
+"""Auto-assignment of pending bookings: routing, workers and the summary.
 
-The work happens in the database (auto_assign_booking: plan, zone lock, hold,
-confirm_hold_assignment_tx, retry on a concurrent conflict); this module picks the
-bookings, calls it, and measures.
+Per booking the route follows the seeds' flags: the V3 coordinator when
+FEATURE_ASSIGNMENT_PIPELINE_V3 is on or the restaurant is in its per-restaurant
+rollout; otherwise the legacy path (auto_assign_booking, with auto_assign.* events),
+preceded by a shadow run of the coordinator when FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW
+is on. Up to --parallel workers, each on its own connection, one short transaction
+per step.
 """
 
 from __future__ import annotations
 
-import json
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from toolkit import connection as db
+from toolkit.coordinator import Coordinator, Outcome
 from toolkit.errors import BadInput
 
 Progress = Callable[[int, int, dict[str, Any]], None]  # (done, total, last result)
+V3_FLAG = "FEATURE_ASSIGNMENT_PIPELINE_V3"
+
+
+@dataclass(frozen=True)
+class Routing:
+    v3: bool = False
+    shadow: bool = False
+    parallel: int = 1
+    max_retries: int = 3
 
 
 @dataclass
@@ -27,9 +43,14 @@ class AssignSummary:
     combinations: int = 0
     failed: int = 0
     skipped: int = 0
+    manual_review: int = 0
+    retries: int = 0
+    lock_contention: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    paths: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     duration_s: float = 0.0
+    workers: int = 1
 
     def percentile(self, p: float) -> float | None:
         if not self.latencies_ms:
@@ -38,6 +59,10 @@ class AssignSummary:
         index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
         return round(ordered[index], 2)
 
+    def _rate(self, part: int) -> float | None:
+        counted = self.considered - self.skipped
+        return round(part / counted, 4) if counted else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "considered": self.considered,
@@ -45,8 +70,15 @@ class AssignSummary:
             "combinations": self.combinations,
             "failed": self.failed,
             "skipped": self.skipped,
+            "manual_review": self.manual_review,
+            "retries": self.retries,
+            "lock_contention": self.lock_contention,
             "outcomes": self.outcomes,
+            "paths": self.paths,
+            "workers": self.workers,
             "duration_s": round(self.duration_s, 3),
+            "confirmation_rate": self._rate(self.assigned),
+            "manual_review_rate": self._rate(self.manual_review),
             "latency_ms": {
                 "p50": self.percentile(50),
                 "p95": self.percentile(95),
@@ -58,9 +90,37 @@ class AssignSummary:
             else None,
         }
 
+    def add(
+        self,
+        path: str,
+        status: str,
+        latency_ms: float,
+        combination: bool = False,
+        retries: int = 0,
+        contention: bool = False,
+    ) -> None:
+        self.considered += 1
+        self.paths[path] = self.paths.get(path, 0) + 1
+        self.outcomes[status] = self.outcomes.get(status, 0) + 1
+        self.latencies_ms.append(latency_ms)
+        self.retries += retries
+        self.lock_contention += int(contention)
+        if status == "confirmed":
+            self.assigned += 1
+            self.combinations += int(combination)
+        elif status in ("skipped", "noop"):
+            self.skipped += 1
+        elif status == "manual_review":
+            self.manual_review += 1
+            self.failed += 1
+        else:
+            self.failed += 1
 
-def pending_bookings(conn: Any, *, on: date | None, restaurant: str | None) -> list[str]:
-    """Pending bookings without tables, oldest seating first."""
+
+def pending_bookings(
+    conn: Any, *, on: date | None, restaurant: str | None
+) -> list[tuple[str, str]]:
+    """(booking, restaurant) of pending bookings without tables, oldest seating first."""
     params: dict[str, Any] = {"on": on, "restaurant": restaurant}
     if restaurant is not None:
         found = conn.execute(
@@ -72,7 +132,7 @@ def pending_bookings(conn: Any, *, on: date | None, restaurant: str | None) -> l
         params["restaurant"] = found[0]
     rows = conn.execute(
         """
-        SELECT b.id FROM bookings b
+        SELECT b.id, b.restaurant_id FROM bookings b
         WHERE b.status IN ('pending', 'pending_allocation')
           AND (%(on)s::date IS NULL OR b.booking_date = %(on)s::date)
           AND (%(restaurant)s::uuid IS NULL OR b.restaurant_id = %(restaurant)s::uuid)
@@ -81,19 +141,36 @@ def pending_bookings(conn: Any, *, on: date | None, restaurant: str | None) -> l
         """,
         params,
     ).fetchall()
-    return [str(r[0]) for r in rows]
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def _v3_restaurants(conn: Any, restaurants: set[str]) -> set[str] | None:
+    """Restaurants in the V3 rollout; None when the assignment-pipeline-v3 release is absent."""
+    if (
+        conn.execute("SELECT to_regclass('public.assignment_state_transitions')").fetchone()[0]
+        is None
+    ):
+        return None
+    rows = conn.execute(
+        "SELECT r FROM unnest(%s::uuid[]) r WHERE feature_enabled_for(%s, r)",
+        (list(restaurants), V3_FLAG),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def assign_pending(
     target: db.Target,
     options: dict[str, Any],
     *,
+    routing: Routing | None = None,
     on: date | None = None,
     restaurant: str | None = None,
     limit: int | None = None,
     progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> AssignSummary:
-    summary = AssignSummary()
+    routing = routing or Routing()
+    summary = AssignSummary(workers=routing.parallel)
     started = time.monotonic()
     with db.connect(target, autocommit=False, purpose="assign") as conn:
         if (
@@ -107,32 +184,132 @@ def assign_pending(
                 "release first (`venuedb apply table-combinations`)"
             )
         bookings = pending_bookings(conn, on=on, restaurant=restaurant)
-        conn.commit()
         if limit is not None:
             bookings = bookings[:limit]
-        payload = json.dumps(options)
-        for index, booking in enumerate(bookings, 1):
-            t0 = time.perf_counter()
-            result = conn.execute(
-                "SELECT auto_assign_booking(%s, %s::jsonb)", (booking, payload)
-            ).fetchone()[0]
-            conn.commit()
-            summary.latencies_ms.append((time.perf_counter() - t0) * 1000)
-            _count(summary, result)
-            if progress:
-                progress(index, len(bookings), result)
+        in_rollout = _v3_restaurants(conn, {r for _, r in bookings})
+        conn.commit()
+    if in_rollout is None and (routing.v3 or routing.shadow) and warn:
+        warn(
+            "the assignment-pipeline-v3 release is not applied: every booking takes the legacy path"
+        )
+    work: queue.Queue[tuple[str, str]] = queue.Queue()
+    for item in bookings:
+        work.put(item)
+    lock = threading.Lock()
+    done = [0]
+    crashed: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            _work()
+        except BaseException as exc:  # re-raised in the caller's thread below
+            crashed.append(exc)
+
+    def _work() -> None:
+        with db.connect(target, autocommit=False, purpose="assign worker") as wconn:
+            coordinator = Coordinator(wconn, options, max_retries=routing.max_retries)
+            while True:
+                try:
+                    booking, rest = work.get_nowait()
+                except queue.Empty:
+                    return
+                use_v3 = in_rollout is not None and (routing.v3 or rest in in_rollout)
+                shadow = in_rollout is not None and routing.shadow and not use_v3
+                result = _one(wconn, coordinator, booking, rest, options, use_v3, shadow)
+                with lock:
+                    summary.add(*result)
+                    done[0] += 1
+                    if progress:
+                        progress(done[0], len(bookings), {"status": result[1]})
+
+    threads = [
+        threading.Thread(target=worker, name=f"assign-{i}")
+        for i in range(max(1, min(routing.parallel, len(bookings) or 1)))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if crashed:
+        raise crashed[0]
     summary.duration_s = time.monotonic() - started
     return summary
 
 
-def _count(summary: AssignSummary, result: dict[str, Any]) -> None:
+def _one(
+    conn: Any,
+    coordinator: Coordinator,
+    booking: str,
+    restaurant: str,
+    options: dict[str, Any],
+    use_v3: bool,
+    shadow: bool,
+) -> tuple[Any, ...]:
+    started = time.perf_counter()
+    if use_v3:
+        outcome = coordinator.process(booking, mode="v3")
+        return _from_outcome("v3", outcome)
+    shadow_outcome: Outcome | None = coordinator.process(booking, mode="shadow") if shadow else None
+    conn.execute(
+        "INSERT INTO observability_events (source, event_type, restaurant_id, booking_id, "
+        "context) VALUES ('auto_assign', 'auto_assign.attempt.start', %s, %s, %s)",
+        (restaurant, booking, Jsonb({"attempt": 1})),
+    )
+    conn.commit()
+    result = conn.execute(
+        "SELECT auto_assign_booking(%s, %s)", (booking, Jsonb(options))
+    ).fetchone()[0]
+    context = {
+        k: result.get(k)
+        for k in ("status", "table_ids", "is_combination", "attempts", "reason")
+        if k in result
+    }
+    conn.execute(
+        "INSERT INTO observability_events (source, event_type, restaurant_id, booking_id, "
+        "context) VALUES ('auto_assign', 'auto_assign.summary', %s, %s, %s)",
+        (restaurant, booking, Jsonb(context)),
+    )
+    conn.commit()
     status = str(result.get("status"))
-    summary.considered += 1
-    summary.outcomes[status] = summary.outcomes.get(status, 0) + 1
-    if status == "confirmed":
-        summary.assigned += 1
-        summary.combinations += int(bool(result.get("is_combination")))
-    elif status == "skipped":
-        summary.skipped += 1
-    else:
-        summary.failed += 1
+    if shadow_outcome is not None:
+        conn.execute(
+            "INSERT INTO observability_events (source, event_type, restaurant_id, booking_id, "
+            "context) VALUES ('assignment.coordinator', 'coordinator.shadow_result', %s, %s, %s)",
+            (
+                restaurant,
+                booking,
+                Jsonb(
+                    {
+                        "mode": "shadow",
+                        "shadow": True,
+                        "would": shadow_outcome.status,
+                        "would_reason": shadow_outcome.reason,
+                        "would_tables": shadow_outcome.table_ids,
+                        "legacy": status,
+                        "legacy_tables": result.get("table_ids"),
+                        "agrees": (shadow_outcome.status == "confirmed") == (status == "confirmed"),
+                    }
+                ),
+            ),
+        )
+        conn.commit()
+    mapped = {"no_tables": "failed", "conflict": "failed"}.get(status, status)
+    return (
+        "legacy+shadow" if shadow else "legacy",
+        mapped,
+        (time.perf_counter() - started) * 1000,
+        bool(result.get("is_combination")),
+        0,
+        False,
+    )
+
+
+def _from_outcome(path: str, outcome: Outcome) -> tuple[Any, ...]:
+    return (
+        path,
+        outcome.status,
+        outcome.latency_ms,
+        outcome.is_combination,
+        outcome.retries,
+        outcome.lock_contention,
+    )

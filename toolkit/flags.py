@@ -118,6 +118,48 @@ FLAGS: tuple[Flag, ...] = (
         "adjacency_mode",
         choices=("connected", "neighbors"),
     ),
+    Flag(
+        "FEATURE_ASSIGNMENT_PIPELINE_V3",
+        "bool",
+        False,
+        "Route bookings through the V3 coordinator (state machine) instead of the legacy loop.",
+        "001/004",
+        "isAssignmentPipelineV3Enabled()",
+    ),
+    Flag(
+        "FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW",
+        "bool",
+        False,
+        "Also run the coordinator without persisting, logging what it would have done.",
+        "001/004",
+        "isAssignmentPipelineV3Shadow()",
+    ),
+    Flag(
+        "FEATURE_ASSIGNMENT_PIPELINE_V3_MAX_PARALLEL",
+        "int",
+        3,
+        "Most coordinator workers at once (`venuedb assign --parallel`).",
+        "001/004",
+        "getAssignmentPipelineV3MaxParallel()",
+        minimum=1,
+        maximum=10,
+    ),
+    Flag(
+        "ENABLE_SWITCHING_MODE",
+        "bool",
+        False,
+        "Resolve server_id when sales are created (simplified/full operating modes).",
+        "002",
+        "ENABLE_SWITCHING_MODE",
+    ),
+    Flag(
+        "SHOW_SWITCHING_MODE_UI",
+        "bool",
+        False,
+        "Show the mode-switching UI (must stay off while ENABLE_SWITCHING_MODE is off).",
+        "002",
+        "SHOW_SWITCHING_MODE_UI",
+    ),
 )
 
 
@@ -163,6 +205,34 @@ def resolve(environ: Mapping[str, str] | None = None, dotenv: Path | None = None
 
 def errors(resolved: list[Resolved]) -> list[str]:
     return [r.error for r in resolved if r.error]
+
+
+def warnings(resolved: list[Resolved]) -> list[str]:
+    """Combinations that are valid but almost certainly a mistake."""
+    value = {r.flag.name: r.value for r in resolved if not r.error}
+    out = []
+    if value.get("FEATURE_ASSIGNMENT_PIPELINE_V3") and value.get(
+        "FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW"
+    ):
+        out.append(
+            "FEATURE_ASSIGNMENT_PIPELINE_V3 and FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW are "
+            "both true: V3 is live, so the shadow run is skipped (seed 001: pick one)"
+        )
+    if value.get("SHOW_SWITCHING_MODE_UI") and not value.get("ENABLE_SWITCHING_MODE"):
+        out.append(
+            "SHOW_SWITCHING_MODE_UI is on while ENABLE_SWITCHING_MODE is off: the UI "
+            "would offer a mode that is not enforced"
+        )
+    return out
+
+
+def value_of(resolved: list[Resolved], name: str) -> Any:
+    for r in resolved:
+        if r.flag.name == name:
+            if r.error:
+                raise BadInput(f"invalid feature flag: {r.error}")
+            return r.value
+    raise KeyError(name)
 
 
 def planner_options(resolved: list[Resolved] | None = None) -> dict[str, Any]:

@@ -26,11 +26,11 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(backfill.app, name="backfill")
+app.add_typer(flags.app, name="flags")
 app.command()(migrations.status)
 app.command()(migrations.apply)
 app.command()(migrations.rollback)
 app.command()(migrations.history)
-app.command()(flags.flags)
 app.command()(assign.assign)
 app.command()(demo.demo)
 

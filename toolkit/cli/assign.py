@@ -20,17 +20,29 @@ def assign(
     limit: Annotated[
         int | None, typer.Option(min=1, help="Assign at most this many bookings.")
     ] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=10,
+            help="Workers on separate connections (at most "
+            "FEATURE_ASSIGNMENT_PIPELINE_V3_MAX_PARALLEL; default 1).",
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Assign tables to pending bookings with the planner flags from `venuedb flags`.
+    """Assign tables to pending bookings with the flags from `venuedb flags`.
 
-    One short transaction per booking; bookings in one zone are serialised by an
-    advisory lock (contention is recorded as a zone_lock_conflict event). Exit 1 when a
-    booking could not be assigned.
+    Route per booking: the V3 coordinator when FEATURE_ASSIGNMENT_PIPELINE_V3 is on or the
+    restaurant is in its rollout (`venuedb flags rollout`), else the legacy path (with a
+    shadow run of the coordinator when FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW is on). One
+    short transaction per step; bookings of one zone are serialised by an advisory lock.
+    Exit 1 when a booking could not be assigned.
     """
+    from toolkit.assign import Routing
     from toolkit.errors import BadInput
-    from toolkit.flags import planner_options
+    from toolkit.flags import planner_options, resolve, value_of, warnings
 
     out = Output(json_output)
     with handled(out):
@@ -38,56 +50,74 @@ def assign(
             day = date.fromisoformat(on) if on else None
         except ValueError:
             raise BadInput(f"--date {on!r} is not a date (YYYY-MM-DD)") from None
-        options = planner_options()
+        resolved = resolve()
+        options = planner_options(resolved)
+        ceiling = value_of(resolved, "FEATURE_ASSIGNMENT_PIPELINE_V3_MAX_PARALLEL")
+        if parallel is not None and parallel > ceiling:
+            raise BadInput(
+                f"--parallel {parallel} exceeds FEATURE_ASSIGNMENT_PIPELINE_V3_MAX_PARALLEL"
+                f"={ceiling}; raise the flag first (seed 001: one step at a time)"
+            )
+        for caution in warnings(resolved):
+            out.emit("warning", caution)
+        routing = Routing(
+            v3=value_of(resolved, "FEATURE_ASSIGNMENT_PIPELINE_V3"),
+            shadow=value_of(resolved, "FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW"),
+            parallel=parallel or 1,
+        )
         target = resolve_target(database_url, out)
-        summary = _run(out, target, options, day, restaurant, limit)
+        summary = _run(out, target, options, routing, day, restaurant, limit)
         data = summary.to_dict()
         status = "ok" if summary.failed == 0 else "failed"
         out.document(status, options=options, **data)
         if not json_output:
             latency = data["latency_ms"]
-            out.out.print(
-                table(
-                    "Auto-assignment",
-                    [
-                        "bookings",
-                        "assigned",
-                        "combinations",
-                        "failed",
-                        "p50 ms",
-                        "p95 ms",
-                        "max ms",
-                    ],
-                    [
-                        [
-                            summary.considered,
-                            summary.assigned,
-                            summary.combinations,
-                            summary.failed,
-                            latency["p50"],
-                            latency["p95"],
-                            latency["max"],
-                        ]
-                    ],
-                )
+            columns = [
+                "bookings",
+                "assigned",
+                "combinations",
+                "manual review",
+                "failed",
+                "retries",
+                "lock contention",
+                "confirmation rate",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+            ]
+            row = [
+                summary.considered,
+                summary.assigned,
+                summary.combinations,
+                summary.manual_review,
+                summary.failed,
+                summary.retries,
+                summary.lock_contention,
+                data["confirmation_rate"],
+                latency["p50"],
+                latency["p95"],
+                latency["p99"],
+            ]
+            out.out.print(table("Auto-assignment", columns, [row]))
+            out.line(
+                "paths: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(summary.paths.items()))
+                + f"; workers {summary.workers}; outcomes: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
             )
-            if summary.outcomes:
-                out.line(
-                    "outcomes: "
-                    + ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items()))
-                )
         if summary.failed:
             raise typer.Exit(1)
 
 
 def _run(
     out: Output,
-    target: object,
-    options: dict,
+    target: Any,
+    options: dict[str, Any],
+    routing: Any,
     day: date | None,
     restaurant: str | None,
     limit: int | None,
-):  # type: ignore[no-untyped-def]
+) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from toolkit.assign import assign_pending
@@ -109,8 +139,10 @@ def _run(
         return assign_pending(
             target,
             options,
+            routing=routing,
             on=day,
             restaurant=restaurant,
             limit=limit,
             progress=progress,
+            warn=lambda message: out.emit("warning", message),
         )

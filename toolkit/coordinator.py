@@ -1,0 +1,300 @@
+"""The assignment coordinator of pipeline V3 (seeds 001 and 004).
+
+It walks one booking through the state machine enforced by the database
+(created -> capacity_verified -> tables_planned -> tables_held -> confirmed, or
+manual_review / failed) using the planner (plan_booking_tables) and
+confirm_hold_assignment_tx, and reports through observability_events exactly as the
+seeds' cheat sheet names them: source 'assignment.coordinator', event types
+coordinator.start (mode), .lock_contention, .retry (reason, delay_ms), .manual_review,
+.confirmed, .error. In shadow mode it does the same work inside a transaction that is
+rolled back, then records what it would have done (context.shadow = true).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+SOURCE = "assignment.coordinator"
+STATE_SOURCE = "assignment.state_machine"
+
+
+@dataclass
+class Outcome:
+    booking_id: str
+    mode: str
+    status: str  # confirmed | manual_review | noop | skipped | error
+    reason: str | None = None
+    retries: int = 0
+    lock_contention: bool = False
+    is_combination: bool = False
+    table_ids: list[str] = field(default_factory=list)
+    latency_ms: float = 0.0
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Coordinator:
+    """One coordinator per connection (a worker); `process` handles one booking."""
+
+    def __init__(
+        self,
+        conn: Any,
+        options: dict[str, Any],
+        *,
+        max_retries: int = 3,
+        base_delay_ms: int = 25,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.conn = conn
+        self.options = options
+        self.max_retries = max_retries
+        self.base_delay_ms = base_delay_ms
+        self.sleep = sleep
+        self._shadow_events: list[tuple[str, str, str, dict[str, Any]]] | None = None
+
+    # -- events ---------------------------------------------------------------------------
+    def _event(
+        self,
+        event_type: str,
+        booking: str,
+        restaurant: str | None,
+        context: dict[str, Any],
+        severity: str = "info",
+        source: str = SOURCE,
+    ) -> None:
+        if self._shadow_events is not None:
+            self._shadow_events.append((source, event_type, severity, {**context, "shadow": True}))
+            return
+        self.conn.execute(
+            "INSERT INTO observability_events (source, event_type, severity, restaurant_id, "
+            "booking_id, context) VALUES (%s, %s, %s, %s, %s, %s)",
+            (source, event_type, severity, restaurant, booking, Jsonb(context)),
+        )
+
+    def _commit(self) -> None:
+        if self._shadow_events is None:
+            self.conn.commit()
+
+    # -- the state machine ----------------------------------------------------------------
+    def _transition(
+        self, booking: str, restaurant: str, current: str | None, to: str, reason: str
+    ) -> str:
+        self.conn.execute("SELECT set_config('venuedb.assignment_reason', %s, true)", (reason,))
+        self.conn.execute(
+            "UPDATE bookings SET assignment_state = %s, updated_at = now() WHERE id = %s",
+            (to, booking),
+        )
+        if self._shadow_events is not None:  # the trigger's row is rolled back with the rest
+            self._shadow_events.append(
+                (
+                    STATE_SOURCE,
+                    "booking.assignment_state_transition",
+                    "info",
+                    {"from": current, "to": to, "reason": reason, "shadow": True},
+                )
+            )
+        return to
+
+    def process(self, booking: str, *, mode: str = "v3") -> Outcome:
+        """mode 'v3' persists; mode 'shadow' rolls everything back and logs what it would do."""
+        started = time.perf_counter()
+        outcome = Outcome(booking, mode, "error")
+        shadow = mode == "shadow"
+        self._shadow_events = [] if shadow else None
+        row = self.conn.execute(
+            "SELECT restaurant_id FROM bookings WHERE id = %s", (booking,)
+        ).fetchone()
+        restaurant = str(row[0]) if row else None
+        self._event("coordinator.start", booking, restaurant, {"mode": mode})
+        self._commit()
+        locked = self.conn.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended('venuedb.booking:' || %s, 0))", (booking,)
+        ).fetchone()[0]
+        if not locked:
+            self._event(
+                "coordinator.lock_contention",
+                booking,
+                restaurant,
+                {"reason": "lock_contention", "mode": mode},
+                "warning",
+            )
+            self._commit()
+            outcome.status, outcome.reason, outcome.lock_contention = (
+                "noop",
+                "lock_contention",
+                True,
+            )
+            return self._finish(outcome, started, restaurant)
+        try:
+            self._run(booking, restaurant, outcome, mode)
+        except Exception as exc:  # unexpected: recorded, never raised into the batch
+            self.conn.rollback()
+            if shadow:
+                self._shadow_events = []
+            outcome.status, outcome.reason = "error", type(exc).__name__
+            self._event(
+                "coordinator.error",
+                booking,
+                restaurant,
+                {"reason": "exception", "error": str(exc).splitlines()[0][:500], "mode": mode},
+                "error",
+            )
+            self._commit()
+        finally:
+            if shadow:
+                self.conn.rollback()
+            self.conn.execute(
+                "SELECT pg_advisory_unlock(hashtextextended('venuedb.booking:' || %s, 0))",
+                (booking,),
+            )
+            self.conn.commit()
+        return self._finish(outcome, started, restaurant)
+
+    def _finish(self, outcome: Outcome, started: float, restaurant: str | None) -> Outcome:
+        outcome.latency_ms = (time.perf_counter() - started) * 1000
+        if self._shadow_events is not None:
+            events, self._shadow_events = self._shadow_events, None
+            for source, event_type, severity, context in events:
+                self._event(event_type, outcome.booking_id, restaurant, context, severity, source)
+            self.conn.commit()
+        return outcome
+
+    def _run(self, booking: str, restaurant: str | None, outcome: Outcome, mode: str) -> None:
+        for attempt in range(self.max_retries + 1):
+            try:
+                self._attempt(booking, outcome, mode, attempt)
+                return
+            except _Retry as retry:
+                if attempt == self.max_retries:
+                    self._escalate(booking, restaurant, outcome, mode, "retries_exhausted")
+                    return
+                delay_ms = round(self.base_delay_ms * 2**attempt * (0.8 + 0.4 * random.random()))
+                outcome.retries += 1
+                self._event(
+                    "coordinator.retry",
+                    booking,
+                    restaurant,
+                    {
+                        "reason": retry.reason,
+                        "delay_ms": delay_ms,
+                        "attempt": attempt + 1,
+                        "mode": mode,
+                    },
+                )
+                self._commit()
+                if self._shadow_events is None:
+                    self.sleep(delay_ms / 1000)
+
+    def _escalate(
+        self, booking: str, restaurant: str | None, outcome: Outcome, mode: str, reason: str
+    ) -> None:
+        state = self.conn.execute(
+            "SELECT assignment_state FROM bookings WHERE id = %s FOR UPDATE", (booking,)
+        ).fetchone()[0]
+        if state != "manual_review":
+            self._transition(booking, str(restaurant), state, "manual_review", reason)
+        self._event(
+            "coordinator.manual_review",
+            booking,
+            restaurant,
+            {"reason": reason, "mode": mode},
+            "warning",
+        )
+        self._commit()
+        outcome.status, outcome.reason = "manual_review", reason
+
+    def _attempt(self, booking: str, outcome: Outcome, mode: str, attempt: int) -> None:
+        row = self.conn.execute(
+            "SELECT restaurant_id, status, assignment_state, party_size FROM bookings "
+            "WHERE id = %s FOR UPDATE",
+            (booking,),
+        ).fetchone()
+        if row is None:
+            raise LookupError(f"booking {booking} not found")
+        restaurant, status, state, party = str(row[0]), row[1], row[2], row[3]
+        if status not in ("pending", "pending_allocation") or state in (
+            "confirmed",
+            "manual_review",
+            "failed",
+        ):
+            self._commit()
+            outcome.status, outcome.reason = "skipped", f"status {status}, state {state}"
+            return
+        if state is None:
+            state = self._transition(booking, restaurant, None, "created", "intake")
+        if state in ("tables_planned", "tables_held"):
+            state = self._transition(booking, restaurant, state, "capacity_verified", "replan")
+        if state == "created":
+            if not self._capacity_exists(restaurant, party):
+                self._escalate(booking, restaurant, outcome, mode, "no_tables")
+                return
+            state = self._transition(booking, restaurant, state, "capacity_verified", "capacity_ok")
+        plan = self.conn.execute(
+            "SELECT zone_id, table_ids, is_combination FROM plan_booking_tables(%s, %s) "
+            "ORDER BY rank LIMIT 1",
+            (booking, Jsonb(self.options)),
+        ).fetchone()
+        if plan is None:
+            self._escalate(booking, restaurant, outcome, mode, "no_tables")
+            return
+        zone, tables, is_combination = plan
+        self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('venuedb.zone:' || %s::text, 0))",
+            (zone,),
+        )
+        state = self._transition(booking, restaurant, state, "tables_planned", "planned")
+        hold = self.conn.execute(
+            "INSERT INTO table_holds (restaurant_id, booking_id, zone_id, start_at, end_at, "
+            "expires_at, metadata) SELECT restaurant_id, id, %s, start_at, end_at, "
+            "now() + interval '2 minutes', %s FROM bookings WHERE id = %s RETURNING id",
+            (zone, Jsonb({"source": SOURCE}), booking),
+        ).fetchone()[0]
+        self.conn.execute(
+            "INSERT INTO table_hold_members (hold_id, table_id) SELECT %s, unnest(%s::uuid[])",
+            (hold, tables),
+        )
+        state = self._transition(booking, restaurant, state, "tables_held", "hold_placed")
+        confirmed = self.conn.execute(
+            "SELECT bool_and(confirmed) FROM confirm_hold_assignment_tx(%s, %s)", (hold, booking)
+        ).fetchone()[0]
+        if not confirmed:
+            self.conn.execute("DELETE FROM table_holds WHERE id = %s", (hold,))
+            self._transition(booking, restaurant, state, "capacity_verified", "conflict")
+            self._commit()  # keeps confirm v12's evidence of the conflict
+            raise _Retry("no_assignment")
+        self._transition(booking, restaurant, state, "confirmed", "confirmed")
+        outcome.status, outcome.is_combination = "confirmed", bool(is_combination)
+        outcome.table_ids = [str(t) for t in tables]
+        self._event(
+            "coordinator.confirmed",
+            booking,
+            restaurant,
+            {
+                "mode": mode,
+                "attempt": attempt + 1,
+                "table_ids": outcome.table_ids,
+                "is_combination": outcome.is_combination,
+            },
+        )
+        self._commit()
+
+    def _capacity_exists(self, restaurant: str, party: int) -> bool:
+        return bool(
+            self.conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM table_inventory WHERE restaurant_id = %(r)s AND active "
+                "AND capacity >= %(p)s) OR EXISTS (SELECT 1 FROM table_inventory WHERE "
+                "restaurant_id = %(r)s AND active AND mobility = 'movable' GROUP BY zone_id "
+                "HAVING sum(capacity) >= %(p)s)",
+                {"r": restaurant, "p": party},
+            ).fetchone()[0]
+        )
