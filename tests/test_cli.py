@@ -19,6 +19,15 @@ COMMANDS = [
     ["rollback"],
     ["history"],
     ["demo"],
+    ["flags"],
+    ["flags", "rollout"],
+    ["assign"],
+    ["backfill"],
+    ["backfill", "list"],
+    ["backfill", "run"],
+    ["backfill", "status"],
+    ["backfill", "pause"],
+    ["backfill", "resume"],
 ]
 
 
