@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from toolkit.cli import assign, backfill, db, demo, flags, migrations
+from toolkit.cli import assign, backfill, db, demo, flags, migrations, verify
 
 app = typer.Typer(
     name="venuedb",
@@ -31,6 +31,8 @@ app.command()(migrations.status)
 app.command()(migrations.apply)
 app.command()(migrations.rollback)
 app.command()(migrations.history)
+app.command()(verify.verify)
+app.command()(verify.snapshot)
 app.command()(assign.assign)
 app.command()(demo.demo)
 

@@ -76,8 +76,25 @@ def handled(output: Output) -> Iterator[None]:
         yield
     except VenuedbError as exc:
         output.fail(exc)
+    except _database_error() as exc:
+        from toolkit.urls import mask_text
+
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        output.fail(
+            VenuedbError(
+                "the database refused an operation: "
+                + mask_text(lines[0] if lines else type(exc).__name__)
+                + ". Whatever ran in that transaction was rolled back."
+            )
+        )
     except KeyboardInterrupt:
         output.fail(VenuedbError("interrupted; the current revision's transaction was rolled back"))
+
+
+def _database_error() -> type[BaseException]:
+    import psycopg
+
+    return psycopg.Error
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Any:

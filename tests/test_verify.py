@@ -1,0 +1,178 @@
+"""`venuedb verify`: postconditions, drift from the committed snapshot, tamper detection.
+Each kind of drift is injected by hand through SQL and reported (and only that)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.clihelpers import as_json, invoke
+from toolkit import snapshot
+from toolkit.releases import load_releases
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _verify(url: str, *args: str) -> tuple[int, dict]:
+    result = invoke("verify", "--database-url", url, "--json", *args)
+    return result.exit_code, as_json(result)
+
+
+def test_a_migrated_database_is_clean(db_url: str) -> None:
+    code, report = _verify(db_url)
+    assert (code, report["status"], report["clean"]) == (0, "ok", True), report
+    assert report["drift"] == [] and report["tamper"] == []
+    assert len(report["postconditions"]) >= 20 and all(p["ok"] for p in report["postconditions"])
+    assert report["notes"] == []
+
+
+def test_the_committed_snapshot_is_current(pg_server) -> None:  # type: ignore[no-untyped-def]
+    objects, heads = snapshot.build(pg_server.url("postgres"))
+    committed = snapshot.load()
+    assert snapshot.diff(committed["objects"], objects) == [], "run `venuedb snapshot`"
+    assert sorted(committed["heads"]) == sorted(heads)
+    assert committed["function_files"] == snapshot.function_file_hashes()
+
+
+INJECTIONS = [
+    (
+        "hot-fixed function body",
+        "CREATE OR REPLACE FUNCTION public.feature_enabled_for(p_flag text, p_restaurant_id uuid) "
+        "RETURNS boolean LANGUAGE sql STABLE SET search_path = public AS $$ SELECT true $$",
+        {("function", "public.feature_enabled_for(p_flag text, p_restaurant_id uuid)", "changed")},
+    ),
+    (
+        "dropped index",
+        "DROP INDEX idx_booking_confirmation_results_checked_at",
+        {("index", "public.idx_booking_confirmation_results_checked_at", "missing")},
+    ),
+    (
+        "changed constraint",
+        "ALTER TABLE allocations DROP CONSTRAINT allocations_no_overlap; "
+        "ALTER TABLE allocations ADD CONSTRAINT allocations_no_overlap EXCLUDE USING gist "
+        '(restaurant_id WITH =, resource_type WITH =, resource_id WITH =, "window" WITH &&) '
+        "WHERE (NOT shadow) DEFERRABLE INITIALLY DEFERRED",
+        {("constraint", "public.allocations.allocations_no_overlap", "changed")},
+    ),
+    (
+        "extra trigger",
+        "CREATE FUNCTION public.sneaky() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; "
+        "END $$; CREATE TRIGGER sneaky BEFORE UPDATE ON bookings FOR EACH ROW EXECUTE FUNCTION "
+        "sneaky()",
+        {
+            ("trigger", "public.bookings.sneaky", "unexpected"),
+            ("function", "public.sneaky()", "unexpected"),
+        },
+    ),
+    (
+        "grant widened",
+        "GRANT SELECT ON booking_confirmation_results TO anon",
+        {("grant", "public.booking_confirmation_results", "changed")},
+    ),
+    (
+        "rls switched off",
+        "ALTER TABLE booking_confirmation_results DISABLE ROW LEVEL SECURITY",
+        {("table", "public.booking_confirmation_results", "changed")},
+    ),
+    (
+        "column default changed",
+        "ALTER TABLE bookings ALTER COLUMN status SET DEFAULT 'confirmed'",
+        {("column", "public.bookings.status", "changed")},
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "sql", "expected"), INJECTIONS, ids=[i[0] for i in INJECTIONS])
+def test_each_kind_of_drift_is_reported_by_name(
+    db_url: str, what: str, sql: str, expected: set
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(sql)
+    code, report = _verify(db_url)
+    assert code == 3 and report["status"] == "drift"
+    assert {(d["kind"], d["name"], d["status"]) for d in report["drift"]} == expected
+    for drift in report["drift"]:
+        if drift["status"] == "changed":
+            assert drift["expected"] and drift["actual"] and drift["expected"] != drift["actual"]
+
+
+def test_failed_postconditions_name_the_object(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DROP TRIGGER booking_assignment_validation ON bookings")
+    code, report = _verify(db_url, "--release", "table-combinations")
+    failed = [p for p in report["postconditions"] if not p["ok"]]
+    assert code == 3
+    assert [(p["kind"], p["object"], p["actual"]) for p in failed] == [
+        ("trigger", "bookings.booking_assignment_validation", "absent")
+    ]
+    assert {p["release"] for p in report["postconditions"]} == {"table-combinations"}
+
+
+def test_a_revision_file_changed_after_it_was_applied(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE venuedb.revision_checksums SET sha256 = repeat('0', 64) "
+            "WHERE revision = 'booking_005'"
+        )
+    code, report = _verify(db_url)
+    assert code == 3
+    assert [(t["kind"], t["name"]) for t in report["tamper"]] == [
+        ("revision_file_changed", "booking_005")
+    ]
+
+
+def test_a_revision_applied_out_of_order(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE venuedb.revision_checksums SET applied_at = now() + interval '1 day' "
+            "WHERE revision = 'booking_002'"
+        )
+    code, report = _verify(db_url)
+    assert code == 3
+    assert [(t["kind"], t["name"]) for t in report["tamper"]] == [
+        ("applied_out_of_order", "booking_003")
+    ]
+
+
+def test_an_edited_released_function_file(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    for part in ("migrations", "sql"):
+        shutil.copytree(ROOT / part, project / part)
+    shutil.copy(ROOT / "alembic.ini", project / "alembic.ini")
+    edited = project / "sql" / "functions" / "confirm_hold_assignment_tx" / "v11.sql"
+    edited.write_text(edited.read_text() + "\n-- a quiet fix\n")
+    monkeypatch.setenv("VENUEDB_HOME", str(project))
+    from toolkit.revisions import script_directory
+
+    script_directory.cache_clear()
+    try:
+        code, report = _verify(db_url)
+    finally:
+        monkeypatch.undo()
+        script_directory.cache_clear()
+    assert code == 3
+    kinds = {(t["kind"], t["name"]) for t in report["tamper"]}
+    assert ("function_file_edited", "functions/confirm_hold_assignment_tx/v11.sql") in kinds
+
+
+def test_unknown_release_is_bad_input(db_url: str) -> None:
+    result = invoke("verify", "--release", "nope", "--database-url", db_url)
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("release", [r.name for r in load_releases() if r.name not in ("core",)])
+def test_verify_after_each_release_rollback_and_reapply(db_url: str, release: str) -> None:
+    down = invoke("rollback", release, "--yes", "--database-url", db_url)
+    assert down.exit_code == 0, down.output
+    code, report = _verify(db_url)
+    assert code == 0, report
+    assert any("not at the heads" in n for n in report["notes"])
+    up = invoke("apply", "--database-url", db_url)
+    assert up.exit_code == 0, up.output
+    code, report = _verify(db_url)
+    assert (code, report["notes"]) == (0, [])

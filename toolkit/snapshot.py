@@ -1,0 +1,191 @@
+"""The schema as PostgreSQL's catalog describes it, object by object, comparable across
+databases and PostgreSQL versions (15 and 18): the reference for drift detection.
+
+Definitions come from the catalog's own functions (pg_get_constraintdef,
+pg_get_indexdef, pg_get_triggerdef, the function's source and attributes, policies,
+grants, RLS flags, column types and defaults). Things that legitimately differ between
+servers are left out: NOT NULL constraint rows (PostgreSQL 18 lists them; columns carry
+NOT NULL anyway), extension versions, and the toolkit's own schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.paths import migrations_dir, sql_dir
+
+SCHEMAS = ("public", "auth")
+
+SNAPSHOT_SQL = """
+WITH ns AS (SELECT oid, nspname FROM pg_namespace WHERE nspname = ANY(%(schemas)s)),
+rel AS (
+    SELECT c.oid, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relacl,
+           n.nspname
+    FROM pg_class c JOIN ns n ON n.oid = c.relnamespace
+    WHERE c.relname <> 'alembic_version'
+)
+SELECT 'table', nspname || '.' || relname,
+       'kind=' || relkind::text || ' rls=' || relrowsecurity::text
+       || ' force_rls=' || relforcerowsecurity::text
+FROM rel WHERE relkind IN ('r', 'p', 'v', 'm')
+UNION ALL
+SELECT 'grant', r.nspname || '.' || r.relname,
+       coalesce((SELECT string_agg(coalesce(g.rolname, 'PUBLIC') || ':' || a.privilege_type,
+                                   ',' ORDER BY coalesce(g.rolname, 'PUBLIC'), a.privilege_type)
+                 FROM aclexplode(r.relacl) a LEFT JOIN pg_roles g ON g.oid = a.grantee
+                 WHERE a.grantee <> a.grantor), '')
+FROM rel r WHERE r.relkind IN ('r', 'p', 'v', 'm') AND r.relacl IS NOT NULL
+UNION ALL
+SELECT 'column', r.nspname || '.' || r.relname || '.' || a.attname,
+       format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+FROM pg_attribute a
+JOIN rel r ON r.oid = a.attrelid AND r.relkind IN ('r', 'p')
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'constraint', r.nspname || '.' || r.relname || '.' || con.conname,
+       pg_get_constraintdef(con.oid)
+FROM pg_constraint con JOIN rel r ON r.oid = con.conrelid
+WHERE con.contype <> 'n'
+UNION ALL
+SELECT 'index', r.nspname || '.' || r.relname, pg_get_indexdef(r.oid)
+FROM rel r WHERE r.relkind = 'i'
+UNION ALL
+SELECT 'function',
+       n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       'returns ' || pg_get_function_result(p.oid) || ' ' || l.lanname
+       || ' volatility=' || p.provolatile::text || ' security_definer=' || p.prosecdef::text
+       || ' config=' || coalesce(array_to_string(p.proconfig, ','), '')
+       || ' comment=' || coalesce(obj_description(p.oid, 'pg_proc'), '')
+       || ' source_md5=' || md5(p.prosrc)
+FROM pg_proc p JOIN ns n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'trigger', r.nspname || '.' || r.relname || '.' || t.tgname, pg_get_triggerdef(t.oid)
+FROM pg_trigger t JOIN rel r ON r.oid = t.tgrelid
+WHERE NOT t.tgisinternal
+UNION ALL
+SELECT 'policy', pol.schemaname || '.' || pol.tablename || '.' || pol.policyname,
+       pol.permissive || ' ' || pol.cmd || ' to ' || array_to_string(pol.roles, ',')
+       || ' using ' || coalesce(pol.qual, '') || ' check ' || coalesce(pol.with_check, '')
+FROM pg_policies pol WHERE pol.schemaname = ANY(%(schemas)s)
+UNION ALL
+SELECT 'extension', e.extname, 'installed' FROM pg_extension e WHERE e.extname <> 'plpgsql'
+"""
+
+KINDS = (
+    "table",
+    "column",
+    "constraint",
+    "index",
+    "function",
+    "trigger",
+    "policy",
+    "grant",
+    "extension",
+)
+
+
+def snapshot_file() -> Path:
+    return migrations_dir() / "schema_snapshot.json"
+
+
+def take(conn: Any) -> dict[str, dict[str, str]]:
+    """kind -> name -> definition, from a psycopg connection."""
+    out: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
+    for kind, name, definition in conn.execute(SNAPSHOT_SQL, {"schemas": list(SCHEMAS)}):
+        out[kind][name] = definition
+    return {kind: dict(sorted(objects.items())) for kind, objects in out.items()}
+
+
+def function_file_hashes() -> dict[str, str]:
+    """sha256 of every released sql/functions file: a released file is never edited."""
+    root = sql_dir() / "functions"
+    return {
+        str(path.relative_to(sql_dir())): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*.sql"))
+    }
+
+
+def write(objects: dict[str, dict[str, str]], heads: list[str], path: Path | None = None) -> Path:
+    path = path or snapshot_file()
+    document = {
+        "comment": "Generated by `venuedb snapshot`: the schema every migration builds. "
+        "Review changes to it like code.",
+        "heads": sorted(heads),
+        "function_files": function_file_hashes(),
+        "objects": objects,
+    }
+    path.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load(path: Path | None = None) -> dict[str, Any]:
+    path = path or snapshot_file()
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Drift:
+    kind: str
+    name: str
+    status: str  # missing | unexpected | changed
+    expected: str | None
+    actual: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "status": self.status,
+            "expected": self.expected,
+            "actual": self.actual,
+        }
+
+
+def diff(reference: dict[str, dict[str, str]], live: dict[str, dict[str, str]]) -> list[Drift]:
+    found = []
+    for kind in KINDS:
+        want, have = reference.get(kind, {}), live.get(kind, {})
+        for name in sorted(want.keys() | have.keys()):
+            expected, actual = want.get(name), have.get(name)
+            if expected == actual:
+                continue
+            status = (
+                "missing" if actual is None else "unexpected" if expected is None else "changed"
+            )
+            found.append(Drift(kind, name, status, expected, actual))
+    return found
+
+
+def build(server_url: str) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Migrate a scratch database beside `server_url` to every head and snapshot it."""
+    import os
+
+    import psycopg
+
+    from toolkit import revisions as revs
+    from toolkit.connection import Target
+    from toolkit.migrate import RunOptions, current_heads, run
+    from toolkit.urls import with_database
+
+    scratch = f"venuedb_snapshot_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{scratch}"')
+        admin.execute(f'CREATE DATABASE "{scratch}"')
+    try:
+        url = with_database(server_url, scratch)
+        run(Target(url, "snapshot"), "upgrade", None, RunOptions(actor="snapshot"))
+        with psycopg.connect(url) as conn:
+            objects = take(conn)
+            heads = [h for h in revs.heads_by_branch(current_heads(conn)).values() if h]
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+    return objects, heads
