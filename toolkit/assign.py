@@ -264,6 +264,7 @@ def _one(
         for k in ("status", "table_ids", "is_combination", "attempts", "reason")
         if k in result
     }
+    context["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
     conn.execute(
         "INSERT INTO observability_events (source, event_type, restaurant_id, booking_id, "
         "context) VALUES ('auto_assign', 'auto_assign.summary', %s, %s, %s)",

@@ -214,6 +214,7 @@ class Coordinator:
         outcome.status, outcome.reason = "manual_review", reason
 
     def _attempt(self, booking: str, outcome: Outcome, mode: str, attempt: int) -> None:
+        began = time.perf_counter()
         row = self.conn.execute(
             "SELECT restaurant_id, status, assignment_state, party_size FROM bookings "
             "WHERE id = %s FOR UPDATE",
@@ -284,6 +285,7 @@ class Coordinator:
                 "attempt": attempt + 1,
                 "table_ids": outcome.table_ids,
                 "is_combination": outcome.is_combination,
+                "latency_ms": round((time.perf_counter() - began) * 1000, 2),
             },
         )
         self._commit()

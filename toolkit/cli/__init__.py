@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from toolkit.cli import assign, backfill, db, demo, flags, migrations, verify
+from toolkit.cli import assign, backfill, check, db, demo, flags, migrations, verify
 
 app = typer.Typer(
     name="venuedb",
@@ -33,6 +33,7 @@ app.command()(migrations.rollback)
 app.command()(migrations.history)
 app.command()(verify.verify)
 app.command()(verify.snapshot)
+app.command()(check.check)
 app.command()(assign.assign)
 app.command()(demo.demo)
 

@@ -1,0 +1,20 @@
+-- name: average_tables_per_booking
+-- domain: booking
+-- severity: info
+-- warning: > 3
+-- unit: tables
+-- returns: value
+-- description: Average number of tables per booking seated in the window (seed 000 "Review Metrics"); above k_max means something bypasses the planner.
+-- runbook: seed 000 "24 Hours After Deployment: Review Metrics"
+SELECT round(avg(table_count), 2)
+FROM (
+    SELECT count(*) AS table_count
+    FROM public.booking_table_assignments AS a
+    WHERE
+        a.assigned_at
+        > now()
+        - make_interval(
+            days => coalesce(nullif(current_setting('venuedb.days', true), ''), '1')::int
+        )
+    GROUP BY a.booking_id
+) AS per_booking

@@ -1,0 +1,11 @@
+-- name: confirmation_results_retention
+-- domain: booking
+-- severity: warning
+-- warning: > 0
+-- unit: rows
+-- returns: value
+-- description: booking_confirmation_results rows older than the 30-day retention (seed 003); run CALL prune_booking_confirmation_results().
+-- runbook: seed 003 "Long-term: 30-day retention policy"
+SELECT count(*)
+FROM public.booking_confirmation_results AS r
+WHERE r.checked_at < now() - interval '30 days'

@@ -1,0 +1,349 @@
+"""Health checks: each made to fire by writing the state it detects, then quiet again;
+errors and timeouts isolated; the prometheus output parses; headers validated."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.clihelpers import as_json, invoke
+from toolkit import checks as health
+from toolkit.connection import Target
+from toolkit.errors import BadInput
+
+ALL = health.load_checks()
+
+
+def _run(url: str, name: str, days: int = 1) -> health.Result:
+    (check,) = health.select(ALL, [name], None)
+    (result,) = health.run_checks(Target(url, "tests"), [check], days=days)
+    return result
+
+
+def _sql(url: str, sql: str, params: tuple = ()) -> None:  # type: ignore[type-arg]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql, params)
+
+
+def test_every_check_file_is_well_formed_and_named_after_its_file() -> None:
+    assert len(ALL) >= 21
+    for check in ALL:
+        assert check.name == check.path.stem and re.fullmatch(r"[a-z0-9_]+", check.name)
+        assert check.description and check.runbook
+
+
+def test_a_fresh_database_is_healthy(db_url: str) -> None:
+    result = invoke("check", "--database-url", db_url, "--json")
+    document = as_json(result)
+    assert result.exit_code == 0, document
+    assert {c["status"] for c in document["checks"]} == {"ok"}
+    rates = {c["name"]: c["value"] for c in document["checks"]}
+    assert rates["confirmation_rate"] is None  # no data: ok with a null value, not an error
+
+
+RESTAURANT = "INSERT INTO restaurants (id, name, slug) VALUES ('{0}', 'R', 'r-{0}')"
+R = "11111111-1111-4111-8111-111111111111"
+ZONE = "INSERT INTO zones (id, restaurant_id, name) VALUES ('{1}', '{0}', 'Z')"
+Z = "22222222-2222-4222-8222-222222222222"
+
+
+def _floor(url: str, tables: int = 4) -> list[str]:
+    _sql(url, RESTAURANT.format(R) + "; " + ZONE.format(R, Z))
+    with psycopg.connect(url, autocommit=True) as conn:
+        return [
+            str(
+                conn.execute(
+                    "INSERT INTO table_inventory (restaurant_id, zone_id, table_number, capacity) "
+                    "VALUES (%s, %s, %s, 4) RETURNING id",
+                    (R, Z, f"T{i}"),
+                ).fetchone()[0]
+            )
+            for i in range(tables)
+        ]
+
+
+def _bookings(url: str, count: int, status: str = "pending", state: str | None = None) -> list:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return [
+            conn.execute(
+                "INSERT INTO bookings (restaurant_id, party_size, booking_date, start_at, end_at, "
+                "status, assignment_state) VALUES (%s, 2, current_date, now() + make_interval("
+                "hours => %s), now() + make_interval(hours => %s + 2), 'pending', "
+                "coalesce(%s, 'created')) RETURNING id",
+                (R, i * 3, i * 3, state),
+            ).fetchone()[0]
+            for i in range(count)
+        ]
+
+
+def _event(
+    url: str,
+    event_type: str,
+    count: int = 1,
+    source: str = "assignment.coordinator",
+    context: str = "{}",
+) -> None:
+    _sql(
+        url,
+        "INSERT INTO observability_events (source, event_type, context) "
+        "SELECT %s, %s, %s::jsonb FROM generate_series(1, %s)",
+        (source, event_type, context, count),
+    )
+
+
+def test_orphaned_confirmed_bookings_fires_and_clears(db_url: str) -> None:
+    (table, *_) = _floor(db_url)
+    (booking,) = _bookings(db_url, 1)
+    # The rule makes an orphan impossible; replica mode skips triggers to write one anyway.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE bookings SET status = 'confirmed' WHERE id = %s", (booking,))
+    fired = _run(db_url, "orphaned_confirmed_bookings")
+    assert (fired.status, fired.value) == ("critical", 1.0)
+    assert fired.rows[0]["id"] == str(booking)
+    _sql(
+        db_url,
+        "INSERT INTO booking_table_assignments (booking_id, table_id) VALUES (%s, %s)",
+        (booking, table),
+    )
+    assert _run(db_url, "orphaned_confirmed_bookings").status == "ok"
+
+
+def _assign(url: str, booking: str, tables: list[str]) -> None:
+    for table in tables:
+        _sql(
+            url,
+            "INSERT INTO booking_table_assignments (booking_id, table_id) VALUES (%s, %s)",
+            (booking, table),
+        )
+
+
+def test_combination_usage_rate_in_both_directions(db_url: str) -> None:
+    tables = _floor(db_url)
+    bookings = _bookings(db_url, 20)
+    for i, booking in enumerate(bookings):
+        _assign(db_url, booking, [tables[i % 4]])
+    low = _run(db_url, "combination_usage_rate")
+    assert (low.status, low.value) == ("critical", 0.0)  # below 2%
+    _sql(db_url, "DELETE FROM booking_table_assignments WHERE booking_id = %s", (bookings[0],))
+    _assign(db_url, bookings[0], tables[:2])
+    good = _run(db_url, "combination_usage_rate")
+    assert (good.status, good.value) == ("ok", 5.0)
+    for booking in bookings[1:8]:
+        _assign(
+            db_url,
+            booking,
+            [t for t in tables if t not in [tables[bookings.index(booking) % 4]]][:1],
+        )
+    high = _run(db_url, "combination_usage_rate")
+    assert high.status == "critical" and high.value > 30
+
+
+@pytest.mark.parametrize(
+    ("name", "setup", "status"),
+    [
+        (
+            "assignment_success_rate",
+            [
+                ("auto_assign.summary", 3, "auto_assign", '{"status": "no_tables"}'),
+                ("auto_assign.summary", 1, "auto_assign", '{"status": "confirmed"}'),
+            ],
+            "critical",
+        ),
+        (
+            "assignment_success_rate",
+            [
+                ("coordinator.confirmed", 9, "assignment.coordinator", "{}"),
+                ("coordinator.manual_review", 1, "assignment.coordinator", "{}"),
+            ],
+            "ok",
+        ),
+        (
+            "zone_lock_conflicts_per_day",
+            [("zone_lock_conflict", 6, "auto_assign", "{}")],
+            "warning",
+        ),
+        (
+            "assignment_latency",
+            [("auto_assign.summary", 2, "auto_assign", '{"latency_ms": 20000}')],
+            "critical",
+        ),
+        (
+            "assignment_latency",
+            [("auto_assign.summary", 2, "auto_assign", '{"latency_ms": 12000}')],
+            "warning",
+        ),
+        (
+            "coordinator_error_rate",
+            [
+                ("coordinator.error", 1, "assignment.coordinator", "{}"),
+                ("coordinator.confirmed", 9, "assignment.coordinator", "{}"),
+            ],
+            "critical",
+        ),
+        (
+            "coordinator_error_rate",
+            [("coordinator.confirmed", 20, "assignment.coordinator", "{}")],
+            "ok",
+        ),
+        (
+            "lock_contention",
+            [("coordinator.lock_contention", 11, "assignment.coordinator", "{}")],
+            "warning",
+        ),
+    ],
+)
+def test_event_based_checks(db_url: str, name: str, setup: list, status: str) -> None:
+    assert _run(db_url, name).status == "ok"
+    for event_type, count, source, context in setup:
+        _event(db_url, event_type, count, source, context)
+    assert _run(db_url, name).status == status
+
+
+def test_event_checks_respect_the_window(db_url: str) -> None:
+    _event(db_url, "zone_lock_conflict", 12, "auto_assign")
+    _sql(db_url, "UPDATE observability_events SET created_at = now() - interval '3 days'")
+    assert _run(db_url, "zone_lock_conflicts_per_day").status == "ok"
+    assert _run(db_url, "zone_lock_conflicts_per_day", days=4).value == 3.0
+
+
+def test_average_tables_per_booking(db_url: str) -> None:
+    tables = _floor(db_url)
+    (booking,) = _bookings(db_url, 1)
+    _assign(db_url, booking, tables)
+    assert _run(db_url, "average_tables_per_booking").status == "warning"
+
+
+def test_allocation_overlaps_fires_when_the_constraint_is_gone(db_url: str) -> None:
+    (table, *_) = _floor(db_url)
+    _sql(db_url, "ALTER TABLE allocations DROP CONSTRAINT allocations_no_overlap")
+    for hours in (1, 2):
+        _sql(
+            db_url,
+            "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
+            "\"window\") VALUES (%s, 'table', %s, tstzrange(now() + make_interval("
+            "hours => %s), now() + make_interval(hours => %s + 2)))",
+            (R, table, hours, hours),
+        )
+    result = _run(db_url, "allocation_overlaps")
+    assert (result.status, result.value) == ("critical", 1.0)
+
+
+def test_confirmation_results_retention(db_url: str) -> None:
+    _floor(db_url)
+    (booking,) = _bookings(db_url, 1)
+    _sql(
+        db_url,
+        "INSERT INTO booking_confirmation_results (booking_id, confirmed, checked_at) "
+        "VALUES (%s, true, now() - interval '31 days')",
+        (booking,),
+    )
+    assert _run(db_url, "confirmation_results_retention").status == "warning"
+    _sql(db_url, "CALL prune_booking_confirmation_results()")
+    assert _run(db_url, "confirmation_results_retention").status == "ok"
+
+
+def test_confirmation_and_manual_review_rates(db_url: str) -> None:
+    tables = _floor(db_url)
+    bookings = _bookings(db_url, 10)
+    assert _run(db_url, "confirmation_rate").status == "critical"  # 0% confirmed
+    for booking, table in zip(bookings[:4], tables, strict=True):
+        _assign(db_url, booking, [table])
+        _sql(db_url, "UPDATE bookings SET status = 'confirmed' WHERE id = %s", (booking,))
+    assert _run(db_url, "confirmation_rate").value == 40.0
+    _bookings(db_url, 5, state="manual_review")
+    result = _run(db_url, "manual_review_rate")
+    assert result.status == "critical" and result.value == pytest.approx(33.33)
+
+
+def test_shadow_mode_event_volume_is_a_ratio(db_url: str) -> None:
+    assert _run(db_url, "shadow_mode_event_volume").value is None
+    _floor(db_url)
+    (booking,) = _bookings(db_url, 1)
+    _sql(
+        db_url,
+        "INSERT INTO observability_events (source, event_type, booking_id) SELECT "
+        "'assignment.state_machine', 'booking.assignment_state_transition', %s "
+        "FROM generate_series(1, 4)",
+        (booking,),
+    )
+    assert _run(db_url, "shadow_mode_event_volume").value == 4.0
+
+
+def test_recent_error_audit_logs(db_url: str) -> None:
+    _sql(
+        db_url,
+        "INSERT INTO audit_logs (event, level) SELECT 'sale.create', 'error' "
+        "FROM generate_series(1, 11)",
+    )
+    assert _run(db_url, "recent_error_audit_logs").status == "critical"
+    _sql(db_url, "UPDATE audit_logs SET created_at = now() - interval '6 minutes'")
+    assert _run(db_url, "recent_error_audit_logs").status == "ok"
+
+
+def test_backfill_failures(db_url: str) -> None:
+    _sql(
+        db_url,
+        "INSERT INTO venuedb.backfill_progress (name, state, last_error) "
+        "VALUES ('x', 'failed', 'boom')",
+    )
+    result = _run(db_url, "backfill_failures")
+    assert result.status == "critical" and result.rows[0]["name"] == "x"
+
+
+def test_not_applicable_checks_say_so(empty_db_url: str) -> None:
+    from tests.conftest import migrate_all  # noqa: F401  (documentation: empty has nothing)
+
+    result = _run(empty_db_url, "server_id_coverage_24h")
+    assert result.status == "ok" and result.value is None and "not applicable" in result.note
+
+
+def test_a_broken_or_slow_check_is_an_error_and_the_others_still_run(
+    db_url: str, tmp_path: Path
+) -> None:
+    header = (
+        "-- name: {0}\n-- domain: core\n-- severity: critical\n-- critical: > 0\n"
+        "-- unit: n\n-- returns: value\n-- description: d\n-- runbook: r\n"
+    )
+    (tmp_path / "broken.sql").write_text(header.format("broken") + "SELECT nonsense FROM nowhere")
+    (tmp_path / "slow.sql").write_text(header.format("slow") + "SELECT pg_sleep(2)::text::int")
+    (tmp_path / "fine.sql").write_text(header.format("fine") + "SELECT 0")
+    results = health.run_checks(
+        Target(db_url, "tests"), health.load_checks(tmp_path), timeout_ms=200
+    )
+    by_name = {r.check.name: r for r in results}
+    assert by_name["broken"].status == "error" and "nowhere" in by_name["broken"].error
+    assert by_name["slow"].status == "error" and "statement timeout" in by_name["slow"].error
+    assert by_name["fine"].status == "ok" and by_name["fine"].value == 0
+    assert health.overall(results) == "error"
+
+
+def test_malformed_headers_name_the_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sql"
+    bad.write_text("-- name: bad\n-- domain: core\n-- warning: more than 5\nSELECT 1")
+    with pytest.raises(BadInput, match=r"bad.sql:3: malformed threshold"):
+        health.parse(bad)
+    other = tmp_path / "other.sql"
+    other.write_text("-- name: different\nSELECT 1")
+    with pytest.raises(BadInput, match=r"other\.sql:1"):
+        health.parse(other)
+
+
+def test_prometheus_output_parses(db_url: str) -> None:
+    result = invoke("check", "--format", "prometheus", "--database-url", db_url)
+    assert result.exit_code == 0
+    sample = re.compile(r'^venuedb_check_(value|status)\{(\w+="[^"]*",?)+\} (NaN|-?[\d.e+-]+)$')
+    lines = [line for line in result.stdout.splitlines() if line]
+    assert lines and all(line.startswith("# ") or sample.match(line) for line in lines)
+    assert sum(line.startswith("venuedb_check_status") for line in lines) == len(ALL)
+
+
+def test_list_explain_and_unknown_names() -> None:
+    listed = as_json(invoke("check", "--list", "--json"))
+    assert {c["name"] for c in listed["checks"]} == {c.name for c in ALL}
+    explained = as_json(invoke("check", "--explain", "orphaned_confirmed_bookings", "--json"))
+    assert "booking_table_assignments" in explained["sql"]
+    assert invoke("check", "no_such_check", "--database-url", "postgresql://u@h/d").exit_code == 2

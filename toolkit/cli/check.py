@@ -1,0 +1,169 @@
+"""`venuedb check`: the health checks of sql/checks/ with their thresholds."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from toolkit.cli.common import DatabaseUrl, Output, handled, resolve_target, table
+
+
+def check(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Check names (file names in sql/checks/); default all.", show_default=False
+        ),
+    ] = None,
+    domain: Annotated[
+        str | None, typer.Option(help="Only checks of this domain: booking, bar or core.")
+    ] = None,
+    days: Annotated[
+        int,
+        typer.Option(min=1, help="Window in days for the checks that look back (venuedb.days)."),
+    ] = 1,
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="table, json or prometheus (node_exporter textfile format)."),
+    ] = "table",
+    json_output: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    timeout: Annotated[int, typer.Option(min=1, help="statement_timeout per check, in ms.")] = 5000,
+    watch: Annotated[
+        float | None, typer.Option(min=1, help="Repeat every SECONDS (for a terminal).")
+    ] = None,
+    list_checks: Annotated[
+        bool, typer.Option("--list", help="List the checks and their thresholds.")
+    ] = False,
+    explain: Annotated[
+        str | None, typer.Option("--explain", help="Show one check's SQL, thresholds and runbook.")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the health checks read-only, each under its own statement timeout.
+
+    Status per check: ok, warning, critical, or error (SQL error or timeout: the others
+    still run). A rate with no data is ok with a null value. Exit 0 when all are ok or
+    warning, 1 when any is critical or errored, 2 on bad input (unknown check,
+    malformed check file).
+    """
+    from toolkit import checks as health
+
+    fmt = "json" if json_output else output_format
+    out = Output(fmt == "json")
+    with handled(out):
+        if fmt not in ("table", "json", "prometheus"):
+            from toolkit.errors import BadInput
+
+            raise BadInput(f"--format must be table, json or prometheus, not {fmt!r}")
+        every = health.load_checks()
+        if list_checks or explain:
+            _describe(out, every, explain)
+            return
+        chosen = health.select(every, names or [], domain)
+        target = resolve_target(database_url, out)
+        while True:
+            results = health.run_checks(target, chosen, days=days, timeout_ms=timeout)
+            status = health.overall(results)
+            if fmt == "prometheus":
+                typer.echo(health.prometheus(results), nl=False)
+            elif fmt == "json":
+                out.document(status, days=days, checks=[r.to_dict() for r in results])
+            else:
+                _render(out, results, days)
+            if watch is None:
+                break
+            time.sleep(watch)
+        if status in ("critical", "error"):
+            raise typer.Exit(1)
+
+
+def _render(out: Output, results: list, days: int) -> None:  # type: ignore[type-arg]
+    rows = []
+    for r in results:
+        shown = "-" if r.value is None else f"{r.value:g}"
+        limits = " / ".join(
+            t
+            for t in (
+                r.check.warning and f"warn {r.check.warning.text}",
+                r.check.critical and f"crit {r.check.critical.text}",
+            )
+            if t
+        )
+        rows.append(
+            [
+                r.status.upper() if r.status != "ok" else "ok",
+                r.check.name,
+                shown,
+                r.check.unit,
+                limits,
+                r.error or r.note or "",
+            ]
+        )
+    out.out.print(
+        table(
+            f"Health checks (last {days} day(s))",
+            ["status", "check", "value", "unit", "thresholds", "detail"],
+            rows,
+        )
+    )
+    for r in results:
+        if r.status in ("warning", "critical") and r.rows:
+            out.line(f"{r.check.name}: first rows: {r.rows}")
+        if r.status in ("warning", "critical", "error"):
+            out.line(f"{r.check.name}: read {r.check.runbook}")
+
+
+def _describe(out: Output, every: list, name: str | None) -> None:  # type: ignore[type-arg]
+    if name:
+        from toolkit.checks import select
+
+        (c,) = select(every, [name], None)
+        out.document(
+            "ok",
+            name=c.name,
+            sql=c.sql,
+            thresholds=c.thresholds(),
+            runbook=c.runbook,
+            description=c.description,
+            domain=c.domain,
+        )
+        out.line(f"{c.name} ({c.domain}, {c.severity}): {c.description}")
+        out.line(f"thresholds: {c.thresholds()}; unit: {c.unit}; returns: {c.returns}")
+        out.line(f"runbook: {c.runbook}\n\n{c.sql}")
+        return
+    out.document(
+        "ok",
+        checks=[
+            {
+                "name": c.name,
+                "domain": c.domain,
+                "severity": c.severity,
+                "thresholds": c.thresholds(),
+                "unit": c.unit,
+                "description": c.description,
+            }
+            for c in every
+        ],
+    )
+    if out.as_json:
+        return
+    out.out.print(
+        table(
+            "Health checks",
+            ["check", "domain", "severity", "warning", "critical", "unit", "description"],
+            [
+                [
+                    c.name,
+                    c.domain,
+                    c.severity,
+                    c.warning and c.warning.text,
+                    c.critical and c.critical.text,
+                    c.unit,
+                    c.description,
+                ]
+                for c in every
+            ],
+        )
+    )
