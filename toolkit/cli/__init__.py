@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from toolkit.cli import assign, backfill, check, db, demo, flags, migrations, verify
+from toolkit.cli import assign, backfill, backup, check, db, demo, flags, migrations, verify
 
 app = typer.Typer(
     name="venuedb",
@@ -34,6 +34,8 @@ app.command()(migrations.history)
 app.command()(verify.verify)
 app.command()(verify.snapshot)
 app.command()(check.check)
+app.command()(backup.backup)
+app.command()(backup.restore)
 app.command()(assign.assign)
 app.command()(demo.demo)
 

@@ -1,0 +1,73 @@
+"""`venuedb backup` and `venuedb restore`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target
+
+
+def backup(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the dump file.")] = Path(
+        "backups"
+    ),
+    database_url: DatabaseUrl = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """pg_dump (custom format) named by database and UTC time, then verified by reading its
+    table of contents (pg_restore --list). Exit 1 when the dump or its check fails."""
+    from toolkit.backup import backup as take_backup
+
+    out = Output(json_output)
+    with handled(out):
+        target = resolve_target(database_url, out)
+        result = take_backup(target, out_dir)
+        out.document("ok", **result.to_dict())
+        out.line(
+            f"backup {result.path}: {result.size_bytes:,} bytes, {result.objects} objects "
+            f"in its table of contents, {result.seconds:.1f} s"
+        )
+
+
+def restore(
+    file: Annotated[Path, typer.Argument(help="A dump written by `venuedb backup`.")],
+    target_url: Annotated[
+        str,
+        typer.Option(
+            "--target-url", help="The database to restore into (must be empty unless --force)."
+        ),
+    ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Restore over a non-empty database (drops what the dump contains first).",
+        ),
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Restore a backup into an empty database, then run `venuedb verify` on it (seed 000
+    rollback level 3). Exit 2 for a non-empty target without --force or an unreadable file,
+    3 when the restored database does not verify clean."""
+    from toolkit.backup import restore as run_restore
+    from toolkit.connection import resolve
+    from toolkit.verify import verify
+
+    out = Output(json_output)
+    with handled(out):
+        target = resolve(target_url)
+        out.note(target.describe())
+        result = run_restore(file, target, force=force)
+        report = verify(target)
+        out.document("ok" if report.clean else "drift", **result, verify=report.to_dict())
+        out.line(
+            f"restored {result['objects']} objects from {file} in {result['seconds']:.1f} s; "
+            f"verify: {'clean' if report.clean else 'DRIFT'}"
+        )
+        for note in report.notes:
+            out.line(f"note: {note}")
+        if not report.clean:
+            raise typer.Exit(3)
