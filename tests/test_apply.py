@@ -214,3 +214,16 @@ def test_env_py_uses_a_passed_engine_or_connection(empty_db_url: str, connectabl
     finally:
         engine.dispose()
     assert all(_heads(empty_db_url).values())
+
+
+def test_rollback_reports_the_data_it_drops_before_asking(db_url: str) -> None:
+    from tests.conftest import DATA, load_sql
+
+    load_sql(db_url, DATA / "rows" / "core_001.sql")
+    load_sql(db_url, DATA / "rows" / "bar_001.sql")
+    refused = invoke("rollback", "bar-baseline", "--database-url", db_url)
+    assert refused.exit_code == 2
+    assert "table sales: 60 rows dropped" in refused.stdout
+    done = invoke("rollback", "bar-baseline", "--yes", "--database-url", db_url, "--json")
+    risk = as_json(done)["data_at_risk"]
+    assert {"table": "sales", "rows": 60} in risk["tables"]

@@ -208,13 +208,23 @@ def rollback(
                 ],
             )
         )
+        from toolkit.migrate import current_heads
+        from toolkit.risk import data_at_risk, describe
+
+        with _connect(target) as conn:
+            heads = current_heads(conn)
+        risk = data_at_risk(target, alembic_target, heads)
+        for line in describe(risk):
+            out.emit(
+                "warning" if "values dropped" in line or "rows dropped" in line else "info", line
+            )
         require_tty_or_yes(
             yes,
             "rollback",
             lambda: typer.confirm(f"Roll back {len(steps)} revision(s)?", default=False),
         )
         result = run(target, "downgrade", target_name, options, emit=out.emit)
-        _report(out, result, False)
+        _report(out, result, False, data_at_risk=risk)
 
 
 def history(
@@ -267,8 +277,14 @@ def _offline_sql(target_name: str | None, from_revision: str | None, out: Output
         raise BadInput(f"cannot produce SQL for {spec!r}: {str(exc).splitlines()[0]}") from None
 
 
-def _report(out: Output, result: Any, rehearse: bool) -> None:
-    data = result.to_dict()
+def _connect(target: Any) -> Any:
+    from toolkit.connection import connect
+
+    return connect(target, purpose="rollback plan")
+
+
+def _report(out: Output, result: Any, rehearse: bool, **extra: Any) -> None:
+    data = {**result.to_dict(), **extra}
     if out.as_json:
         out.document("ok", rehearsed=rehearse, **data)
         return
