@@ -82,7 +82,7 @@ def rollout(
 ) -> None:
     """Per-restaurant rollout stored in the database: show it, or set a flag's percentage and
     explicit restaurant list. The same restaurant always lands on the same side."""
-    from toolkit import rollout as rollouts
+    from toolkit import feature_rollout as rollouts
     from toolkit.records import default_actor
 
     out = Output(json_output)
