@@ -72,6 +72,10 @@ def backup(target: db.Target, out_dir: Path) -> BackupResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = out_dir / f"{database_name(target.url)}-{stamp}.dump"
+    serial = 1
+    while path.exists():  # two backups in one second keep both
+        serial += 1
+        path = out_dir / f"{database_name(target.url)}-{stamp}-{serial}.dump"
     url, env = _split_password(target.url)
     started = time.monotonic()
     _run(

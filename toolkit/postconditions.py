@@ -54,7 +54,10 @@ class Result:
 
 
 def load_checks(path: Path | None = None) -> list[Check]:
-    path = path or migrations_dir() / "postconditions.toml"
+    import os
+
+    override = os.environ.get("VENUEDB_POSTCONDITIONS_FILE")
+    path = path or (Path(override) if override else migrations_dir() / "postconditions.toml")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -4,6 +4,7 @@
 -- warning: > 0
 -- unit: rows
 -- returns: value
+-- requires: public.booking_confirmation_results
 -- description: booking_confirmation_results rows older than the 30-day retention (seed 003); run CALL prune_booking_confirmation_results().
 -- runbook: seed 003 "Long-term: 30-day retention policy"
 SELECT count(*)

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import typer
 
-from toolkit.cli import assign, backfill, backup, check, db, demo, flags, migrations, verify
+from toolkit.cli import (
+    assign,
+    backfill,
+    backup,
+    check,
+    db,
+    demo,
+    flags,
+    migrations,
+    rollout,
+    verify,
+)
 
 app = typer.Typer(
     name="venuedb",
@@ -36,6 +47,8 @@ app.command()(verify.snapshot)
 app.command()(check.check)
 app.command()(backup.backup)
 app.command()(backup.restore)
+app.command()(rollout.rollout)
+app.command()(rollout.records)
 app.command()(assign.assign)
 app.command()(demo.demo)
 

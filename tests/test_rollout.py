@@ -1,0 +1,118 @@
+"""`venuedb rollout`: a release's runbook executed with its evidence kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.clihelpers import as_json, invoke
+from tests.conftest import DATA, load_sql
+from toolkit.releases import load_releases
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rollout(url: str, release: str, tmp_path: Path, *extra: str):  # type: ignore[no-untyped-def]
+    return invoke(
+        "rollout",
+        release,
+        "--yes",
+        "--database-url",
+        url,
+        "--backup-dir",
+        str(tmp_path / "backups"),
+        "--records-dir",
+        str(tmp_path / "records"),
+        "--json",
+        *extra,
+    )
+
+
+def test_every_release_rolls_out_on_a_database_with_data(empty_db_url: str, tmp_path: Path) -> None:
+    loaded = False
+    for release in load_releases():
+        result = _rollout(empty_db_url, release.name, tmp_path)
+        assert result.exit_code == 0, result.output
+        document = as_json(result)
+        assert document["outcome"] == "SUCCESS"
+        record = Path(document["record"]).read_text()
+        assert f"# {release.name} Deployment Record" in record and "**SUCCESS**" in record
+        assert "## Deployment Timeline" in record and "## Monitoring Results" in record
+        if not loaded and release.name == "bar-baseline":
+            for rows in ("core_001", "booking_001", "bar_001"):
+                load_sql(empty_db_url, DATA / "rows" / f"{rows}.sql")
+            loaded = True
+    with psycopg.connect(empty_db_url) as conn:
+        results = conn.execute(
+            "SELECT result FROM venuedb.deployments WHERE command = 'rollout'"
+        ).fetchall()
+    assert results and {r[0] for r in results} == {"succeeded"}
+    assert len(list((tmp_path / "backups").glob("*.dump"))) == len(load_releases())
+    listed = as_json(invoke("records", "--database-url", empty_db_url, "--json", "--last", "50"))
+    assert sum(r["command"] == "rollout" for r in listed["records"]) == len(load_releases())
+
+
+def test_capacity_overlap_record_carries_seed_003_artifacts(db_url: str, tmp_path: Path) -> None:
+    down = invoke("rollback", "capacity-overlap", "--yes", "--database-url", db_url)
+    assert down.exit_code == 0, down.output
+    document = as_json(_rollout(db_url, "capacity-overlap", tmp_path))
+    record = Path(document["record"]).read_text()
+    assert "allocations_no_overlap" in record  # the new constraint's definition
+    assert "constraint check timing" in record and "Execution Time" in record
+    assert "schema diff" in record and "pre-flight" in record.lower()
+
+
+def test_a_failed_postcondition_stops_at_the_last_good_revision(
+    empty_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _rollout(empty_db_url, "booking-baseline", tmp_path).exit_code == 0
+    forced = tmp_path / "postconditions.toml"
+    forced.write_text(
+        (ROOT / "migrations" / "postconditions.toml").read_text()
+        + """
+[[check]]
+release = "booking-baseline"
+kind = "trigger"
+object = "booking_table_assignments.booking_assignment_removal_validation"
+expect = "absent"
+"""
+    )
+    monkeypatch.setenv("VENUEDB_POSTCONDITIONS_FILE", str(forced))
+    result = _rollout(empty_db_url, "table-combinations", tmp_path)
+    assert result.exit_code == 1
+    error = as_json(result)["error"]
+    assert "postconditions failed after booking_003" in error
+    assert "The database is at booking_003" in error
+    status = as_json(invoke("status", "--database-url", empty_db_url, "--json"))
+    assert status["branches"]["booking"] == "booking_003"
+    with psycopg.connect(empty_db_url) as conn:
+        outcome, why = conn.execute(
+            "SELECT result, error FROM venuedb.deployments "
+            "WHERE command = 'rollout' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert outcome == "failed" and "booking_assignment_removal_validation" in why
+    record = sorted((tmp_path / "records").glob("*table-combinations*.md"))[-1].read_text()
+    assert "**FAILED" in record
+
+
+def test_plan_changes_nothing_and_a_pipeline_needs_yes(empty_db_url: str) -> None:
+    planned = invoke(
+        "rollout", "table-combinations", "--plan", "--database-url", empty_db_url, "--json"
+    )
+    steps = as_json(planned)["plan"]
+    assert steps[0].startswith("backup") and "apply booking_002" in steps[2]
+    refused = invoke("rollout", "table-combinations", "--database-url", empty_db_url)
+    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,)
+
+
+def test_preflight_refuses_out_of_order_and_unknown_releases(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    early = _rollout(empty_db_url, "capacity-overlap", tmp_path)
+    assert early.exit_code == 2
+    assert "must be applied before capacity-overlap" in as_json(early)["error"]
+    assert _rollout(empty_db_url, "no-such", tmp_path).exit_code == 2

@@ -1,0 +1,104 @@
+"""Deployment records as Markdown, after seed 002's "Deployment Record Template", with
+seed 003's artifacts (output, schema diff, definitions, constraint timing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Step:
+    name: str
+    started: datetime
+    finished: datetime | None = None
+    status: str = "running"  # ok | failed | skipped
+    detail: str = ""
+
+    @property
+    def seconds(self) -> float:
+        end = self.finished or datetime.now(UTC)
+        return (end - self.started).total_seconds()
+
+
+@dataclass
+class Record:
+    title: str
+    release: str | None
+    database: str
+    actor: str
+    os_user: str
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    steps: list[Step] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, str] = field(default_factory=dict)
+    status: str = "RUNNING"
+
+    def begin(self, name: str) -> Step:
+        step = Step(name, datetime.now(UTC))
+        self.steps.append(step)
+        return step
+
+    @staticmethod
+    def end(step: Step, status: str, detail: str = "") -> None:
+        step.finished = datetime.now(UTC)
+        step.status = status
+        step.detail = detail
+
+
+def render(record: Record) -> str:
+    lines = [
+        f"# {record.title}",
+        "",
+        f"**Date**: {record.started:%Y-%m-%d %H:%M:%S} UTC",
+        f"**Deployer**: {record.actor} (OS user {record.os_user})",
+        "**Reviewer**: _______________",
+        f"**Database**: {record.database}",
+    ]
+    if record.release:
+        lines.append(f"**Release**: {record.release}")
+    lines += ["", "## Pre-Deployment Verification", ""]
+    for key, value in record.facts.items():
+        lines.append(f"- [x] {key}: {value}")
+    lines += [
+        "",
+        "## Deployment Timeline",
+        "",
+        "| step | start (UTC) | end (UTC) | seconds | result |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for step in record.steps:
+        end = f"{step.finished:%H:%M:%S}" if step.finished else "-"
+        detail = f" ({step.detail})" if step.detail else ""
+        lines.append(
+            f"| {step.name} | {step.started:%H:%M:%S} | {end} | {step.seconds:.2f} | "
+            f"{step.status}{detail} |"
+        )
+    lines += ["", "## Issues Encountered", ""]
+    lines += [f"- {issue}" for issue in record.issues] or ["- none"]
+    lines += ["", "## Monitoring Results", ""]
+    if record.checks:
+        lines += ["| check | status | value | thresholds |", "| --- | --- | --- | --- |"]
+        for check in record.checks:
+            limits = ", ".join(f"{k} {v}" for k, v in check["thresholds"].items() if v)
+            value = "-" if check["value"] is None else check["value"]
+            lines.append(f"| {check['name']} | {check['status']} | {value} | {limits} |")
+    else:
+        lines.append("- not run")
+    for name, text in record.artifacts.items():
+        lines += ["", f"## Artifact: {name}", "", "```", text.rstrip(), "```"]
+    lines += ["", "## Status", "", f"**{record.status}**", ""]
+    return "\n".join(lines)
+
+
+def write(record: Record, directory: Path, deployment_id: int | None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    name = record.release or record.title.split()[0].lower()
+    suffix = f"-{deployment_id}" if deployment_id else ""
+    path = directory / f"{record.started:%Y%m%dT%H%M%SZ}-{name}{suffix}.md"
+    path.write_text(render(record), encoding="utf-8")
+    return path

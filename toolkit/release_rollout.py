@@ -1,0 +1,325 @@
+"""`venuedb rollout RELEASE`: a seed's runbook executed, with the evidence kept.
+
+backup -> pre-flight (connection, server version, extensions, pending revisions belong
+to the release, the release's own pre-checks) -> apply revision by revision, checking
+postconditions after each and stopping at the first failure -> the release's backfills
+-> health checks -> a deployment record, in the database and as Markdown.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from toolkit import connection as db
+from toolkit import postconditions, records
+from toolkit import revisions as revs
+from toolkit.deploy_record import Record, write
+from toolkit.errors import BadInput, OperationFailed, VenuedbError
+from toolkit.migrate import RunOptions, current_heads, run
+from toolkit.releases import Release, find_release, load_releases
+
+Emit = Callable[[str, str], None]
+MIN_SERVER = 150000
+EXTENSIONS = {"booking": ("btree_gist",)}
+PRECHECKS = {
+    # seed 003 pre-migration validation: "0 constraint violations found"
+    "capacity-overlap": (
+        "rows that would violate allocations_no_overlap",
+        "SELECT count(*) FROM public.allocations a JOIN public.allocations b "
+        "ON a.restaurant_id = b.restaurant_id AND a.resource_type = b.resource_type "
+        'AND a.resource_id = b.resource_id AND a."window" && b."window" AND a.id < b.id '
+        "WHERE NOT a.shadow AND NOT b.shadow",
+    ),
+}
+
+
+def _release(name: str) -> Release:
+    release = find_release(name)
+    if release is None:
+        known = ", ".join(r.name for r in load_releases())
+        raise BadInput(f"unknown release {name!r} (known: {known})")
+    return release
+
+
+def plan(target: db.Target | None, name: str) -> list[str]:
+    from toolkit.backfill import load_backfills
+
+    release = _release(name)
+    pending = list(release.revisions)
+    if target is not None:
+        with db.connect(target, purpose="rollout plan") as conn:
+            applied = revs.applied_revisions(current_heads(conn))
+        pending = [r for r in release.revisions if r not in applied]
+    steps = [
+        "backup (pg_dump custom format, verified)",
+        "pre-flight: connection, server version >= 15, extensions "
+        f"{', '.join(EXTENSIONS.get(release.branch, ())) or '(none)'}, pending revisions "
+        f"belong to {name}" + (f", {PRECHECKS[name][0]} = 0" if name in PRECHECKS else ""),
+    ]
+    steps += [f"apply {rev}, then check postconditions" for rev in pending]
+    steps += [f"backfill {b.name}" for b in load_backfills() if b.release == name]
+    steps += [
+        f"health checks of domain {release.branch}",
+        "deployment record (database + Markdown)",
+    ]
+    return steps
+
+
+def rollout(
+    target: db.Target,
+    name: str,
+    *,
+    backup_dir: Path,
+    records_dir: Path,
+    options: RunOptions,
+    emit: Emit,
+) -> dict[str, Any]:
+    release = _release(name)
+    record = Record(f"{name} Deployment Record", name, target.masked, options.actor, _os_user())
+    control = db.connect(target, purpose="rollout (record)")
+    with control:
+        records.ensure_schema(control)
+        heads = current_heads(control)
+        deployment = records.start(
+            control,
+            command="rollout",
+            target=name,
+            actor=options.actor,
+            from_revisions=revs.heads_by_branch(heads),
+            planned=list(release.revisions),
+        )
+        try:
+            _steps(target, release, record, backup_dir, options, emit)
+            record.status = "SUCCESS"
+        except VenuedbError as exc:
+            record.status = f"FAILED: {exc}"
+            record.issues.append(str(exc))
+            _finish(control, deployment, record, records_dir, "failed", str(exc))
+            raise
+        _finish(control, deployment, record, records_dir, "succeeded", None)
+    return {
+        "release": name,
+        "outcome": record.status,
+        "record": str(record.artifacts.get("path")),
+        "steps": [
+            {"name": s.name, "status": s.status, "detail": s.detail, "seconds": round(s.seconds, 3)}
+            for s in record.steps
+        ],
+        "checks": record.checks,
+        "deployment_id": deployment.id,
+    }
+
+
+def _finish(
+    control: Any,
+    deployment: records.Deployment,
+    record: Record,
+    records_dir: Path,
+    result: str,
+    error: str | None,
+) -> None:
+    heads = current_heads(control)
+    deployment.output = [f"{s.name}: {s.status} {s.detail}".strip() for s in record.steps]
+    records.finish(
+        control,
+        deployment,
+        result=result,
+        to_revisions=revs.heads_by_branch(heads),
+        done=[s.name for s in record.steps if s.status == "ok"],
+        error=error,
+    )
+    path = write(record, records_dir, deployment.id)
+    record.artifacts["path"] = str(path)
+
+
+def _steps(
+    target: db.Target,
+    release: Release,
+    record: Record,
+    backup_dir: Path,
+    options: RunOptions,
+    emit: Emit,
+) -> None:
+    from toolkit.backup import backup
+
+    step = record.begin("pre-flight")
+    pending = _preflight(target, release, record)
+    record.end(step, "ok", f"{len(pending)} revision(s) pending")
+    emit("step", f"pre-flight ok: {', '.join(pending) or 'nothing pending'}")
+    if not pending:
+        record.issues.append(f"{release.name} was already applied; nothing to do")
+        return
+    step = record.begin("backup")
+    made = backup(target, backup_dir)
+    record.facts["Database backup created"] = (
+        f"{made.path} ({made.size_bytes:,} bytes, {made.objects} objects)"
+    )
+    record.end(step, "ok", str(made.path))
+    emit("step", f"backup {made.path} ({made.objects} objects)")
+    before = _schema(target)
+    for revision in pending:
+        step = record.begin(f"apply {revision}")
+        result = run(target, "upgrade", revision, options, emit=emit)
+        failures = _postcondition_failures(target, release)
+        if failures:
+            detail = "; ".join(
+                f"{f['kind']} {f['object']}: expected {f['expected']}, got {f['actual']}"
+                for f in failures
+            )
+            record.end(step, "failed", detail)
+            raise OperationFailed(
+                f"postconditions failed after {revision}: {detail}. The database is at "
+                f"{revision} (the last revision applied). Next: fix and run `venuedb rollout "
+                f"{release.name}` again, or `venuedb rollback {release.name} --yes`"
+            )
+        record.end(step, "ok", f"{result.duration_ms} ms, notices: {len(result.notices)}")
+        output = [f"[{revision}] {n}" for n in result.notices] or [f"[{revision}] (no notices)"]
+        previous = record.artifacts.get("command output")
+        record.artifacts["command output"] = "\n".join([*([previous] if previous else []), *output])
+    _artifacts(target, release, record, before)
+    _backfills(target, release, record, emit)
+    _checks(target, release, record, emit)
+
+
+def _preflight(target: db.Target, release: Release, record: Record) -> list[str]:
+    with db.connect(target, purpose="rollout pre-flight") as conn:
+        version = int(conn.execute("SHOW server_version_num").fetchone()[0])
+        if version < MIN_SERVER:
+            raise BadInput(f"server version {version} is older than PostgreSQL 15")
+        record.facts["Server version"] = conn.execute("SHOW server_version").fetchone()[0]
+        for extension in EXTENSIONS.get(release.branch, ()):
+            if (
+                conn.execute(
+                    "SELECT 1 FROM pg_available_extensions WHERE name = %s", (extension,)
+                ).fetchone()
+                is None
+            ):
+                raise BadInput(f"extension {extension} is not available on this server")
+        applied = revs.applied_revisions(current_heads(conn))
+        pending = [r for r in release.revisions if r not in applied]
+        before = [
+            s.revision
+            for s in revs.all_steps()
+            if s.branch == release.branch
+            and s.revision not in applied
+            and s.release != release.name
+            and _precedes(s.revision, release.first)
+        ]
+        if before:
+            raise BadInput(
+                f"{', '.join(before)} must be applied before {release.name}: "
+                "roll out the earlier releases first"
+            )
+        if release.name in PRECHECKS and pending:
+            what, sql = PRECHECKS[release.name]
+            count = conn.execute(sql).fetchone()[0]
+            record.facts[f"Pre-check: {what}"] = str(count)
+            if count:
+                raise BadInput(f"pre-flight: {count} {what}; nothing was changed")
+    return pending
+
+
+def _precedes(revision: str, first: str) -> bool:
+    order = [s.revision for s in revs.all_steps()]
+    return order.index(revision) < order.index(first)
+
+
+def _postcondition_failures(target: db.Target, release: Release) -> list[dict[str, Any]]:
+    """Postconditions after a revision. While `release` is half-applied, the objects it
+    will change are not held to the older releases' expectations, nor yet to its own."""
+    with db.connect(target, purpose="rollout postconditions") as conn:
+        states = revs.releases_applied(current_heads(conn))
+        applied = [r["release"] for r in states if r["state"] == "applied"]
+        every = postconditions.load_checks()
+        if release.name not in applied:
+            changing = {c.key for c in every if c.release == release.name}
+            checks = [c for c in postconditions.effective(every, applied) if c.key not in changing]
+        else:
+            checks = postconditions.effective(every, applied)
+        results = postconditions.evaluate(conn, checks)
+    return [r.to_dict() for r in results if not r.ok]
+
+
+def _schema(target: db.Target) -> dict[str, dict[str, str]]:
+    from toolkit.snapshot import take
+
+    with db.connect(target, purpose="rollout schema") as conn:
+        return take(conn)
+
+
+def _artifacts(
+    target: db.Target, release: Release, record: Record, before: dict[str, dict[str, str]]
+) -> None:
+    """Seed 003's evidence: the schema diff, the new definitions, a constraint check timing."""
+    from toolkit.snapshot import diff
+
+    after = _schema(target)
+    changes = diff(before, after)
+    record.artifacts["schema diff (before -> after)"] = (
+        "\n".join(
+            f"{'+' if c.status == 'unexpected' else '-' if c.status == 'missing' else '~'} "
+            f"{c.kind} {c.name}"
+            for c in changes
+        )
+        or "(no schema change)"
+    )
+    checks = [
+        c
+        for c in postconditions.load_checks()
+        if c.release == release.name
+        and c.kind in ("constraint", "function_version")
+        and c.expect != "absent"
+    ]
+    with db.connect(target, purpose="rollout artifacts") as conn:
+        lines = [f"{c.kind} {c.object}: {postconditions.actual_value(conn, c)}" for c in checks]
+        if lines:
+            record.artifacts["new definitions"] = "\n".join(lines)
+        if release.name == "capacity-overlap":
+            plan = conn.execute(
+                "EXPLAIN (ANALYZE, TIMING ON) SELECT 1 FROM allocations WHERE restaurant_id = "
+                "gen_random_uuid() AND resource_type = 'table' AND resource_id = "
+                "gen_random_uuid() AND \"window\" && tstzrange(now(), now() + interval '2 hours') "
+                "AND NOT shadow"
+            ).fetchall()
+            record.artifacts["constraint check timing"] = "\n".join(r[0] for r in plan)
+
+
+def _backfills(target: db.Target, release: Release, record: Record, emit: Emit) -> None:
+    from toolkit.backfill import Options, load_backfills
+    from toolkit.backfill import run as run_backfill
+
+    for backfill in [b for b in load_backfills() if b.release == release.name]:
+        step = record.begin(f"backfill {backfill.name}")
+        report = run_backfill(target, backfill, Options(adaptive=True))
+        record.end(step, "ok", f"{report.rows} rows, {report.changed} changed")
+        emit("step", f"backfill {backfill.name}: {report.rows} rows")
+
+
+def _checks(target: db.Target, release: Release, record: Record, emit: Emit) -> None:
+    from toolkit.checks import load_checks, run_checks, select
+
+    step = record.begin(f"health checks ({release.branch})")
+    results = run_checks(target, select(load_checks(), [], release.branch))
+    record.checks = [r.to_dict() for r in results]
+    bad = [r for r in results if r.status in ("critical", "error")]
+    for r in results:
+        if r.status != "ok":
+            record.issues.append(
+                f"check {r.check.name}: {r.status} (value {r.value}); read {r.check.runbook}"
+            )
+    record.end(
+        step,
+        "ok" if not bad else "failed",
+        f"{len(results) - len(bad)} of {len(results)} not critical",
+    )
+    emit("step", f"health checks: {len(bad)} critical or errored of {len(results)}")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
