@@ -129,3 +129,9 @@ def load_sql(url: str, path: Path) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(autouse=True)
+def records_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Markdown deployment records of a test go to its own directory, not the checkout."""
+    monkeypatch.setenv("VENUEDB_RECORDS_DIR", str(tmp_path / "deployment-records"))

@@ -16,7 +16,7 @@ def _counts(url: str) -> dict[str, int]:
             r[0]
             for r in conn.execute(
                 "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-                "WHERE schemaname IN ('public', 'auth', 'venuedb')"
+                "WHERE schemaname IN ('public', 'auth')"
             )
         ]
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}

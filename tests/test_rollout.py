@@ -116,3 +116,25 @@ def test_preflight_refuses_out_of_order_and_unknown_releases(
     assert early.exit_code == 2
     assert "must be applied before capacity-overlap" in as_json(early)["error"]
     assert _rollout(empty_db_url, "no-such", tmp_path).exit_code == 2
+
+
+def test_apply_rollback_backfill_and_restore_leave_markdown_records(
+    db_url: str, empty_db_url: str, tmp_path: Path
+) -> None:
+    import os
+
+    directory = Path(os.environ["VENUEDB_RECORDS_DIR"])
+    down = as_json(
+        invoke("rollback", "assignment-pipeline-v3", "--yes", "--database-url", db_url, "--json")
+    )
+    up = as_json(invoke("apply", "--database-url", db_url, "--json"))
+    assert Path(down["record"]).exists() and Path(up["record"]).exists()
+    assert "rollback" in Path(down["record"]).read_text()
+    dump = as_json(invoke("backup", "--out", str(tmp_path), "--database-url", db_url, "--json"))
+    assert invoke("restore", dump["path"], "--target-url", empty_db_url).exit_code == 0
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM venuedb.deployments WHERE command = 'restore'"
+        ).fetchone() == (1,)
+    names = [p.name for p in directory.glob("*.md")]
+    assert any("restore" in n for n in names) and len(names) >= 3

@@ -102,3 +102,39 @@ def write(record: Record, directory: Path, deployment_id: int | None) -> Path:
     path = directory / f"{record.started:%Y%m%dT%H%M%SZ}-{name}{suffix}.md"
     path.write_text(render(record), encoding="utf-8")
     return path
+
+
+def records_dir() -> Path:
+    """Where Markdown records go: $VENUEDB_RECORDS_DIR, else ./deployments (gitignored)."""
+    import os
+
+    return Path(os.environ.get("VENUEDB_RECORDS_DIR", "deployments"))
+
+
+def simple(
+    title: str,
+    database: str,
+    actor: str,
+    *,
+    release: str | None,
+    status: str,
+    lines: list[str],
+    issues: list[str],
+    facts: dict[str, str] | None = None,
+    deployment_id: int | None = None,
+) -> Path:
+    """A record for apply, rollback, backfill and restore: what ran, in order, and how it ended."""
+    import getpass
+
+    try:
+        os_user = getpass.getuser()
+    except Exception:
+        os_user = "unknown"
+    record = Record(title, release, database, actor, os_user)
+    record.facts.update(facts or {})
+    for line in lines:
+        step = record.begin(line)
+        record.end(step, "ok")
+    record.issues.extend(issues)
+    record.status = status
+    return write(record, records_dir(), deployment_id)

@@ -238,3 +238,23 @@ CREATE TABLE IF NOT EXISTS venuedb.backfill_progress (
     finished_at timestamptz
 );
 """
+
+
+def record_once(
+    conn: psycopg.Connection,
+    *,
+    command: str,
+    target: str,
+    actor: str,
+    result: str,
+    output: list[str],
+    error: str | None = None,
+) -> int:
+    """A finished record in one go, for commands that do not change revisions."""
+    ensure_schema(conn)
+    deployment = start(
+        conn, command=command, target=target, actor=actor, from_revisions={}, planned=[]
+    )
+    deployment.output = output
+    finish(conn, deployment, result=result, to_revisions={}, done=[], error=error)
+    return deployment.id

@@ -62,6 +62,7 @@ def restore(
         out.note(target.describe())
         result = run_restore(file, target, force=force)
         report = verify(target)
+        _record(target, file, result, report.clean)
         out.document("ok" if report.clean else "drift", **result, verify=report.to_dict())
         out.line(
             f"restored {result['objects']} objects from {file} in {result['seconds']:.1f} s; "
@@ -71,3 +72,29 @@ def restore(
             out.line(f"note: {note}")
         if not report.clean:
             raise typer.Exit(3)
+
+
+def _record(target: object, file: Path, result: dict, clean: bool) -> None:  # type: ignore[type-arg]
+    """The restore as a deployment record in the restored database and as Markdown."""
+    from toolkit import connection, records
+    from toolkit.deploy_record import simple
+
+    actor = records.default_actor()
+    lines = [
+        f"restored {result['objects']} objects from {file}",
+        f"verify: {'clean' if clean else 'drift'}",
+    ]
+    with connection.connect(target, purpose="restore record") as conn:  # type: ignore[arg-type]
+        deployment_id = records.record_once(
+            conn, command="restore", target=str(file), actor=actor, result="succeeded", output=lines
+        )
+    simple(
+        "restore Deployment Record",
+        target.masked,
+        actor,
+        release=None,  # type: ignore[attr-defined]
+        status="SUCCESS" if clean else "RESTORED WITH DRIFT",
+        lines=lines,
+        issues=[],
+        deployment_id=deployment_id,
+    )

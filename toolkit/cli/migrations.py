@@ -157,7 +157,8 @@ def apply(
         options = _options(lock_wait, lock_timeout, statement_timeout, retries, actor, rehearse)
         target = resolve_target(database_url, out)
         result = run(target, "upgrade", target_name, options, emit=out.emit)
-        _report(out, result, rehearse)
+        record = None if rehearse else _markdown(result, target, options.actor)
+        _report(out, result, rehearse, record=record)
 
 
 def rollback(
@@ -224,7 +225,9 @@ def rollback(
             lambda: typer.confirm(f"Roll back {len(steps)} revision(s)?", default=False),
         )
         result = run(target, "downgrade", target_name, options, emit=out.emit)
-        _report(out, result, False, data_at_risk=risk)
+        _report(
+            out, result, False, data_at_risk=risk, record=_markdown(result, target, options.actor)
+        )
 
 
 def history(
@@ -281,6 +284,30 @@ def _connect(target: Any) -> Any:
     from toolkit.connection import connect
 
     return connect(target, purpose="rollback plan")
+
+
+def _markdown(result: Any, target: Any, actor: str) -> str | None:
+    """The Markdown twin of the deployment record the run wrote in the database."""
+    if result.deployment_id is None:
+        return None
+    from toolkit.deploy_record import simple
+
+    path = simple(
+        f"{result.command} {result.target} Deployment Record",
+        target.masked,
+        actor,
+        release=result.release,
+        status="SUCCESS",
+        lines=[f"{result.command} {r}" for r in result.done],
+        issues=[f"NOTICE: {n}" for n in result.notices],
+        facts={
+            "From": str(result.from_heads),
+            "To": str(result.to_heads),
+            "Duration": f"{result.duration_ms} ms",
+        },
+        deployment_id=result.deployment_id,
+    )
+    return str(path)
 
 
 def _report(out: Output, result: Any, rehearse: bool, **extra: Any) -> None:
