@@ -5,6 +5,9 @@ FROM generate_series(1, 40) AS n;
 
 INSERT INTO public.observability_events (source, event_type, severity, context, created_at)
 SELECT 'auto_assign', 'auto_assign.summary', 'info',
-       jsonb_build_object('assigned', n % 7, 'failed', n % 2),
+       jsonb_build_object(
+           'status', CASE WHEN n % 12 = 0 THEN 'no_tables' ELSE 'confirmed' END,
+           'latency_ms', 900 + n
+       ),
        now() - make_interval(hours => n)
 FROM generate_series(1, 24) AS n;
