@@ -36,6 +36,12 @@ def run_offline() -> None:
         literal_binds=True,
         transaction_per_migration=True,
     )
+    # The toolkit sets these per session; a script applied by hand keeps the same guard.
+    context.get_context().impl.static_output(
+        "-- venuedb: keep these when applying this script by hand\n"
+        f"SET lock_timeout = '{x_args.get('lock_timeout', '1s')}';\n"
+        f"SET statement_timeout = '{x_args.get('statement_timeout', '0')}';\n"
+    )
     with context.begin_transaction():
         context.run_migrations()
 

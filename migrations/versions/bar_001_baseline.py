@@ -71,6 +71,7 @@ CREATE TABLE public.consignments (
         CONSTRAINT consignments_created_by_fkey REFERENCES auth.users (id) ON DELETE SET NULL,
     server_name text,
     product_name text NOT NULL,
+    -- lint: allow prefer-bigint-over-int: bottles per consignment, far below 2^31
     quantity integer NOT NULL CONSTRAINT consignments_quantity_check CHECK (quantity > 0),
     amount numeric(12, 2) NOT NULL DEFAULT 0
         CONSTRAINT consignments_amount_check CHECK (amount >= 0),

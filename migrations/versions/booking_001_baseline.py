@@ -51,9 +51,12 @@ CREATE TABLE public.table_inventory (
     zone_id uuid NOT NULL
         CONSTRAINT table_inventory_zone_id_fkey REFERENCES public.zones (id) ON DELETE RESTRICT,
     table_number text NOT NULL,
+    -- lint: allow prefer-bigint-over-int: counts of seats and guests, far below 2^31
     capacity integer NOT NULL CONSTRAINT table_inventory_capacity_check CHECK (capacity > 0),
+    -- lint: allow prefer-bigint-over-int: counts of seats and guests, far below 2^31
     min_party_size integer NOT NULL DEFAULT 1
         CONSTRAINT table_inventory_min_party_size_check CHECK (min_party_size > 0),
+    -- lint: allow prefer-bigint-over-int: counts of seats and guests, far below 2^31
     max_party_size integer,
     seating_type text NOT NULL DEFAULT 'standard',
     mobility text NOT NULL DEFAULT 'movable'
@@ -74,6 +77,7 @@ CREATE TABLE public.bookings (
         CONSTRAINT bookings_restaurant_id_fkey REFERENCES public.restaurants (id) ON DELETE CASCADE,
     customer_name text,
     customer_email text,
+    -- lint: allow prefer-bigint-over-int: counts of seats and guests, far below 2^31
     party_size integer NOT NULL CONSTRAINT bookings_party_size_check CHECK (party_size > 0),
     booking_date date NOT NULL,
     start_time time,

@@ -77,6 +77,7 @@ INSERT INTO public.assignment_state_transitions (from_state, to_state, descripti
 ON CONFLICT DO NOTHING;
 
 ALTER TABLE public.bookings ADD COLUMN IF NOT EXISTS assignment_state text;
+-- lint: allow prefer-robust-stmts: SET DEFAULT is idempotent by nature
 ALTER TABLE public.bookings ALTER COLUMN assignment_state SET DEFAULT 'created';
 DO $check$
 BEGIN
@@ -90,6 +91,7 @@ $check$;
 
 CREATE TABLE IF NOT EXISTS public.feature_rollouts (
     flag text PRIMARY KEY,
+    -- lint: allow prefer-bigint-over-int: a percentage, 0 to 100
     percentage integer NOT NULL DEFAULT 0
         CONSTRAINT feature_rollouts_percentage_check CHECK (percentage BETWEEN 0 AND 100),
     restaurant_ids uuid[] NOT NULL DEFAULT '{{}}',
@@ -114,6 +116,8 @@ $trigger$;
 """)
     with outside_transaction():
         op.execute(
+            "-- lint: allow prefer-robust-stmts: VALIDATE is idempotent; outside the "
+            "transaction on purpose (SHARE UPDATE EXCLUSIVE only, writes go on)\n"
             "ALTER TABLE public.bookings VALIDATE CONSTRAINT bookings_assignment_state_check"
         )
 

@@ -17,6 +17,7 @@ from toolkit.cli import (
     db,
     demo,
     flags,
+    lint,
     migrations,
     rollout,
     verify,
@@ -49,6 +50,7 @@ app.command()(backup.backup)
 app.command()(backup.restore)
 app.command()(rollout.rollout)
 app.command()(rollout.records)
+app.command()(lint.lint)
 app.command()(assign.assign)
 app.command()(demo.demo)
 

@@ -1,0 +1,118 @@
+"""`venuedb lint`: hazards caught with the right rule, justified ones pass, PL/pgSQL
+syntax errors reported at their line, the project's own migrations clean."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.clihelpers import as_json, invoke
+from toolkit import lint
+from toolkit import revisions as revs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HAZARDS = {
+    "require-concurrent-index-creation": "CREATE INDEX sales_total_idx ON public.sales (total);",
+    "constraint-missing-not-valid": "ALTER TABLE public.sales ADD CONSTRAINT sales_small CHECK (total < 1000);",
+    "changing-column-type": "ALTER TABLE public.sales ALTER COLUMN total TYPE numeric(14, 2);",
+    "adding-field-with-default": "ALTER TABLE public.sales ADD COLUMN lucky float8 DEFAULT random();",
+}
+
+
+def _project(tmp_path: Path, body: str) -> Path:
+    project = tmp_path / "project"
+    for part in ("migrations", "sql"):
+        shutil.copytree(ROOT / part, project / part)
+    shutil.copy(ROOT / "alembic.ini", project / "alembic.ini")
+    shutil.copy(ROOT / ".sqlfluff", project / ".sqlfluff")
+    bar_head = [s.revision for s in revs.all_steps() if s.branch == "bar"][-1]
+    (project / "migrations" / "versions" / "bar_099_hazards.py").write_text(f'''"""hazards"""
+from alembic import op
+
+revision = "bar_099"
+down_revision = "{bar_head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("""
+{body}
+""")
+
+
+def downgrade() -> None:
+    pass
+''')
+    return project
+
+
+@pytest.fixture
+def in_project(monkeypatch: pytest.MonkeyPatch) -> Iterator:  # type: ignore[type-arg]
+    def use(project: Path) -> None:
+        monkeypatch.setenv("VENUEDB_HOME", str(project))
+        revs.script_directory.cache_clear()
+
+    yield use
+    monkeypatch.undo()
+    revs.script_directory.cache_clear()
+
+
+def test_the_projects_own_sql_and_migrations_lint_clean() -> None:
+    result = invoke("lint", "--json")
+    assert result.exit_code == 0, result.output
+    assert as_json(result)["findings"] == []
+
+
+@pytest.mark.parametrize("rule", sorted(HAZARDS))
+def test_each_hazard_is_caught_with_its_rule(tmp_path: Path, in_project, rule: str) -> None:
+    in_project(_project(tmp_path, HAZARDS[rule]))
+    found = [f for f in lint.squawk_findings() if "bar_099" in f.file]
+    assert rule in {f.rule for f in found}, found
+    assert all(f.fix for f in found)
+
+
+def test_a_justified_hazard_passes(tmp_path: Path, in_project) -> None:
+    body = (
+        "-- lint: allow require-concurrent-index-creation: sales is created empty in the "
+        "same release\n" + HAZARDS["require-concurrent-index-creation"]
+    )
+    in_project(_project(tmp_path, body))
+    assert [f for f in lint.squawk_findings() if "bar_099" in f.file] == []
+
+
+def test_an_unjustified_finding_fails_the_command(tmp_path: Path, in_project) -> None:
+    in_project(_project(tmp_path, HAZARDS["constraint-missing-not-valid"]))
+    result = invoke("lint", "--json")
+    assert result.exit_code == 1
+    assert any(f["rule"] == "constraint-missing-not-valid" for f in as_json(result)["findings"])
+
+
+def test_a_plpgsql_syntax_error_is_reported_at_its_line(tmp_path: Path) -> None:
+    broken = tmp_path / "functions" / "broken" / "v1.sql"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(
+        "-- function: broken\n"
+        "CREATE OR REPLACE FUNCTION public.broken() RETURNS integer\n"
+        "LANGUAGE plpgsql AS $$\n"
+        "DECLARE\n"
+        "    total integer := 0;\n"
+        "BEGIN\n"
+        "    totl := total + 1;\n"
+        "    RETURN total;\n"
+        "END;\n"
+        "$$;\n"
+    )
+    (finding,) = lint.plpgsql_findings(tmp_path / "functions")
+    assert (finding.rule, finding.line) == ("plpgsql-syntax", 7)
+    assert "totl" in finding.message
+
+
+def test_semantic_checks_say_when_they_are_skipped(db_url: str) -> None:
+    result = invoke("lint", "--database-url", db_url, "--json")
+    notes = as_json(result)["notes"]
+    assert any("plpgsql_check" in n for n in notes)

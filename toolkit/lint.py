@@ -1,0 +1,258 @@
+"""`venuedb lint`: SQL style and migration safety before anything reaches a database.
+
+- sqlfluff (postgres dialect, the committed .sqlfluff) over sql/;
+- every PL/pgSQL body in sql/functions parsed by pglast's parse_plpgsql, so a syntax
+  error inside $$ ... $$ is caught before deploy, with file and line;
+- the offline SQL of every revision (`alembic upgrade down:rev --sql`) linted by squawk
+  for lock hazards. A statement that knowingly breaks a rule carries a justification
+  right above it, in the revision's SQL:  -- lint: allow <rule>[, <rule>]: <why>
+  An unjustified finding fails the lint;
+- with a database that has the plpgsql_check extension, every PL/pgSQL function
+  checked semantically (missing columns, wrong types); otherwise it says it skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.paths import project_root, sql_dir
+
+ALLOW = re.compile(r"--\s*lint:\s*allow\s+([a-z0-9,\s-]+?)\s*:\s*\S")
+
+FIXES = {
+    "require-lock-timeout": "SET lock_timeout before the statement (the toolkit does per session)",
+    "require-statement-timeout": "SET statement_timeout before the statement",
+    "constraint-missing-not-valid": "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT "
+    "outside the transaction (toolkit.online.outside_transaction)",
+    "require-concurrent-index-creation": "toolkit.online.create_index_concurrently",
+    "adding-field-with-default": "add the column without a volatile default, backfill in batches",
+    "changing-column-type": "add a new column, backfill, swap",
+    "adding-foreign-key-constraint": "ADD FOREIGN KEY ... NOT VALID, then VALIDATE CONSTRAINT",
+    "ban-drop-constraint": "justify it, or use toolkit.shadow_swap for an exclusion constraint",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    source: str  # sqlfluff | plpgsql | squawk | plpgsql_check
+    file: str
+    line: int
+    rule: str
+    message: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _relative(path: Path | str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def sqlfluff_findings(paths: list[Path] | None = None) -> list[Finding]:
+    targets = [str(p) for p in (paths or [sql_dir()])]
+    result = subprocess.run(
+        [sys.executable, "-m", "sqlfluff", "lint", "--format", "json", "--nofail", *targets],
+        capture_output=True,
+        text=True,
+        cwd=project_root(),
+        check=False,
+    )
+    try:
+        files = json.loads(result.stdout or "[]")
+    except json.JSONDecodeError:
+        return [Finding("sqlfluff", "sql/", 0, "sqlfluff", result.stderr.strip()[:500])]
+    return [
+        Finding(
+            "sqlfluff",
+            _relative(Path(project_root()) / f["filepath"]),
+            int(v.get("start_line_no") or v.get("line_no") or 0),
+            v.get("code", "?"),
+            v.get("description", ""),
+            "sqlfluff fix, or follow the rule",
+        )
+        for f in files
+        for v in f.get("violations", [])
+    ]
+
+
+def plpgsql_findings(root: Path | None = None) -> list[Finding]:
+    import pglast
+
+    findings = []
+    for path in sorted((root or sql_dir() / "functions").rglob("*.sql")):
+        text = path.read_text(encoding="utf-8")
+        try:
+            slices = list(pglast.split(text, with_parser=False, only_slices=True))
+        except pglast.parser.ParseError as exc:
+            findings.append(Finding("plpgsql", _relative(path), 1, "sql-syntax", str(exc)))
+            continue
+        for piece in slices:
+            statement = text[piece]
+            if not re.search(r"LANGUAGE\s+plpgsql", statement, re.I) or not re.search(
+                r"CREATE\s+(OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE)", statement, re.I
+            ):
+                continue
+            try:
+                pglast.parse_plpgsql(statement)
+            except pglast.parser.ParseError as exc:
+                first = text.count("\n", 0, piece.start) + 1
+                findings.append(
+                    Finding(
+                        "plpgsql",
+                        _relative(path),
+                        first + _locate(statement, str(exc)),
+                        "plpgsql-syntax",
+                        str(exc),
+                        "fix the PL/pgSQL body",
+                    )
+                )
+    return findings
+
+
+def _locate(statement: str, message: str) -> int:
+    """pglast gives no position for PL/pgSQL errors: find the quoted token's line."""
+    match = re.search(r'"([^"]+)"', message)
+    if match is None:
+        return 0
+    token = match[1]
+    body_start = statement.find("$$")
+    for number, line in enumerate(statement.splitlines()):
+        if statement.find(line) < body_start:
+            continue
+        if re.search(rf"(?<![\w]){re.escape(token)}(?![\w])", line):
+            return number
+    return 0
+
+
+def offline_sql(revision: str) -> str:
+    """The SQL Alembic emits for one revision (from its predecessor)."""
+    from alembic import command
+
+    from toolkit import revisions as revs
+
+    script_rev = revs.script_directory().get_revision(revision)
+    down = script_rev.down_revision
+    if down is None and script_rev.dependencies:  # a branch root: start after what it needs
+        needs = script_rev.dependencies
+        down = needs if isinstance(needs, str) else needs[0]
+    spec = f"{down}:{revision}" if isinstance(down, str) else revision
+    config = revs.alembic_config()
+    buffer = io.StringIO()
+    config.output_buffer = buffer
+    with contextlib.redirect_stdout(buffer):
+        command.upgrade(config, spec, sql=True)
+    return buffer.getvalue()
+
+
+def _allowed(lines: list[str], line: int) -> set[str]:
+    """Rules justified in the comment block right above line `line` (0-based)."""
+    rules: set[str] = set()
+    index = line - 1
+    while index >= 0 and (lines[index].strip().startswith("--") or not lines[index].strip()):
+        match = ALLOW.search(lines[index])
+        if match:
+            rules |= {r.strip() for r in match[1].split(",")}
+        index -= 1
+    # The statement may start on the same line as other text (e.g. inside a DO block).
+    match = ALLOW.search(lines[line]) if 0 <= line < len(lines) else None
+    if match:
+        rules |= {r.strip() for r in match[1].split(",")}
+    return rules
+
+
+def squawk_findings() -> list[Finding]:
+    from toolkit import revisions as revs
+
+    findings = []
+    with tempfile.TemporaryDirectory() as tmp:
+        texts: dict[str, tuple[str, str]] = {}
+        for step in revs.all_steps():
+            path = Path(tmp) / f"{step.revision}.sql"
+            text = offline_sql(step.revision)
+            path.write_text(text, encoding="utf-8")
+            texts[str(path)] = (step.revision, _relative(step.path))
+        if not texts:
+            return []
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "squawk"), "--reporter", "json", *texts],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        reports = json.loads(result.stdout or "[]")
+        for report in reports:
+            revision, source = texts.get(report["file"], ("?", report["file"]))
+            lines = Path(report["file"]).read_text(encoding="utf-8").splitlines()
+            line = int(report.get("line", 0))
+            around = "\n".join(lines[max(0, line - 2) : line + 1])
+            if "alembic_version" in around and "UPDATE alembic_version" not in around:
+                continue  # Alembic's own bookkeeping table
+            if report["rule_name"] in _allowed(lines, line):
+                continue
+            findings.append(
+                Finding(
+                    "squawk",
+                    source,
+                    line + 1,
+                    report["rule_name"],
+                    f"{revision}: {report['message']}",
+                    FIXES.get(
+                        report["rule_name"],
+                        report.get("help") or "or justify it: -- lint: allow <rule>: <why>",
+                    ),
+                )
+            )
+    return findings
+
+
+def plpgsql_check_findings(target: Any) -> tuple[list[Finding], str | None]:
+    """Semantic checks when the server has plpgsql_check; (findings, why skipped)."""
+    from toolkit import connection as db
+
+    with db.connect(target, autocommit=False, purpose="lint") as conn:
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'plpgsql_check'"
+        ).fetchone()
+        if available is None:
+            return [], "plpgsql_check is not available on this server: semantic checks skipped"
+        conn.execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
+        rows = conn.execute(
+            "SELECT p.oid::regprocedure::text, r.lineno, r.message, r.level "
+            "FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+            "CROSS JOIN LATERAL plpgsql_check_function_tb(p.oid, "
+            "  (SELECT t.tgrelid FROM pg_trigger t WHERE t.tgfoid = p.oid LIMIT 1)) r "
+            "WHERE l.lanname = 'plpgsql' AND p.pronamespace = 'public'::regnamespace "
+            "AND p.prorettype <> 'pg_catalog.event_trigger'::regtype"
+        ).fetchall()
+        conn.rollback()  # the extension was only borrowed
+    return [
+        Finding("plpgsql_check", r[0], int(r[1] or 0), r[3] or "error", r[2])
+        for r in rows
+        if (r[3] or "error") == "error"
+    ], None
+
+
+def lint(target: Any = None) -> tuple[list[Finding], list[str]]:
+    notes = []
+    findings = sqlfluff_findings() + plpgsql_findings() + squawk_findings()
+    if target is None:
+        notes.append("no database given: plpgsql_check semantic checks skipped")
+    else:
+        semantic, skipped = plpgsql_check_findings(target)
+        findings += semantic
+        if skipped:
+            notes.append(skipped)
+    return findings, notes
