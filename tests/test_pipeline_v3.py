@@ -17,7 +17,7 @@ from toolkit.coordinator import Coordinator
 from toolkit.flags import planner_options, resolve
 from toolkit.sample_data import load_booking_sample
 
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+SEEDS = Path(__file__).resolve().parent / "data" / "seeds"
 
 
 @pytest.fixture
