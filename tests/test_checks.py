@@ -347,3 +347,93 @@ def test_list_explain_and_unknown_names() -> None:
     explained = as_json(invoke("check", "--explain", "orphaned_confirmed_bookings", "--json"))
     assert "booking_table_assignments" in explained["sql"]
     assert invoke("check", "no_such_check", "--database-url", "postgresql://u@h/d").exit_code == 2
+
+
+# -- the bar checks (release mode-switching) ---------------------------------------------
+
+USER = "33333333-3333-4333-8333-333333333333"
+BAR = "44444444-4444-4444-8444-444444444444"
+
+
+def _bar(url: str, sales: int, with_server: int) -> None:
+    _sql(url, "INSERT INTO auth.users (id, email) VALUES (%s, 'server@example.com')", (USER,))
+    _sql(
+        url,
+        "INSERT INTO bars (id, name, settings) VALUES (%s, 'B', "
+        '\'{"operatingMode": "simplified"}\')',
+        (BAR,),
+    )
+    _sql(
+        url,
+        "INSERT INTO sales (bar_id, total, server_id) SELECT %s, 1, "
+        "CASE WHEN g <= %s THEN %s::uuid END FROM generate_series(1, %s) g",
+        (BAR, with_server, USER, sales),
+    )
+
+
+def test_server_id_coverage_in_both_directions(db_url: str) -> None:
+    _bar(db_url, 100, 99)
+    assert (
+        _run(db_url, "server_id_coverage_24h").status,
+        _run(db_url, "server_id_coverage_24h").value,
+    ) == ("ok", 99.0)
+    _sql(
+        db_url,
+        "UPDATE sales SET server_id = NULL WHERE ctid IN "
+        "(SELECT ctid FROM sales WHERE server_id IS NOT NULL LIMIT 3)",
+    )
+    assert _run(db_url, "server_id_coverage_24h").status == "warning"  # 96%
+    _sql(
+        db_url,
+        "UPDATE sales SET server_id = NULL WHERE ctid IN "
+        "(SELECT ctid FROM sales WHERE server_id IS NOT NULL LIMIT 10)",
+    )
+    assert _run(db_url, "server_id_coverage_24h").status == "critical"  # 86%
+
+
+def test_orphaned_server_ids(db_url: str) -> None:
+    _bar(db_url, 5, 5)
+    assert _run(db_url, "orphaned_server_ids").status == "ok"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        # ON DELETE SET NULL makes an orphan impossible; replica mode skips the FK triggers.
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM auth.users WHERE id = %s", (USER,))
+    assert (
+        _run(db_url, "orphaned_server_ids").status,
+        _run(db_url, "orphaned_server_ids").value,
+    ) == ("critical", 5.0)
+
+
+def test_fallback_mapping_rate(db_url: str) -> None:
+    assert _run(db_url, "fallback_mapping_rate").value is None
+    _sql(
+        db_url,
+        "INSERT INTO migration_server_id_log (table_name, row_id, fallback_used, "
+        "fallback_reason) SELECT 'sales', gen_random_uuid(), g <= 2, "
+        "CASE WHEN g <= 2 THEN 'no_mapping_used_creator' END "
+        "FROM generate_series(1, 10) g",
+    )
+    assert _run(db_url, "fallback_mapping_rate").status == "warning"  # 20%
+
+
+def test_rls_switched_off_on_a_protected_table(db_url: str) -> None:
+    assert _run(db_url, "rls_enabled_on_protected_tables").status == "ok"
+    _sql(db_url, "ALTER TABLE sales DISABLE ROW LEVEL SECURITY")
+    result = _run(db_url, "rls_enabled_on_protected_tables")
+    assert result.status == "critical" and result.rows == [{"tablename": "sales"}]
+
+
+def test_operating_mode_index_usage(db_url: str) -> None:
+    assert _run(db_url, "operating_mode_index_usage").value == 1.0
+    _sql(db_url, "DROP INDEX idx_bars_operating_mode")
+    assert _run(db_url, "operating_mode_index_usage").status == "critical"
+
+
+def test_simplified_mode_adoption_is_a_plain_metric(db_url: str) -> None:
+    _sql(
+        db_url,
+        "INSERT INTO bars (name, settings) VALUES ('a', '{\"operatingMode\": "
+        "\"simplified\"}'), ('b', '{}'), ('c', '{}'), ('d', '{}')",
+    )
+    result = _run(db_url, "simplified_mode_adoption")
+    assert (result.status, result.value) == ("ok", 25.0)

@@ -19,6 +19,7 @@ ORDER = [
     "table-combinations.md",
     "capacity-overlap.md",
     "assignment-pipeline-v3.md",
+    "mode-switching.md",
 ]
 
 

@@ -23,11 +23,15 @@ def run_demo(target: db.Target, say: Say) -> dict[str, Any]:
     sample = _load_sample(target, say)
     say("info", "auto-assigning the pending bookings (planner flags from `venuedb flags`)")
     summary = assign_pending(target, options)
+    bars = _load_bar_sample(target, say)
+    backfills = _run_backfills(target, say)
     info = status(target)
     return {
         "applied_now": applied.done,
         "sample": sample,
         "assignment": summary.to_dict(),
+        "bar_sample": bars,
+        "backfills": backfills,
         "releases": info["releases"],
         "branches": info["branches"],
     }
@@ -48,3 +52,40 @@ def _load_sample(target: db.Target, say: Say) -> dict[str, int]:
         conn.commit()
     say("info", "sample data loaded: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return counts
+
+
+def _load_bar_sample(target: db.Target, say: Say) -> dict[str, int]:
+    from toolkit.bar_sample import load_bar_sample
+
+    with db.connect(target, autocommit=False, purpose="demo bar sample") as conn:
+        present = conn.execute("SELECT count(*) FROM sales").fetchone()[0]
+        if present >= 1000:
+            say("info", f"bar sample already loaded ({present} sales)")
+            return {}
+        counts = load_bar_sample(conn, seed=SAMPLE_SEED)
+        conn.commit()
+    say("info", "bar sample loaded: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return counts
+
+
+def _run_backfills(target: db.Target, say: Say) -> dict[str, Any]:
+    """The mode-switching server_id backfills, through the engine, batched."""
+    from toolkit.backfill import Options, load_backfills
+    from toolkit.backfill import run as run_backfill
+    from toolkit.backfill import status as backfill_status
+
+    done: dict[str, Any] = {}
+    states = {e["name"]: e["state"] for e in backfill_status(target)}
+    for backfill in load_backfills():
+        if states.get(backfill.name) == "finished":
+            done[backfill.name] = "already finished"
+            continue
+        report = run_backfill(target, backfill, Options(batch_size=5000, adaptive=True))
+        done[backfill.name] = report.to_dict()
+        rate = report.to_dict()["rows_per_second"] or 0
+        say(
+            "info",
+            f"backfill {backfill.name}: {report.rows} rows, {report.changed} changed, "
+            f"{rate:,.0f} rows/s",
+        )
+    return done
