@@ -116,3 +116,9 @@ def test_semantic_checks_say_when_they_are_skipped(db_url: str) -> None:
     result = invoke("lint", "--database-url", db_url, "--json")
     notes = as_json(result)["notes"]
     assert any("plpgsql_check" in n for n in notes)
+
+
+def test_emitted_sql_that_does_not_parse_is_reported(tmp_path: Path, in_project) -> None:
+    in_project(_project(tmp_path, "SELEC 1 FROMM nowhere;"))
+    found = [f for f in lint.emitted_sql_findings() if "bar_099" in f.file]
+    assert found and all(f.source == "sqlfluff" for f in found)

@@ -1,6 +1,7 @@
 """`venuedb lint`: SQL style and migration safety before anything reaches a database.
 
-- sqlfluff (postgres dialect, the committed .sqlfluff) over sql/;
+- sqlfluff (postgres dialect, the committed .sqlfluff) over sql/, and every revision's
+  offline SQL parsed by sqlfluff;
 - every PL/pgSQL body in sql/functions parsed by pglast's parse_plpgsql, so a syntax
   error inside $$ ... $$ is caught before deploy, with file and line;
 - the offline SQL of every revision (`alembic upgrade down:rev --sql`) linted by squawk
@@ -137,6 +138,32 @@ def _locate(statement: str, message: str) -> int:
     return 0
 
 
+def emitted_sql_findings() -> list[Finding]:
+    """The SQL every revision emits (offline) must parse as PostgreSQL for sqlfluff."""
+    import sqlfluff
+    from sqlfluff.api.simple import APIParsingError
+
+    from toolkit import revisions as revs
+
+    findings = []
+    for step in revs.all_steps():
+        try:
+            sqlfluff.parse(offline_sql(step.revision), dialect="postgres")
+        except APIParsingError as exc:
+            for violation in exc.violations:
+                findings.append(
+                    Finding(
+                        "sqlfluff",
+                        _relative(step.path),
+                        int(violation.line_no or 0),
+                        violation.rule_code(),
+                        f"{step.revision} (offline SQL): {violation.desc()}",
+                        "the revision emits SQL that does not parse",
+                    )
+                )
+    return findings
+
+
 def offline_sql(revision: str) -> str:
     """The SQL Alembic emits for one revision (from its predecessor)."""
     from alembic import command
@@ -247,7 +274,7 @@ def plpgsql_check_findings(target: Any) -> tuple[list[Finding], str | None]:
 
 def lint(target: Any = None) -> tuple[list[Finding], list[str]]:
     notes = []
-    findings = sqlfluff_findings() + plpgsql_findings() + squawk_findings()
+    findings = sqlfluff_findings() + emitted_sql_findings() + plpgsql_findings() + squawk_findings()
     if target is None:
         notes.append("no database given: plpgsql_check semantic checks skipped")
     else:
