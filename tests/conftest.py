@@ -10,6 +10,8 @@ beside its database.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,7 +68,9 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             external,
         )
         return
-    home = tmp_path_factory.mktemp("embedded-pg")
+    # Not under pytest's own temp tree: a second pytest session on the machine resets
+    # /tmp/pytest-of-<user> to mode 0700, locking the server's system user out of it.
+    home = Path(tempfile.mkdtemp(prefix="venuedb-test-pg-"))
     # Durability is not under test: skip fsync so template clones and DDL stay fast.
     server = EmbeddedServer(
         home,
@@ -82,6 +86,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert status.port is not None
     yield Server("127.0.0.1", status.port, "postgres", server.password(), server.url("postgres"))
     server.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def migrate_all(url: str) -> None:

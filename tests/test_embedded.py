@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +17,11 @@ from toolkit.errors import BadInput
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    srv = EmbeddedServer(tmp_path_factory.mktemp("embedded-lifecycle"), settings={"fsync": "off"})
+    home = Path(tempfile.mkdtemp(prefix="venuedb-test-lifecycle-"))  # see conftest.pg_server
+    srv = EmbeddedServer(home, settings={"fsync": "off"})
     yield srv
     srv.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def test_start_is_idempotent_and_serves_a_database(server: EmbeddedServer) -> None:
