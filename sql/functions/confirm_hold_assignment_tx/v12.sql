@@ -10,8 +10,9 @@
 -- snapshot of the tables (capacities) and allocations it saw.
 --
 -- Conflicts are caught at statement time because allocations_no_overlap is INITIALLY
--- IMMEDIATE: a concurrent confirmation of an overlapping hold waits for the other
--- transaction and then gets a clean conflict result. A caller that deferred the
+-- IMMEDIATE, and because confirmations of the same tables are serialised by
+-- transaction-level advisory locks taken in table-id order: a concurrent confirmation of
+-- an overlapping hold waits for the other transaction, then gets a clean conflict result. A caller that deferred the
 -- constraint (SET CONSTRAINTS ... DEFERRED, for a batch) gets the error at commit.
 
 CREATE OR REPLACE FUNCTION public.confirm_hold_assignment_tx(
@@ -35,6 +36,7 @@ DECLARE
     v_booking bookings%ROWTYPE;
     v_hold table_holds%ROWTYPE;
     v_tables uuid[];
+    v_table uuid;
     v_window tstzrange;
     v_merge_group uuid;
     v_conflicts jsonb;
@@ -80,6 +82,14 @@ BEGIN
         RAISE EXCEPTION 'hold % has no tables', p_hold_id USING ERRCODE = '22023';
     END IF;
     v_window := tstzrange(v_booking.start_at, v_booking.end_at, '[)');
+
+    -- Confirmations of the same tables take turns (ids in ascending order, so two of them
+    -- never wait on each other): two concurrent inserts of overlapping allocations would
+    -- otherwise wait on each other's exclusion check and deadlock. The loser then sees the
+    -- winner's committed allocations below and returns a clean conflict.
+    FOREACH v_table IN ARRAY v_tables LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('venuedb.table:' || v_table::text, 0));
+    END LOOP;
 
     v_snapshot := jsonb_build_object(
         'hold_id', p_hold_id,
@@ -131,7 +141,7 @@ BEGIN
             UPDATE bookings b SET status = 'confirmed', updated_at = now()
             WHERE b.id = p_booking_id;
             DELETE FROM table_holds h WHERE h.id = p_hold_id;
-        EXCEPTION WHEN exclusion_violation THEN
+        EXCEPTION WHEN exclusion_violation OR deadlock_detected THEN
             -- A concurrent confirmation won: it committed while we waited on its rows.
             v_conflicts := coalesce(
                 public.confirm_hold_conflicts(v_booking.restaurant_id, v_tables, v_window),
