@@ -117,10 +117,13 @@ def restore(path: Path, target: db.Target, *, force: bool = False) -> dict[str, 
     _ensure_roles(target)
     url, env = _split_password(target.url)
     started = time.monotonic()
-    args = [str(binary("pg_restore")), "--no-owner", "--exit-on-error", f"--dbname={url}"]
+    args = [str(binary("pg_restore")), "--no-owner", "--exit-on-error"]
     if force:
         args += ["--clean", "--if-exists"]
-    _run([*args, str(path)], env)
+    if _server_version(target) >= 170000:
+        _run([*args, f"--dbname={url}", str(path)], env)
+    else:
+        _restore_to_older_server(args, path, url, env)
     return {"path": str(path), "objects": objects, "seconds": round(time.monotonic() - started, 3)}
 
 
@@ -141,3 +144,28 @@ BEGIN
     END IF;
 END
 $roles$""")
+
+
+def _server_version(target: db.Target) -> int:
+    with db.connect(target, purpose="restore version") as conn:
+        return int(conn.execute("SHOW server_version_num").fetchone()[0])
+
+
+def _restore_to_older_server(args: list[str], path: Path, url: str, env: dict[str, str]) -> None:
+    """pg_restore 18 always emits SET transaction_timeout, which PostgreSQL < 17 rejects:
+    render the script, drop that one setting, and run it with psql, stopping at any error."""
+    script = _run([*args, "--file=-", str(path)], env).stdout
+    kept = "\n".join(
+        line for line in script.splitlines() if not line.startswith("SET transaction_timeout")
+    )
+    result = subprocess.run(
+        [str(binary("psql")), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1", f"--dbname={url}"],
+        input=kept,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        raise OperationFailed(f"restore failed: {mask_text(lines[-1] if lines else 'psql error')}")
