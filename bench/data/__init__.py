@@ -1,0 +1,1 @@
+"""Deterministic synthetic data for the benchmarks: same seed and scale, same rows."""
