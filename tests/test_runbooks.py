@@ -20,6 +20,8 @@ ORDER = [
     "capacity-overlap.md",
     "assignment-pipeline-v3.md",
     "mode-switching.md",
+    "allocation-lookups.md",
+    "bar-owner-lookups.md",
 ]
 
 
