@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# Every benchmark of bench/ on an embedded server of its own; SCALE=0.1 for a quick run.
+bench: $(STAMP)
+	$(BIN)/python -m bench --scale $(or $(SCALE),1.0)
+
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -31,4 +35,5 @@ format: $(STAMP)
 
 clean:
 	-$(BIN)/venuedb db stop
+	-$(BIN)/python -c "from bench.common import stop_bench_server; stop_bench_server()"
 	rm -rf $(VENV) .venuedb

@@ -1,7 +1,10 @@
 """Backfill of 1,000,000 rows through the engine vs one naive UPDATE, with a writer
 running 100 single-row updates per second on the same table throughout.
 
-    .venv/bin/python -m bench.backfill [--rows 1000000] [--batch-size 5000]
+    .venv/bin/python -m bench.backfill [--scale 1.0] [--rows N] [--batch-size 5000]
+
+The engine on a plain table, against the naive statement; the real server_id backfill
+has a benchmark of its own (bench/server_id_backfill.py).
 """
 
 from __future__ import annotations
@@ -46,9 +49,13 @@ description = "benchmark"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0: 1,000,000 rows")
+    parser.add_argument("--seed", type=int, default=1, help="seeds the writer's row choice")
+    parser.add_argument("--rows", type=int, help="default 1,000,000 x scale")
     parser.add_argument("--batch-size", type=int, default=5000)
     args = parser.parse_args()
+    args.rows = args.rows or max(1000, round(1_000_000 * args.scale))
+    random.seed(args.seed)
     url = scratch_database("venuedb_bench_backfill")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SETUP.replace("%(rows)s", str(args.rows)))
