@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from bench.common import Goal, latency_summary, report, scratch_database
+from bench.common import Goal, latency_summary, report, scratch_database, settle
 from bench.confirm import CREATE_LOOKUP_INDEX, LOOKUP_INDEX
 from bench.data import booking
 from toolkit.connection import Target
@@ -265,6 +265,7 @@ def main() -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         counts = booking.load(conn, scale=args.scale, seed=args.seed, anchor=anchor)
     print(f"background: {counts['allocations']:,} allocations")
+    settle()
     rows = []
     for with_index in (True, False) if not args.no_compare else (True,):
         with psycopg.connect(url, autocommit=True) as conn:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import LatencyProbe, report, scratch_database
+from bench.common import LatencyProbe, report, scratch_database, settle
 from toolkit.backfill import Options, find_backfill, run
 from toolkit.connection import Target
 
@@ -60,6 +60,7 @@ def main() -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SETUP.replace("%(rows)s", str(args.rows)))
         conn.execute("VACUUM ANALYZE bench_items")
+    settle()
 
     def write(i: int) -> tuple[str, tuple[int]]:
         return "UPDATE bench_items SET value = value + 1 WHERE id = %s", (
@@ -93,6 +94,7 @@ def main() -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE bench_items SET doubled = NULL")
         conn.execute("VACUUM ANALYZE bench_items")
+    settle()
     probe = LatencyProbe(url, write)
     with probe.running(), psycopg.connect(url, autocommit=True) as conn:
         started = time.monotonic()

@@ -66,6 +66,18 @@ def scratch_database(name: str) -> str:
     return with_database(admin, name)
 
 
+def settle() -> None:
+    """CHECKPOINT the benchmark server before a measurement, as pgbench does.
+
+    A bulk load leaves gigabytes of dirty pages; the checkpoint that writes them out
+    (spread over checkpoint_timeout) competes with every commit's WAL flush and makes
+    the first change of each page after it write a full page image, so a measurement
+    started right after a load measures the load's aftermath. Afterwards every
+    benchmark starts from the same clean state."""
+    with psycopg.connect(bench_server().url("postgres"), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def clone_database(template: str, name: str) -> str:
     """A fresh copy of database `template` on the benchmark server (file-level copy)."""
     admin = bench_server().url("postgres")

@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Goal, database_url, latency_summary, report, scratch_database
+from bench.common import Goal, database_url, latency_summary, report, scratch_database, settle
 from bench.data import booking
 from toolkit.connection import Target
 from toolkit.migrate import RunOptions, run
@@ -289,6 +289,7 @@ def main() -> None:
     with psycopg.connect(url) as conn:
         existing = conn.execute("SELECT count(*) FROM allocations").fetchone()[0]
     pairs = add_pending(url, args.bookings, anchor)
+    settle()
     print(f"{existing:,} allocations; {len(pairs):,} pending bookings with holds")
     # Half the holds for the schema at every head, half for the comparison without the index.
     heads = confirm_run(url, pairs[0::2], args.clients, args.seconds)

@@ -36,7 +36,15 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Goal, LatencyProbe, clone_database, database_url, report, scratch_database
+from bench.common import (
+    Goal,
+    LatencyProbe,
+    clone_database,
+    database_url,
+    report,
+    scratch_database,
+    settle,
+)
 from bench.data import bar as bar_data
 from bench.data import booking as booking_data
 from toolkit import backfill as backfills
@@ -319,6 +327,7 @@ def main() -> None:
         if args.only and args.only != method:
             continue
         url = clone_database(base_name, f"venuedb_bench_migrate_{method}")
+        settle()
         rows += _run(method, url, releases, args.seed, args.rate)
     goals = [
         Goal(

@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Goal, LatencyProbe, report
+from bench.common import Goal, LatencyProbe, report, settle
 from bench.data.bar import counts_for, prepare
 from toolkit.backfill import Options, find_backfill, run
 from toolkit.connection import Target
@@ -229,6 +229,7 @@ def measure(variant: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]
     """A fresh database, the variant applied, the three backfills under the writer; the
     report rows and how the sales were resolved."""
     url, _ = prepare(NAME, scale=args.scale, seed=args.seed, reuse=False)
+    settle()
     if variant == "prototype":
         apply_prototype(url)
     probe = LatencyProbe(url, writer(url, args.seed, counts_for(args.scale)["sales"]))

@@ -39,6 +39,9 @@ import math
 
 import psycopg
 
+# The same names as `venuedb demo`'s sample, so both data sets read alike.
+from toolkit.sample_data import FIRST_NAMES, LAST_NAMES, NAMES, TIMEZONES
+
 # Restaurants at scale 1.0; 8,000 tables or so, each seated ~2 times a day.
 RESTAURANTS = 200
 BOOKINGS = 1_000_000
@@ -48,22 +51,9 @@ FREE_WINDOW = (dt.time(14, 30), dt.time(17, 30))
 MEAN_FILL = 2.0
 PAST_SHARE = 0.1
 
-NAMES = (
-    "Olive & Ash",
-    "The Copper Pot",
-    "Saffron Lane",
-    "Harbour Table",
-    "Juniper House",
-    "Little Fig",
-    "Marrow",
-    "Salt Yard",
-)
-TIMEZONES = ("Europe/London", "Europe/Paris", "America/New_York", "Asia/Kathmandu")
 # Zone 0 is always Main; the others come from this list (first two letters are distinct,
 # they prefix the table numbers).
 OTHER_ZONES = ("Terrace", "Bar", "Garden", "Mezzanine")
-FIRST_NAMES = ("Asha", "Ben", "Chen", "Dana", "Elif", "Farid", "Grace", "Hugo", "Ines", "Jon")
-LAST_NAMES = ("Adhikari", "Brown", "Costa", "Dubois", "Evans", "Fischer", "Gupta", "Hill")
 # Percent of tables seated per seating, Monday first (ISODOW 1..7): weekends are busier.
 FILL = {
     0: (50, 50, 55, 60, 65, 85, 75),  # lunch
