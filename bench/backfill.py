@@ -114,7 +114,7 @@ def main() -> None:
     report(
         "backfill",
         results,
-        {"rows": args.rows, "target_rows_per_s": 50_000, "target_max_writer_stall_ms": 200},
+        {"table_rows": args.rows, "target_rows_per_s": 50_000, "target_max_writer_stall_ms": 200},
     )
 
 

@@ -249,7 +249,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=5000)
+    # 2000: as fast as 5000 (25.7k vs 25.9k rows/s) and a write waiting on a batch waits
+    # 55 ms at worst instead of 197 ms (a batch holds its rows until it commits).
+    parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument(
         "--prototype", action="store_true", help="also measure the prototyped fix (see above)"
     )
