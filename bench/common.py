@@ -66,6 +66,20 @@ def scratch_database(name: str) -> str:
     return with_database(admin, name)
 
 
+def database_comment(url: str) -> str | None:
+    """COMMENT ON DATABASE of the database at `url`: what a benchmark recorded about the
+    data it generated there, to reuse it. None when the database is missing or bare."""
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                "WHERE datname = current_database()"
+            ).fetchone()
+    except psycopg.OperationalError:
+        return None
+    return row[0] if row else None
+
+
 def settle() -> None:
     """CHECKPOINT the benchmark server before a measurement, as pgbench does.
 

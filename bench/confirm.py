@@ -25,7 +25,15 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Goal, database_url, latency_summary, report, scratch_database, settle
+from bench.common import (
+    Goal,
+    database_comment,
+    database_url,
+    latency_summary,
+    report,
+    scratch_database,
+    settle,
+)
 from bench.data import booking
 from toolkit.connection import Target
 from toolkit.migrate import RunOptions, run
@@ -94,18 +102,10 @@ def prepare(scale: float, seed: int, anchor: dt.date) -> str:
     """The URL of a database at all heads holding the data set (reused when it already does)."""
     tag = dataset_tag(scale, seed, anchor)
     url = database_url(NAME)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            have = conn.execute(
-                "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
-                "WHERE datname = current_database()"
-            ).fetchone()
-        if have is not None and have[0] == tag:
-            print(f"reusing {NAME}: {tag}")
-            run(Target(url, "bench"), "upgrade", None, RunOptions(actor="bench"))
-            return url
-    except psycopg.OperationalError:
-        pass  # the database does not exist yet
+    if database_comment(url) == tag:
+        print(f"reusing {NAME}: {tag}")
+        run(Target(url, "bench"), "upgrade", None, RunOptions(actor="bench"))
+        return url
     url = scratch_database(NAME)
     run(Target(url, "bench"), "upgrade", None, RunOptions(actor="bench"))
     started = time.monotonic()

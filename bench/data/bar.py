@@ -368,15 +368,9 @@ def prepare(name: str, *, scale: float, seed: int, reuse: bool) -> tuple[str, dt
 
 def _loaded(url: str) -> tuple[str, dt.date] | None:
     """(signature, anchor) of a database prepare() loaded; None if it is not one."""
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
-                "WHERE datname = current_database()"
-            ).fetchone()
-    except psycopg.Error:
-        return None
-    comment = (row[0] if row else None) or ""
+    from bench.common import database_comment
+
+    comment = database_comment(url) or ""
     if "anchor=" not in comment:
         return None
     try:
