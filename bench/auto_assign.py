@@ -30,7 +30,15 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from bench.common import Goal, latency_summary, report, scratch_database, settle
+from bench.common import (
+    Goal,
+    as_comparison,
+    is_goal,
+    latency_summary,
+    report,
+    scratch_database,
+    settle,
+)
 from bench.confirm import CREATE_LOOKUP_INDEX, LOOKUP_INDEX
 from bench.data import booking
 from toolkit.connection import Target
@@ -274,7 +282,7 @@ def main() -> None:
             label = f"{mode}, all heads" if with_index else f"{mode}, without {LOOKUP_INDEX}"
             row = measure(url, args, evening, label, {**extra})
             if not with_index:
-                row["target"], row["met"] = "(comparison only)", "-"
+                as_comparison(row)
             rows.append(row)
     goals = [
         Goal(
@@ -285,7 +293,7 @@ def main() -> None:
             bool(r["met"]),
         )
         for r in rows
-        if r["met"] != "-"
+        if is_goal(r)
     ]
     report(
         "auto_assign",

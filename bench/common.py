@@ -191,6 +191,20 @@ def latency_summary(latencies_ms: list[float]) -> dict[str, float]:
     }
 
 
+COMPARISON = "(comparison only)"
+
+
+def as_comparison(row: dict[str, Any]) -> dict[str, Any]:
+    """Mark a result row as a comparison run (e.g. without an index a release added): it
+    is printed beside the others but is no goal."""
+    row["target"], row["met"] = COMPARISON, "-"
+    return row
+
+
+def is_goal(row: dict[str, Any]) -> bool:
+    return row.get("target") != COMPARISON
+
+
 @dataclass(frozen=True)
 class Goal:
     """One target of issue 11 and what this run measured against it."""

@@ -27,6 +27,7 @@ import psycopg
 
 from bench.common import (
     Goal,
+    as_comparison,
     database_comment,
     database_url,
     latency_summary,
@@ -306,7 +307,7 @@ def main() -> None:
         drop_lookup_index(url)
         before = confirm_run(url, pairs[1::2], args.clients, args.seconds)
         row = confirm_row(f"without {LOOKUP_INDEX}", args.clients, before)
-        row["target"], row["met"] = "(comparison only)", "-"
+        as_comparison(row)
         rows.append(row)
         reset(url)
     over = overlap_row(overlap)

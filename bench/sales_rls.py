@@ -39,7 +39,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Goal, latency_summary, report, settle
+from bench.common import Goal, as_comparison, is_goal, latency_summary, report, settle
 from bench.data.bar import prepare
 
 NAME = "venuedb_bench_sales"
@@ -266,7 +266,7 @@ def main() -> None:
         for path in args.paths:
             row = run_path(url, variant, path, shifts, args)
             if variant != "all heads":
-                row["target"], row["met"] = "(comparison only)", "-"
+                as_comparison(row)
             rows.append(row)
             clean(url, anchor)
     set_owner_index(url, True)
@@ -279,7 +279,7 @@ def main() -> None:
             bool(r["met"]),
         )
         for r in rows
-        if r["met"] != "-"
+        if is_goal(r)
     ]
     report(
         "sales_rls",
