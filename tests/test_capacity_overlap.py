@@ -67,14 +67,26 @@ def test_flow_2_overlap_is_rejected_at_once(conn: psycopg.Connection) -> None:
         _allocate(conn, restaurant, table, "[2030-01-01 20:00+00,2030-01-01 22:00+00)")
 
 
-def test_flow_3_the_same_resource_in_another_restaurant_is_allowed(
+def test_flow_3_the_constraint_compares_within_a_restaurant(
     conn: psycopg.Connection,
 ) -> None:
+    """allocations_no_overlap is scoped to the restaurant: the same resource id in two
+    restaurants does not collide. For tables that would seat two restaurants on one table
+    unseen, so booking-integrity refuses a table of another restaurant outright."""
     first, (table, _) = _restaurant_with_tables(conn)
     second, _ = _restaurant_with_tables(conn)
-    _allocate(conn, first, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
-    _allocate(conn, second, table, "[2030-01-01 19:00+00,2030-01-01 21:00+00)")
+    window = "[2030-01-01 19:00+00,2030-01-01 21:00+00)"
+    group = "0b0b0b0b-0000-4000-8000-000000000001"
+    for restaurant in (first, second):
+        conn.execute(
+            'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window") '
+            "VALUES (%s, 'merge_group', %s, %s::tstzrange)",
+            (restaurant, group, window),
+        )
+    _allocate(conn, first, table, window)
     conn.commit()
+    with pytest.raises(errors.ForeignKeyViolation, match="not a table of restaurant"):
+        _allocate(conn, second, table, window)
 
 
 def test_flow_4_a_batch_swaps_tables_with_the_constraint_deferred(
@@ -210,13 +222,17 @@ ALTER TABLE allocations ADD CONSTRAINT allocations_resource_window_excl
     conn.rollback()
 
 
-def test_v12_is_installed_and_v11_comes_back_on_rollback(db_url: str) -> None:
+def test_v13_is_installed_and_v12_then_v11_come_back_on_rollback(db_url: str) -> None:
     from tests.clihelpers import invoke
 
     version = (
         "SELECT obj_description('public.confirm_hold_assignment_tx(uuid,uuid,text,uuid)'"
         "::regprocedure)"
     )
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute(version).fetchone() == ("venuedb:version=13",)
+    result = invoke("rollback", "booking-integrity", "--yes", "--database-url", db_url)
+    assert result.exit_code == 0, result.output
     with psycopg.connect(db_url) as conn:
         assert conn.execute(version).fetchone() == ("venuedb:version=12",)
     result = invoke("rollback", "booking_006", "--yes", "--database-url", db_url)

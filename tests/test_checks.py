@@ -67,16 +67,21 @@ def _floor(url: str, tables: int = 4) -> list[str]:
 
 def _bookings(url: str, count: int, status: str = "pending", state: str | None = None) -> list:
     with psycopg.connect(url, autocommit=True) as conn:
-        return [
+        ids = [
             conn.execute(
                 "INSERT INTO bookings (restaurant_id, party_size, booking_date, start_at, end_at, "
-                "status, assignment_state) VALUES (%s, 2, current_date, now() + make_interval("
-                "hours => %s), now() + make_interval(hours => %s + 2), 'pending', "
-                "coalesce(%s, 'created')) RETURNING id",
-                (R, i * 3, i * 3, state),
+                "status) VALUES (%s, 2, current_date, now() + make_interval("
+                "hours => %s), now() + make_interval(hours => %s + 2), 'pending') RETURNING id",
+                (R, i * 3, i * 3),
             ).fetchone()[0]
             for i in range(count)
         ]
+        # A booking enters the state machine at created and moves on by its transitions.
+        if state is not None:
+            conn.execute(
+                "UPDATE bookings SET assignment_state = %s WHERE id = ANY(%s)", (state, ids)
+            )
+        return ids
 
 
 def _event(
@@ -104,11 +109,7 @@ def test_orphaned_confirmed_bookings_fires_and_clears(db_url: str) -> None:
     fired = _run(db_url, "orphaned_confirmed_bookings")
     assert (fired.status, fired.value) == ("critical", 1.0)
     assert fired.rows[0]["id"] == str(booking)
-    _sql(
-        db_url,
-        "INSERT INTO booking_table_assignments (booking_id, table_id) VALUES (%s, %s)",
-        (booking, table),
-    )
+    _seat(db_url, booking, [table])
     assert _run(db_url, "orphaned_confirmed_bookings").status == "ok"
 
 
@@ -119,6 +120,24 @@ def _assign(url: str, booking: str, tables: list[str]) -> None:
             "INSERT INTO booking_table_assignments (booking_id, table_id) VALUES (%s, %s)",
             (booking, table),
         )
+
+
+def _seat(url: str, booking: str, tables: list[str]) -> None:
+    """Seat a booking the way booking-integrity requires: assignments and allocations
+    covering its time, confirmed, all in one transaction."""
+    with psycopg.connect(url) as conn:
+        for table in tables:
+            conn.execute(
+                "INSERT INTO booking_table_assignments (booking_id, table_id) VALUES (%s, %s)",
+                (booking, table),
+            )
+            conn.execute(
+                "INSERT INTO allocations (restaurant_id, booking_id, resource_type, resource_id, "
+                "\"window\") SELECT restaurant_id, id, 'table', %s, tstzrange(start_at, end_at) "
+                "FROM bookings WHERE id = %s",
+                (table, booking),
+            )
+        conn.execute("UPDATE bookings SET status = 'confirmed' WHERE id = %s", (booking,))
 
 
 def test_combination_usage_rate_in_both_directions(db_url: str) -> None:
@@ -251,8 +270,7 @@ def test_confirmation_and_manual_review_rates(db_url: str) -> None:
     bookings = _bookings(db_url, 10)
     assert _run(db_url, "confirmation_rate").status == "critical"  # 0% confirmed
     for booking, table in zip(bookings[:4], tables, strict=True):
-        _assign(db_url, booking, [table])
-        _sql(db_url, "UPDATE bookings SET status = 'confirmed' WHERE id = %s", (booking,))
+        _seat(db_url, booking, [table])
     assert _run(db_url, "confirmation_rate").value == 40.0
     _bookings(db_url, 5, state="manual_review")
     result = _run(db_url, "manual_review_rate")

@@ -22,6 +22,7 @@ ORDER = [
     "mode-switching.md",
     "allocation-lookups.md",
     "bar-owner-lookups.md",
+    "booking-integrity.md",
 ]
 
 

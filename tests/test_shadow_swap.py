@@ -146,7 +146,8 @@ def test_preflight_refuses_with_the_violating_rows(empty_db_url: str) -> None:
 
 
 def test_downgrade_preflight_protects_cross_restaurant_rows(db_url: str) -> None:
-    """Seed 003 flow 3 (same resource in two restaurants is allowed) blocks the rollback."""
+    """Seed 003 flow 3 (same resource in two restaurants is allowed) blocks the rollback.
+    A merge group: booking-integrity refuses a table of another restaurant outright."""
     with psycopg.connect(db_url) as conn:
         restaurants = [
             r[0]
@@ -158,7 +159,7 @@ def test_downgrade_preflight_protects_cross_restaurant_rows(db_url: str) -> None
         for restaurant in restaurants:
             conn.execute(
                 "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
-                "\"window\") VALUES (%s, 'table', %s, "
+                "\"window\") VALUES (%s, 'merge_group', %s, "
                 "'[2031-01-01 19:00+00,2031-01-01 21:00+00)')",
                 (restaurant, resource),
             )

@@ -56,9 +56,25 @@ def test_cross_restaurant_pairs_are_impossible(conn: psycopg.Connection) -> None
 
 
 def _assign(conn: psycopg.Connection, booking: str, table: str) -> None:
+    """Assign a table the way every path does since booking-integrity: with its allocation."""
     conn.execute(
         "INSERT INTO booking_table_assignments (booking_id, table_id) VALUES (%s, %s)",
         (booking, table),
+    )
+    conn.execute(
+        "INSERT INTO allocations (restaurant_id, booking_id, resource_type, resource_id, "
+        "\"window\") SELECT restaurant_id, id, 'table', %s, tstzrange(start_at, end_at) "
+        "FROM bookings WHERE id = %s",
+        (table, booking),
+    )
+
+
+def _unassign(conn: psycopg.Connection, where: str, value: str) -> None:
+    """Remove assignments and their allocations together (`where`: table_id or booking_id)."""
+    column = {"table_id": "resource_id", "booking_id": "booking_id"}[where]
+    conn.execute(f"DELETE FROM booking_table_assignments WHERE {where} = %s", (value,))
+    conn.execute(
+        f"DELETE FROM allocations WHERE resource_type = 'table' AND {column} = %s", (value,)
     )
 
 
@@ -111,9 +127,9 @@ def test_removing_the_last_assignment_of_a_confirmed_booking_is_refused(
     _assign(conn, booking, t2)
     _confirm(conn, booking)
     conn.commit()
-    conn.execute("DELETE FROM booking_table_assignments WHERE table_id = %s", (t1,))
+    _unassign(conn, "table_id", t1)
     conn.commit()  # one table left: fine
-    conn.execute("DELETE FROM booking_table_assignments WHERE booking_id = %s", (booking,))
+    _unassign(conn, "booking_id", booking)
     with pytest.raises(errors.CheckViolation, match="would be left without table assignments"):
         conn.commit()
 
@@ -140,7 +156,7 @@ def test_unassigning_and_unconfirming_together_is_fine(conn: psycopg.Connection)
     _assign(conn, booking, t1)
     _confirm(conn, booking)
     conn.commit()
-    conn.execute("DELETE FROM booking_table_assignments WHERE booking_id = %s", (booking,))
+    _unassign(conn, "booking_id", booking)
     conn.execute("UPDATE bookings SET status = 'cancelled' WHERE id = %s", (booking,))
     conn.commit()
 

@@ -21,7 +21,12 @@ KINDS = (
     "policy",
     "extension",
     "fk_delete_rule",
+    "function_execute",
 )
+
+# The roles whose EXECUTE privilege a `function_execute` postcondition states: PUBLIC
+# (every role, through the default grant) and the API roles of core_001.
+API_ROLES = ("anon", "authenticated", "service_role")
 
 
 @dataclass(frozen=True)
@@ -164,12 +169,33 @@ def actual_value(conn: Any, check: Check) -> str | None:
     if kind == "extension":
         row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = %s", (name,)).fetchone()
         return "" if row else None
+    if kind == "function_execute":
+        return _function_execute(conn, name)
     row = conn.execute(  # fk_delete_rule
         "SELECT delete_rule FROM information_schema.referential_constraints "
         "WHERE constraint_schema = 'public' AND constraint_name = %s",
         (name,),
     ).fetchone()
     return None if row is None else row[0]
+
+
+def _function_execute(conn: Any, name: str) -> str | None:
+    """Who may execute every overload of the function: 'PUBLIC', else the API roles
+    that may (comma-separated, sorted), else 'none'. None when no such function exists."""
+    schema, function = _split(name)
+    rows = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a "
+        "WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'), "
+        "ARRAY(SELECT r FROM unnest(%s::text[]) r WHERE has_function_privilege(r, p.oid, 'EXECUTE') "
+        "ORDER BY r) FROM pg_proc p WHERE p.proname = %s AND p.pronamespace = to_regnamespace(%s)",
+        (list(API_ROLES), function, schema),
+    ).fetchall()
+    if not rows:
+        return None
+    if any(public for public, _ in rows):
+        return "PUBLIC"
+    grantees = sorted({role for _, roles in rows for role in roles})
+    return ",".join(grantees) or "none"
 
 
 def _unhealthy(actual: str) -> bool:
