@@ -13,7 +13,9 @@ mode-switching release gives the app (seed 002):
 * insert: INSERT INTO sales ... RETURNING id, the server chosen in the UI (server_id), let
   through by the policy sales_insert_simplified_mode_by_manager;
 * rpc: SELECT create_sale_by_server_name(bar, typed name, items, total), the server
-  resolved from the name typed on the till.
+  resolved from the name typed on the till. The database decides whether switching mode
+  is on (the ENABLE_SWITCHING_MODE row of feature_flags, release bar-integrity): the
+  benchmark turns it on for every bar, so the rpc resolves the server as in production.
 
 The sales a run creates are deleted at its end (and at the start of the next run).
 
@@ -233,6 +235,16 @@ def clean(url: str, anchor: dt.date) -> int:
     return gone
 
 
+def set_switching_mode(url: str, enabled: bool) -> None:
+    """ENABLE_SWITCHING_MODE for every bar, as `venuedb flags set ENABLE_SWITCHING_MODE on`."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE public.feature_flags SET enabled = %s, updated_at = now(), "
+            "updated_by = 'bench.sales_rls' WHERE name = 'ENABLE_SWITCHING_MODE'",
+            (enabled,),
+        )
+
+
 def set_owner_index(url: str, present: bool) -> None:
     """Put idx_bars_owner_id in place (as bar_008 builds it) or drop it for the comparison."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -256,6 +268,7 @@ def main() -> None:
     args = parser.parse_args()
     url, anchor = prepare(NAME, scale=args.scale, seed=args.seed, reuse=True)
     set_owner_index(url, True)  # a run killed mid-comparison left it dropped
+    set_switching_mode(url, True)
     clean(url, anchor)
     settle()
     shifts = load_shifts(url)

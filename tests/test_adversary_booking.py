@@ -557,3 +557,25 @@ def test_a_hold_written_before_the_release_is_reported(db_url: str) -> None:
     assert result.exit_code == 1, result.stdout
     (check,) = as_json(result)["checks"]
     assert check["value"] == 1
+
+
+# -- hole 8, whole schema: no function of ours is anybody's by default --------------------
+
+OWN_FUNCTIONS = """
+SELECT p.oid::regprocedure::text,
+       EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+               WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE') AS public_execute,
+       has_function_privilege('anon', p.oid, 'EXECUTE') AS anon_execute
+FROM pg_proc AS p
+WHERE p.pronamespace = 'public'::regnamespace
+  AND NOT EXISTS (SELECT 1 FROM pg_depend AS d WHERE d.objid = p.oid AND d.deptype = 'e')
+ORDER BY 1
+"""
+
+
+def test_no_function_of_ours_is_executable_by_public_or_anon(world_url: str) -> None:
+    """Extensions' functions (btree_gist's support functions) are theirs, not ours."""
+    with psycopg.connect(world_url) as conn:
+        rows = conn.execute(OWN_FUNCTIONS).fetchall()
+    assert len(rows) >= 15
+    assert [r[0] for r in rows if r[1] or r[2]] == []

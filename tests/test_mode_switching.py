@@ -635,13 +635,22 @@ def test_rls_simplified_insert_on_behalf_only_in_simplified_mode(
 # create_sale_by_server_name
 
 
-def _call(conn: psycopg.Connection, bar: str, name: str | None, enabled: bool = True) -> str:
+def _call(conn: psycopg.Connection, bar: str, name: str | None) -> str:
     return str(
         conn.execute(
-            'SELECT public.create_sale_by_server_name(%s, %s, \'[{"product": "Beer"}]\', 4.5, %s)',
-            (bar, name, enabled),
+            'SELECT public.create_sale_by_server_name(%s, %s, \'[{"product": "Beer"}]\', 4.5)',
+            (bar, name),
         ).fetchone()[0]
     )
+
+
+def _switching(url: str, enabled: bool) -> None:
+    """ENABLE_SWITCHING_MODE for every bar: the database's own flag (bar-integrity)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE feature_flags SET enabled = %s WHERE name = 'ENABLE_SWITCHING_MODE'",
+            (enabled,),
+        )
 
 
 def _server_of(conn: psycopg.Connection, sale: str) -> str | None:
@@ -651,6 +660,7 @@ def _server_of(conn: psycopg.Connection, sale: str) -> str | None:
 
 def test_create_sale_by_server_name(fixture_db: tuple[str, Any]) -> None:
     url, _ = fixture_db
+    _switching(url, True)
     with acting(url, "managerA") as conn:
         sale = _call(conn, BAR_A, "  sofia   MENSAH ")
         assert _server_of(conn, sale) == U["server2A"]
@@ -688,12 +698,19 @@ def test_create_sale_by_server_name(fixture_db: tuple[str, Any]) -> None:
     with acting(url, "server1B") as conn:
         sale = _call(conn, BAR_B, "someone else")
         assert _server_of(conn, sale) == U["server1B"]
-    # ENABLE_SWITCHING_MODE off: as before, no server_id.
+    # ENABLE_SWITCHING_MODE off (the database's flag): as before, no server_id.
+    _switching(url, False)
     with acting(url, "managerA") as conn:
-        sale = _call(conn, BAR_A, "Ghost Writer", enabled=False)
+        sale = _call(conn, BAR_A, "Ghost Writer")
         assert _server_of(conn, sale) is None
     with acting(url, "server1B") as conn:
-        assert _call(conn, BAR_B, None, enabled=False)
+        assert _server_of(conn, _call(conn, BAR_B, None)) is None  # their own: visible
+    # The caller no longer chooses: v1's fifth argument is gone.
+    with acting(url, "managerA") as conn, pytest.raises(errors.UndefinedFunction):
+        conn.execute(
+            "SELECT public.create_sale_by_server_name(%s, 'Marie Claire', '[]', 1, true)",
+            (BAR_A,),
+        )
     with acting(url, "anon") as conn, pytest.raises(errors.InsufficientPrivilege):
         _call(conn, BAR_A, "Marie Claire")
 

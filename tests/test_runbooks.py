@@ -23,6 +23,7 @@ ORDER = [
     "allocation-lookups.md",
     "bar-owner-lookups.md",
     "booking-integrity.md",
+    "bar-integrity.md",
 ]
 
 

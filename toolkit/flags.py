@@ -2,7 +2,9 @@
 
 A flag's value comes from the process environment, else ./.env, else its default; an
 invalid value (FEATURE_ALLOCATOR_K_MAX=0, =abc) is an error naming the flag, the value
-and what is allowed, never a silent default.
+and what is allowed, never a silent default. A flag whose owner is "database"
+(ENABLE_SWITCHING_MODE since the bar-integrity release) is decided by the database's
+public.feature_flags, not by this value: toolkit.flag_store reads and writes it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Flag:
     minimum: int | None = None
     maximum: int | None = None
     choices: tuple[str, ...] = ()
+    owner: str = "environment"  # environment | database (public.feature_flags decides)
+    release: str | None = None  # the release that created the database's row (owner database)
 
     def parse(self, raw: str) -> Any:
         text = raw.strip()
@@ -151,6 +155,8 @@ FLAGS: tuple[Flag, ...] = (
         "Resolve server_id when sales are created (simplified/full operating modes).",
         "002",
         "ENABLE_SWITCHING_MODE",
+        owner="database",
+        release="bar-integrity",
     ),
     Flag(
         "SHOW_SWITCHING_MODE_UI",
@@ -181,6 +187,7 @@ class Resolved:
             "error": self.error,
             "accessor": self.flag.accessor,
             "description": self.flag.description,
+            "owner": self.flag.owner,
         }
 
 
@@ -207,9 +214,11 @@ def errors(resolved: list[Resolved]) -> list[str]:
     return [r.error for r in resolved if r.error]
 
 
-def warnings(resolved: list[Resolved]) -> list[str]:
-    """Combinations that are valid but almost certainly a mistake."""
+def warnings(resolved: list[Resolved], overrides: Mapping[str, Any] | None = None) -> list[str]:
+    """Combinations that are valid but almost certainly a mistake. `overrides`: the values
+    that decide instead of the resolved ones (the database's, for flags it owns)."""
     value = {r.flag.name: r.value for r in resolved if not r.error}
+    value.update(overrides or {})
     out = []
     if value.get("FEATURE_ASSIGNMENT_PIPELINE_V3") and value.get(
         "FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW"
@@ -224,6 +233,10 @@ def warnings(resolved: list[Resolved]) -> list[str]:
             "would offer a mode that is not enforced"
         )
     return out
+
+
+def flag_named(name: str) -> Flag | None:
+    return next((f for f in FLAGS if f.name == name), None)
 
 
 def value_of(resolved: list[Resolved], name: str) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -10,27 +10,41 @@ from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_t
 
 app = typer.Typer(
     help="The seeds' feature flags: each value and where it came from (environment, .env, "
-    "default), validated. `venuedb flags rollout` shows and sets per-restaurant rollout.",
+    "default, or the database for the flags it owns), validated. `venuedb flags set` writes "
+    "a database-owned flag; `venuedb flags rollout` shows and sets per-restaurant rollout.",
     invoke_without_command=True,
 )
 
 
 @app.callback()
-def flags(ctx: typer.Context, json_output: JsonFlag = False) -> None:
-    """Show every flag; exit 2 when a value is invalid (e.g. FEATURE_ALLOCATOR_K_MAX=0 or =abc)."""
+def flags(
+    ctx: typer.Context, database_url: DatabaseUrl = None, json_output: JsonFlag = False
+) -> None:
+    """Show every flag; exit 2 when a value is invalid (e.g. FEATURE_ALLOCATOR_K_MAX=0 or =abc).
+
+    ENABLE_SWITCHING_MODE is owned by the database (public.feature_flags, release
+    bar-integrity): its value there is shown when a database is reachable, with a warning
+    when the environment says otherwise."""
     if ctx.invoked_subcommand is not None:
         return
+    from toolkit import flag_store
     from toolkit.errors import BadInput
     from toolkit.flags import errors, resolve, warnings
 
     out = Output(json_output)
     with handled(out):
         resolved = resolve()
-        problems, cautions = errors(resolved), warnings(resolved)
+        target, stored, note = flag_store.database_view(database_url)
+        if target is not None:
+            out.note(target.describe())
+        problems = errors(resolved)
+        cautions = warnings(resolved, flag_store.decided_values(stored))
+        cautions += flag_store.disagreements(resolved, stored)
         if json_output:
             out.document(
                 "error" if problems else "ok",
-                flags=[r.to_dict() for r in resolved],
+                flags=[_as_dict(r, stored) for r in resolved],
+                database={"reachable": stored is not None, "note": note},
                 errors=problems,
                 warnings=cautions,
             )
@@ -39,27 +53,66 @@ def flags(ctx: typer.Context, json_output: JsonFlag = False) -> None:
                 table(
                     "Feature flags",
                     ["flag", "value", "source", "seed"],
-                    [
-                        [
-                            r.flag.name,
-                            "INVALID" if r.error else _show(r.value),
-                            r.source,
-                            r.flag.seed,
-                        ]
-                        for r in resolved
-                    ],
+                    [[r.flag.name, *_value_and_source(r, stored), r.flag.seed] for r in resolved],
                 )
             )
             for r in resolved:
-                out.line(
-                    f"[x] {r.error}" if r.error else f"[ok] {r.flag.accessor} = {_show(r.value)}"
-                )
+                if r.error:
+                    out.line(f"[x] {r.error}")
+                elif r.flag.owner == "database":
+                    out.line(
+                        f"[ok] {r.flag.accessor} is owned by the database "
+                        f"({flag_store.TABLE}): {_value_and_source(r, stored)[0]}"
+                    )
+                else:
+                    out.line(f"[ok] {r.flag.accessor} = {_show(r.value)}")
+            if note:
+                out.emit("notice", note)
             for caution in cautions:
                 out.emit("warning", caution)
         if problems:
             if json_output:
                 raise typer.Exit(2)
             raise BadInput("invalid feature flags: " + "; ".join(problems))
+
+
+@app.command("set")
+def set_(
+    flag: Annotated[str, typer.Argument(help="A flag the database owns: ENABLE_SWITCHING_MODE.")],
+    state: Annotated[str, typer.Argument(help="on or off.")],
+    bar: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bar",
+            help="Only this bar (repeatable): `on` adds it to the flag's bars, `off` takes it "
+            "off. Without --bar: `on` for every bar, `off` everywhere.",
+        ),
+    ] = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Write a database-owned flag (public.feature_flags). Exit 2 for a flag the database
+    does not own, or when its table does not exist yet (the release to apply is named)."""
+    from toolkit import flag_store
+    from toolkit.errors import BadInput
+    from toolkit.records import default_actor
+
+    out = Output(json_output)
+    with handled(out):
+        if state.lower() not in ("on", "off"):
+            raise BadInput(f"state must be on or off, got {state!r}")
+        flag_store.database_flag(flag)
+        target = resolve_target(database_url, out)
+        row, notes = flag_store.set_flag(
+            target, flag, on=state.lower() == "on", bars=bar or [], actor=default_actor()
+        )
+        out.document("ok", flag=row.to_dict(), notes=notes)
+        out.line(
+            f"{row.name}: {row.state}"
+            + (f" ({', '.join(row.bar_ids)})" if row.bar_ids and not row.enabled else "")
+        )
+        for text in notes:
+            out.emit("warning", text)
 
 
 @app.command()
@@ -115,6 +168,26 @@ def rollout(
                     ],
                 )
             )
+
+
+def _value_and_source(r: Any, stored: Any) -> list[str]:
+    """A database-owned flag shows the database's value when there is one."""
+    if r.error:
+        return ["INVALID", r.source]
+    if r.flag.owner == "database" and stored is not None:
+        row = stored.get(r.flag.name)
+        return [row.state if row else "off (no row)", "database"]
+    if r.flag.owner == "database":
+        return [_show(r.value), f"{r.source} (owned by the database)"]
+    return [_show(r.value), r.source]
+
+
+def _as_dict(r: Any, stored: Any) -> dict[str, Any]:
+    document = r.to_dict()
+    if r.flag.owner == "database":
+        row = stored.get(r.flag.name) if stored is not None else None
+        document["database_value"] = row.to_dict() if row else None
+    return document
 
 
 def _show(value: object) -> str:
