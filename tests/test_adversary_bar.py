@@ -20,14 +20,14 @@ runbooks/bar-integrity.md); "rls" cells pin the rules that held before.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
 
+from tests import actors
 from tests.test_mode_switching import BAR_A, BAR_B, U, _fixture
 
 ALLOWED = "allowed"
@@ -228,19 +228,9 @@ def attack_db(db_url: str) -> str:
     return db_url
 
 
-@contextmanager
-def acting(url: str, actor: str) -> Iterator[psycopg.Connection]:
-    """A transaction as `actor` (anon, service_role, or a user as authenticated); rolled back."""
-    with psycopg.connect(url) as conn:
-        if actor in ("anon", "service_role"):
-            conn.execute(f"SET LOCAL ROLE {actor}")
-        else:
-            conn.execute("SET LOCAL ROLE authenticated")
-            conn.execute("SELECT set_config('request.jwt.claim.sub', %s, true)", (NAMES[actor],))
-        try:
-            yield conn
-        finally:
-            conn.rollback()
+def acting(url: str, actor: str) -> AbstractContextManager[psycopg.Connection]:
+    """A transaction as `actor` (anon, service_role, or a user of NAMES as authenticated)."""
+    return actors.acting(url, actor, NAMES)
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
+from tests.actors import become
 from tests.clihelpers import as_json, invoke
 from tests.conftest import Server
 
@@ -462,9 +463,7 @@ def world_url(pg_server: Server, template_db: str) -> Iterator[str]:
 
 
 def _as(conn: psycopg.Connection, actor: str) -> None:
-    conn.execute(f"SET LOCAL ROLE {actor}")
-    if actor == USER:
-        conn.execute("SELECT set_config('request.jwt.claim.sub', %s, true)", (ID["user"],))
+    become(conn, actor, {USER: ID["user"]})
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=[c.name for c in CELLS])

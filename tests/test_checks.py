@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke
+from tests.seating import assign_table
 from toolkit import checks as health
 from toolkit.connection import Target
 from toolkit.errors import BadInput
@@ -123,20 +124,10 @@ def _assign(url: str, booking: str, tables: list[str]) -> None:
 
 
 def _seat(url: str, booking: str, tables: list[str]) -> None:
-    """Seat a booking the way booking-integrity requires: assignments and allocations
-    covering its time, confirmed, all in one transaction."""
+    """Assign the tables with their allocations and confirm, in one transaction."""
     with psycopg.connect(url) as conn:
         for table in tables:
-            conn.execute(
-                "INSERT INTO booking_table_assignments (booking_id, table_id) VALUES (%s, %s)",
-                (booking, table),
-            )
-            conn.execute(
-                "INSERT INTO allocations (restaurant_id, booking_id, resource_type, resource_id, "
-                "\"window\") SELECT restaurant_id, id, 'table', %s, tstzrange(start_at, end_at) "
-                "FROM bookings WHERE id = %s",
-                (table, booking),
-            )
+            assign_table(conn, booking, table)
         conn.execute("UPDATE bookings SET status = 'confirmed' WHERE id = %s", (booking,))
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import errors
 
+from tests import actors
 from tests.clihelpers import as_json, invoke, spawn
 from toolkit import catalog
 from toolkit.bar_sample import load_bar_sample
@@ -86,19 +86,9 @@ def _fixture(url: str) -> dict[str, list[tuple[str, str, str | None]]]:
     return rows
 
 
-@contextmanager
-def acting(url: str, actor: str) -> Iterator[psycopg.Connection]:
+def acting(url: str, actor: str) -> AbstractContextManager[psycopg.Connection]:
     """A transaction as `actor` (anon, service_role, or a key of U as authenticated); rolled back."""
-    with psycopg.connect(url) as conn:
-        if actor in ("anon", "service_role"):
-            conn.execute(f"SET LOCAL ROLE {actor}")
-        else:
-            conn.execute("SET LOCAL ROLE authenticated")
-            conn.execute("SELECT set_config('request.jwt.claim.sub', %s, true)", (U[actor],))
-        try:
-            yield conn
-        finally:
-            conn.rollback()
+    return actors.acting(url, actor, U)
 
 
 @pytest.fixture

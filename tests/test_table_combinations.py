@@ -8,6 +8,7 @@ import pytest
 from psycopg import errors
 
 from tests.clihelpers import as_json, invoke
+from tests.seating import assign_table
 from tests.test_baseline_rules import _booking, _restaurant_with_tables
 
 
@@ -55,18 +56,7 @@ def test_cross_restaurant_pairs_are_impossible(conn: psycopg.Connection) -> None
 # -- booking_assignment_validation ------------------------------------------------------
 
 
-def _assign(conn: psycopg.Connection, booking: str, table: str) -> None:
-    """Assign a table the way every path does since booking-integrity: with its allocation."""
-    conn.execute(
-        "INSERT INTO booking_table_assignments (booking_id, table_id) VALUES (%s, %s)",
-        (booking, table),
-    )
-    conn.execute(
-        "INSERT INTO allocations (restaurant_id, booking_id, resource_type, resource_id, "
-        "\"window\") SELECT restaurant_id, id, 'table', %s, tstzrange(start_at, end_at) "
-        "FROM bookings WHERE id = %s",
-        (table, booking),
-    )
+_assign = assign_table
 
 
 def _unassign(conn: psycopg.Connection, where: str, value: str) -> None:
