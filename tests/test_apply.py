@@ -227,3 +227,81 @@ def test_rollback_reports_the_data_it_drops_before_asking(db_url: str) -> None:
     done = invoke("rollback", "bar-baseline", "--yes", "--database-url", db_url, "--json")
     risk = as_json(done)["data_at_risk"]
     assert {"table": "sales", "rows": 60} in risk["tables"]
+
+
+def _record_result(url: str) -> tuple:
+    """Read without venuedb, which would mark the record while reading it."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT id, result, interrupted_at FROM venuedb.deployments "
+            "WHERE command = 'apply' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+
+
+def test_a_killed_apply_is_marked_interrupted_and_a_live_one_is_not(empty_db_url: str) -> None:
+    import os
+    import signal
+
+    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
+    blocker = psycopg.connect(empty_db_url)
+    try:
+        # bar_001 waits on this open transaction for as long as its lock_timeout allows.
+        blocker.execute("INSERT INTO auth.users (email) VALUES ('slow@example.com')")
+        runner = spawn(
+            "apply", "bar-baseline", "--database-url", empty_db_url, "--lock-timeout", "60s"
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while _record_result(empty_db_url)[1] != "running":
+                assert time.monotonic() < deadline, "the apply never started its record"
+                time.sleep(0.1)
+            time.sleep(0.3)
+            for command in (("records",), ("status",)):
+                assert invoke(*command, "--database-url", empty_db_url).exit_code == 0
+                assert _record_result(empty_db_url)[1:] == ("running", None), command
+        finally:
+            os.kill(runner.pid, signal.SIGKILL)
+            runner.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while _record_result(empty_db_url)[1] == "running" and time.monotonic() < deadline:
+            assert invoke("records", "--database-url", empty_db_url).exit_code == 0
+            time.sleep(0.1)
+        record_id, result, found_at = _record_result(empty_db_url)
+        assert result == "interrupted" and found_at is not None
+        shown = as_json(
+            invoke("records", "show", str(record_id), "--database-url", empty_db_url, "--json")
+        )
+        assert shown["record"]["result"] == "interrupted"
+        assert "interrupted" in shown["record"]["error"]
+    finally:
+        blocker.rollback()
+        blocker.close()
+    again = invoke("apply", "bar-baseline", "--database-url", empty_db_url, "--lock-wait", "30s")
+    assert again.exit_code == 0, again.output
+
+
+def test_markdown_step_seconds_are_the_time_the_revision_took(empty_db_url: str) -> None:
+    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
+    blocker = psycopg.connect(empty_db_url)
+    blocker.execute("INSERT INTO auth.users (email) VALUES ('brief@example.com')")
+    timer = threading.Timer(1.5, blocker.rollback)  # bar_001 waits 1.5 s for this lock
+    timer.start()
+    try:
+        result = invoke(
+            "apply",
+            "bar-baseline",
+            "--database-url",
+            empty_db_url,
+            "--lock-timeout",
+            "20s",
+            "--json",
+        )
+    finally:
+        timer.join()
+        blocker.close()
+    assert result.exit_code == 0, result.output
+    text = Path(as_json(result)["record"]).read_text()
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| applied ")]
+    seconds = {cells[1].strip(): float(cells[4]) for cells in rows}
+    assert 1.4 <= seconds["applied bar_001"] < 15, seconds
+    assert sum(seconds.values()) < 20

@@ -118,7 +118,8 @@ def test_a_killed_runner_resumes_and_processes_every_row_exactly_once(bf_db: str
     os.kill(runner.pid, signal.SIGKILL)
     runner.wait(timeout=10)
     killed_at = _progress(bf_db)
-    assert killed_at["state"] == "running" and 0 < killed_at["rows_done"] < ROWS
+    # `backfill status` marks the run interrupted once the server has dropped its session.
+    assert killed_at["state"] in ("running", "interrupted") and 0 < killed_at["rows_done"] < ROWS
     assert sum(_touched(bf_db).get(1, 0) for _ in [0]) == killed_at["rows_done"]
     for _ in range(50):  # the server drops the dead client's session (and its lock) shortly
         result = invoke("backfill", "run", "bf", "--batch-size", "500", "--database-url", bf_db)
@@ -257,3 +258,51 @@ def test_unknown_backfill_is_bad_input(bf_db: str) -> None:
     result = invoke("backfill", "run", "nope", "--database-url", bf_db)
     assert result.exit_code == 2 and "unknown backfill 'nope'" in result.stderr
     assert invoke("backfill", "list", "--json").exit_code == 0
+
+
+def _raw_progress(url: str) -> tuple:
+    """Read without venuedb, which would mark the row while reading it."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT state, interrupted_at, batches FROM venuedb.backfill_progress WHERE name = 'bf'"
+        ).fetchone()
+
+
+def test_a_live_runner_is_never_marked_and_a_killed_one_is_marked_interrupted(bf_db: str) -> None:
+    runner = spawn(
+        "backfill", "run", "bf", "--batch-size", "50", "--sleep", "100ms", "--database-url", bf_db
+    )
+    try:
+        _wait_for(bf_db, lambda p: (p.get("batches") or 0) >= 2)
+        for command in (("records",), ("status",), ("backfill", "status")):
+            assert invoke(*command, "--database-url", bf_db).exit_code == 0
+            assert _raw_progress(bf_db)[:2] == ("running", None), command
+    finally:
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while _raw_progress(bf_db)[0] == "running" and time.monotonic() < deadline:
+        assert invoke("records", "--database-url", bf_db).exit_code == 0
+        time.sleep(0.1)
+    state, found_at, batches = _raw_progress(bf_db)
+    assert state == "interrupted" and found_at is not None and batches >= 2
+    resumed = invoke("backfill", "run", "bf", "--batch-size", "500", "--database-url", bf_db)
+    assert resumed.exit_code == 0, resumed.output
+    assert _touched(bf_db) == {1: ROWS}
+    assert _raw_progress(bf_db)[:2] == ("finished", None)
+
+
+def test_the_backfill_record_lasts_as_long_as_the_run(bf_db: str) -> None:
+    # 4 full batches of 500, each followed by a 300 ms pause: at least 1.2 s of real work.
+    result = invoke(
+        "backfill", "run", "bf", "--batch-size", "500", "--sleep", "300ms", "--database-url", bf_db
+    )
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(bf_db) as conn:
+        (duration_ms,) = conn.execute(
+            "SELECT duration_ms FROM venuedb.deployments WHERE command = 'backfill'"
+        ).fetchone()
+    assert 1200 <= duration_ms < 10_000
+    (markdown,) = Path(os.environ["VENUEDB_RECORDS_DIR"]).glob("*-backfill-*.md")
+    row = next(line for line in markdown.read_text().splitlines() if line.startswith("| backfill"))
+    assert 1.2 <= float(row.split("|")[4]) < 10

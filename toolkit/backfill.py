@@ -23,7 +23,7 @@ from typing import Any
 
 from toolkit import connection as db
 from toolkit import locks, records
-from toolkit.errors import BadInput, LockBusy, OperationFailed
+from toolkit.errors import BadInput, LockBusy, OperationFailed, VenuedbError
 from toolkit.paths import migrations_dir
 
 
@@ -133,11 +133,7 @@ class Report:
 OnBatch = Callable[[Report], None]
 
 
-def _lock_id(name: str) -> int:
-    """A stable id per backfill for the runner lock (1000 + crc32, clear of DEPLOY_LOCK)."""
-    import zlib
-
-    return 1000 + zlib.crc32(name.encode()) % 1_000_000
+_lock_id = locks.backfill_lock_id
 
 
 def _key_type(conn: Any, backfill: Backfill) -> str:
@@ -173,6 +169,7 @@ def status(target: db.Target, name: str | None = None) -> list[dict[str, Any]]:
     if name is not None:
         declared = [find_backfill(name)]
     with db.connect(target, purpose="backfill status") as conn:
+        records.reap(conn)
         known = (
             records.schema_exists(conn)
             and conn.execute(
@@ -208,7 +205,7 @@ def pause(target: db.Target, name: str) -> str:
             "UPDATE venuedb.backfill_progress SET pause_requested = true, "
             "state = CASE WHEN state = 'running' AND NOT pg_try_advisory_lock(%s, %s) "
             "THEN state ELSE 'paused' END, updated_at = clock_timestamp() "
-            "WHERE name = %s AND state IN ('running', 'paused') RETURNING state",
+            "WHERE name = %s AND state IN ('running', 'paused', 'interrupted') RETURNING state",
             (locks.NAMESPACE, _lock_id(name), name),
         ).fetchone()
         conn.execute("SELECT pg_advisory_unlock_all()")
@@ -240,6 +237,61 @@ def run(
             return _run_locked(target, control, backfill, key_type, options, report, on_batch)
         finally:
             locks.release(control, lock_id)
+
+
+def run_recorded(
+    target: db.Target, backfill: Backfill, options: Options, on_batch: OnBatch | None = None
+) -> Report:
+    """`run`, then a deployment record (database and Markdown) spanning the whole run, so
+    its duration is the run's and not the few milliseconds of writing the record."""
+    from datetime import UTC, datetime
+
+    started = datetime.now(UTC)
+    try:
+        report = run(target, backfill, options, on_batch)
+    except LockBusy:
+        raise  # another runner has it: nothing ran, nothing to record
+    except VenuedbError as exc:
+        _record(target, backfill.name, started, None, str(exc))
+        raise
+    if not report.dry_run:
+        _record(target, backfill.name, started, report, None)
+    return report
+
+
+def _record(
+    target: db.Target, name: str, started: Any, report: Report | None, error: str | None
+) -> None:
+    from datetime import UTC, datetime
+
+    from toolkit.deploy_record import Step, simple
+
+    finished = datetime.now(UTC)
+    lines = [f"{k}: {v}" for k, v in report.to_dict().items()] if report else []
+    actor = records.default_actor()
+    with db.connect(target, purpose="backfill record") as conn:
+        deployment_id = records.record_once(
+            conn,
+            command="backfill",
+            target=name,
+            actor=actor,
+            result="failed" if error else "succeeded",
+            output=lines,
+            error=error,
+            started_at=started,
+        )
+    detail = f"{report.rows} rows, {report.changed} changed" if report else ""
+    simple(
+        f"backfill {name} Deployment Record",
+        target.masked,
+        actor,
+        release=None,
+        status=f"FAILED: {error}" if error else "SUCCESS",
+        steps=[Step(f"backfill {name}", started, finished, "failed" if error else "ok", detail)],
+        lines=lines,
+        issues=[error] if error else [],
+        deployment_id=deployment_id,
+    )
 
 
 def _dry_run(conn: Any, backfill: Backfill, key_type: str, report: Report) -> Report:
@@ -285,8 +337,8 @@ def _start(control: Any, backfill: Backfill, options: Options) -> dict[str, Any]
         )
     control.execute(
         "UPDATE venuedb.backfill_progress SET state = 'running', pause_requested = false, "
-        "runner = %s, last_error = NULL, failing_range = NULL, updated_at = clock_timestamp() "
-        "WHERE name = %s",
+        "runner = %s, last_error = NULL, failing_range = NULL, updated_at = clock_timestamp(), "
+        "backend_pid = pg_backend_pid(), interrupted_at = NULL WHERE name = %s",
         (f"pid {os.getpid()} on {socket.gethostname()}", name),
     )
     return progress
@@ -440,8 +492,8 @@ def _finish(
 ) -> Report:
     control.execute(
         "UPDATE venuedb.backfill_progress SET state = %s, updated_at = clock_timestamp(), "
-        "finished_at = CASE WHEN %s = 'finished' THEN clock_timestamp() END, runner = NULL "
-        "WHERE name = %s",
+        "finished_at = CASE WHEN %s = 'finished' THEN clock_timestamp() END, runner = NULL, "
+        "backend_pid = NULL WHERE name = %s",
         (state, state, backfill.name),
     )
     report.state = state

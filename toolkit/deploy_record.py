@@ -3,6 +3,7 @@ seed 003's artifacts (output, schema diff, definitions, constraint timing)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,13 +96,34 @@ def render(record: Record) -> str:
     return "\n".join(lines)
 
 
+def file_label(database_url: str) -> str:
+    """The database name, safe in a file name: deployment ids and timestamps repeat across
+    databases, so without it two databases would write the same file in one folder."""
+    from toolkit.urls import database_name
+
+    try:
+        name = database_name(database_url)
+    except ValueError:
+        name = ""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "db"
+
+
 def write(record: Record, directory: Path, deployment_id: int | None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     name = record.release or record.title.split()[0].lower()
     suffix = f"-{deployment_id}" if deployment_id else ""
-    path = directory / f"{record.started:%Y%m%dT%H%M%SZ}-{name}{suffix}.md"
-    path.write_text(render(record), encoding="utf-8")
-    return path
+    stem = f"{record.started:%Y%m%dT%H%M%SZ}-{file_label(record.database)}-{name}{suffix}"
+    text = render(record)
+    # Exclusive create: same-named databases on two servers must still not overwrite.
+    for attempt in range(1, 1000):
+        path = directory / (f"{stem}.md" if attempt == 1 else f"{stem}-{attempt}.md")
+        try:
+            with path.open("x", encoding="utf-8") as handle:
+                handle.write(text)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free record file name for {stem} in {directory}")
 
 
 def records_dir() -> Path:
@@ -118,23 +140,26 @@ def simple(
     *,
     release: str | None,
     status: str,
-    lines: list[str],
+    steps: list[Step],
     issues: list[str],
+    lines: list[str] | None = None,
     facts: dict[str, str] | None = None,
     deployment_id: int | None = None,
 ) -> Path:
-    """A record for apply, rollback, backfill and restore: what ran, in order, and how it ended."""
+    """A record for apply, rollback, backfill and restore: what ran, in order, and how it
+    ended. Steps carry the times they really ran; lines are the command's output."""
     import getpass
 
     try:
         os_user = getpass.getuser()
     except Exception:
         os_user = "unknown"
-    record = Record(title, release, database, actor, os_user)
+    started = steps[0].started if steps else datetime.now(UTC)
+    record = Record(title, release, database, actor, os_user, started=started)
     record.facts.update(facts or {})
-    for line in lines:
-        step = record.begin(line)
-        record.end(step, "ok")
+    record.steps.extend(steps)
+    if lines:
+        record.artifacts["command output"] = "\n".join(lines)
     record.issues.extend(issues)
     record.status = status
     return write(record, records_dir(), deployment_id)

@@ -16,6 +16,13 @@ NAMESPACE = 0x76656E75
 DEPLOY_LOCK = 1
 
 
+def backfill_lock_id(name: str) -> int:
+    """A stable id per backfill for its runner lock (1000 + crc32, clear of DEPLOY_LOCK)."""
+    import zlib
+
+    return 1000 + zlib.crc32(name.encode()) % 1_000_000
+
+
 @dataclass(frozen=True)
 class LockHolder:
     pid: int

@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from toolkit import catalog, locks, records
 from toolkit import connection as db
 from toolkit import revisions as revs
 from toolkit.blockers import Blocker, BlockerWatcher
+from toolkit.deploy_record import Step
 from toolkit.durations import to_postgres
 from toolkit.errors import LockBusy, OperationFailed, VenuedbError
 from toolkit.sqlfiles import file_sha256
@@ -52,6 +54,7 @@ class RunResult:
     deployment_id: int | None = None
     duration_ms: int = 0
     attempts: int = 1
+    steps: list[Step] = field(default_factory=list)  # each revision, with when it really ran
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +186,7 @@ def _run_locked(
         actor=options.actor,
         from_revisions=result.from_heads,
         planned=[s.revision for s in planned],
+        lock_id=locks.DEPLOY_LOCK,
     )
     result.deployment_id = deployment.id
 
@@ -346,6 +350,10 @@ def _migrate_once(
                 verb = "applied" if step.is_upgrade else "rolled back"
                 if options.rehearse:
                     verb = "rehearsed " + ("upgrade of" if step.is_upgrade else "rollback of")
+                finished = datetime.now(UTC)
+                result.steps.append(
+                    Step(f"{verb} {name}", finished - timedelta(seconds=elapsed), finished, "ok")
+                )
                 note("step", f"{verb} {name} ({elapsed * 1000:.0f} ms)")
 
             config = revs.alembic_config(conn)

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from toolkit import __version__
@@ -40,9 +41,12 @@ CREATE TABLE IF NOT EXISTS venuedb.deployments (
     done jsonb NOT NULL DEFAULT '[]'::jsonb,
     result text NOT NULL DEFAULT 'running'
         CONSTRAINT deployments_result_check
-        CHECK (result IN ('running', 'succeeded', 'failed', 'rehearsed')),
+        CHECK (result IN ('running', 'succeeded', 'failed', 'rehearsed', 'interrupted')),
     error text,
-    output text
+    output text,
+    backend_pid integer,
+    lock_id bigint,
+    interrupted_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS deployments_started_at_idx ON venuedb.deployments (started_at DESC);
 CREATE TABLE IF NOT EXISTS venuedb.revision_checksums (
@@ -64,6 +68,123 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NAMESPACE,))
         conn.execute(SCHEMA_DDL)
         conn.execute(BACKFILL_DDL)
+    _upgrade_schema(conn)
+    reap(conn)
+
+
+# Columns added after the first release of the schema. Checked first, because ALTER TABLE
+# takes an ACCESS EXCLUSIVE lock even when there is nothing to add, and a read-only command
+# must not queue behind (and then block) a running deploy's record updates.
+UPGRADE_DDL = """
+ALTER TABLE venuedb.deployments
+    ADD COLUMN IF NOT EXISTS backend_pid integer,
+    ADD COLUMN IF NOT EXISTS lock_id bigint,
+    ADD COLUMN IF NOT EXISTS interrupted_at timestamptz,
+    DROP CONSTRAINT IF EXISTS deployments_result_check,
+    ADD CONSTRAINT deployments_result_check
+        CHECK (result IN ('running', 'succeeded', 'failed', 'rehearsed', 'interrupted'));
+ALTER TABLE venuedb.backfill_progress
+    ADD COLUMN IF NOT EXISTS backend_pid integer,
+    ADD COLUMN IF NOT EXISTS interrupted_at timestamptz,
+    DROP CONSTRAINT IF EXISTS backfill_progress_state_check,
+    ADD CONSTRAINT backfill_progress_state_check
+        CHECK (state IN ('running', 'paused', 'finished', 'failed', 'interrupted'));
+"""
+
+
+def _needs_upgrade(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_attribute WHERE attname = 'interrupted_at' AND NOT attisdropped "
+        "AND attrelid IN (to_regclass('venuedb.deployments'), "
+        "to_regclass('venuedb.backfill_progress'))"
+    ).fetchone()
+    return not row or row[0] < 2
+
+
+def _upgrade_schema(conn: psycopg.Connection) -> None:
+    from toolkit.locks import DEPLOY_LOCK, NAMESPACE
+
+    if not _needs_upgrade(conn):
+        return
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NAMESPACE,))
+        conn.execute(BACKFILL_DDL)
+        if _needs_upgrade(conn):
+            conn.execute(UPGRADE_DDL)
+            # Older apply/rollback records were written under the deploy lock for their
+            # whole life, so that lock alone tells whether such a run is still going.
+            conn.execute(
+                "UPDATE venuedb.deployments SET lock_id = %s WHERE result = 'running' "
+                "AND backend_pid IS NULL AND command IN ('apply', 'rollback', 'rehearse')",
+                (DEPLOY_LOCK,),
+            )
+
+
+# A run is gone when its session is gone AND nobody holds its lock: both, so that a run
+# whose backend is alive (rollout between revisions) or whose lock is held (by it, or by a
+# successor that will own the row) is never marked. pg_stat_activity lists every backend
+# of the cluster, whoever owns it.
+_ALIVE = "EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = {pid})"
+_LOCK_HELD = (
+    "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+    "AND l.classid = {ns}::oid AND l.objid = ({lock})::oid AND l.objsubid = 2 "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+)
+
+
+def reap(conn: psycopg.Connection) -> list[str]:
+    """Mark records left `running` by runs that are gone as `interrupted`; say which."""
+    if not schema_exists(conn):
+        return []
+    _upgrade_schema(conn)
+    return _reap_deployments(conn) + _reap_backfills(conn)
+
+
+def _reap_deployments(conn: psycopg.Connection) -> list[str]:
+    from toolkit.locks import NAMESPACE
+
+    rows = conn.execute(
+        f"""
+        UPDATE venuedb.deployments d
+        SET result = 'interrupted', interrupted_at = clock_timestamp(),
+            error = concat_ws('; ', error, 'interrupted: the run ended without finishing '
+                || 'its record (its session and lock were gone when found at '
+                || clock_timestamp()::text || ')')
+        WHERE d.result = 'running'
+          AND (d.backend_pid IS NOT NULL OR d.lock_id IS NOT NULL)
+          AND (d.backend_pid IS NULL OR NOT {_ALIVE.format(pid="d.backend_pid")})
+          AND (d.lock_id IS NULL OR NOT {_LOCK_HELD.format(ns=NAMESPACE, lock="d.lock_id")})
+        RETURNING id, command, target
+        """
+    ).fetchall()
+    return [f"deployment #{r[0]} ({r[1]} {r[2]})" for r in rows]
+
+
+def _reap_backfills(conn: psycopg.Connection) -> list[str]:
+    from toolkit.locks import NAMESPACE, backfill_lock_id
+
+    running = conn.execute(
+        "SELECT name, backend_pid FROM venuedb.backfill_progress WHERE state = 'running'"
+    ).fetchall()
+    found = []
+    for name, pid in running:
+        # A backfill runner holds its lock for its whole run, so the lock alone is a safe
+        # test for rows written before backend_pid was kept.
+        row = conn.execute(
+            f"""
+            UPDATE venuedb.backfill_progress
+            SET state = 'interrupted', interrupted_at = clock_timestamp()
+            WHERE name = %(name)s AND state = 'running'
+              AND backend_pid IS NOT DISTINCT FROM %(pid)s
+              AND (%(pid)s::int IS NULL OR NOT {_ALIVE.format(pid="%(pid)s::int")})
+              AND NOT {_LOCK_HELD.format(ns=NAMESPACE, lock="%(lock)s::bigint")}
+            RETURNING name
+            """,
+            {"name": name, "pid": pid, "lock": backfill_lock_id(name)},
+        ).fetchone()
+        if row:
+            found.append(f"backfill {name}")
+    return found
 
 
 def schema_exists(conn: psycopg.Connection) -> bool:
@@ -97,12 +218,18 @@ def start(
     actor: str,
     from_revisions: dict[str, Any],
     planned: list[str],
+    lock_id: int | None = None,
+    started_at: datetime | None = None,
 ) -> Deployment:
+    """A `running` record owned by conn's session; lock_id is the lock that session holds
+    for the whole run (None when it holds none throughout), so `reap` can tell it is gone."""
     row = conn.execute(
         """
         INSERT INTO venuedb.deployments
-            (command, target, actor, os_user, hostname, toolkit_version, from_revisions, planned)
-        VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)
+            (command, target, actor, os_user, hostname, toolkit_version, from_revisions, planned,
+             backend_pid, lock_id, started_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, pg_backend_pid(), %s,
+                coalesce(%s, clock_timestamp()))
         RETURNING id
         """,
         (
@@ -114,6 +241,8 @@ def start(
             __version__,
             json.dumps(from_revisions),
             json.dumps(planned),
+            lock_id,
+            started_at,
         ),
     ).fetchone()
     assert row is not None
@@ -182,6 +311,37 @@ def last_deployment(conn: psycopg.Connection) -> dict[str, Any] | None:
     return record
 
 
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def listing(conn: psycopg.Connection, last: int) -> list[dict[str, Any]]:
+    """The newest `last` records, after marking those whose run is gone."""
+    if not schema_exists(conn):
+        return []
+    reap(conn)
+    cur = conn.execute(
+        "SELECT id, command, target, actor, started_at, duration_ms, result, error "
+        "FROM venuedb.deployments ORDER BY id DESC LIMIT %s",
+        (last,),
+    )
+    names = [d.name for d in cur.description or []]
+    return [{k: _plain(v) for k, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+
+
+def get(conn: psycopg.Connection, deployment_id: int) -> dict[str, Any] | None:
+    """One record with every column, after marking it if its run is gone."""
+    if not schema_exists(conn):
+        return None
+    reap(conn)
+    cur = conn.execute("SELECT * FROM venuedb.deployments WHERE id = %s", (deployment_id,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    names = [d.name for d in cur.description or []]
+    return {k: _plain(v) for k, v in zip(names, row, strict=True)}
+
+
 def record_checksum(
     sa_connection: Any,
     *,
@@ -222,7 +382,7 @@ CREATE TABLE IF NOT EXISTS venuedb.backfill_progress (
     name text PRIMARY KEY,
     state text NOT NULL DEFAULT 'running'
         CONSTRAINT backfill_progress_state_check
-        CHECK (state IN ('running', 'paused', 'finished', 'failed')),
+        CHECK (state IN ('running', 'paused', 'finished', 'failed', 'interrupted')),
     pause_requested boolean NOT NULL DEFAULT false,
     last_key text,
     rows_done bigint NOT NULL DEFAULT 0,
@@ -235,7 +395,9 @@ CREATE TABLE IF NOT EXISTS venuedb.backfill_progress (
     runner text,
     started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at timestamptz
+    finished_at timestamptz,
+    backend_pid integer,
+    interrupted_at timestamptz
 );
 """
 
@@ -249,11 +411,19 @@ def record_once(
     result: str,
     output: list[str],
     error: str | None = None,
+    started_at: datetime | None = None,
 ) -> int:
-    """A finished record in one go, for commands that do not change revisions."""
+    """A finished record in one go, for commands that do not change revisions. started_at
+    is when the work began, so the duration is the work's and not the bookkeeping's."""
     ensure_schema(conn)
     deployment = start(
-        conn, command=command, target=target, actor=actor, from_revisions={}, planned=[]
+        conn,
+        command=command,
+        target=target,
+        actor=actor,
+        from_revisions={},
+        planned=[],
+        started_at=started_at,
     )
     deployment.output = output
     finish(conn, deployment, result=result, to_revisions={}, done=[], error=error)

@@ -13,6 +13,7 @@ from toolkit.migrate import current_heads
 def status(target: db.Target) -> dict[str, Any]:
     with db.connect(target, purpose="status") as conn:
         heads = current_heads(conn)
+        records.reap(conn)  # so "last deployment" never shows a dead run as running
         last = records.last_deployment(conn)
         server_version = conn.execute("SHOW server_version").fetchone()[0]
     applied = revs.applied_revisions(heads)

@@ -19,6 +19,7 @@ from toolkit.cli import (
     flags,
     lint,
     migrations,
+    records,
     rollout,
     verify,
 )
@@ -49,7 +50,7 @@ app.command()(check.check)
 app.command()(backup.backup)
 app.command()(backup.restore)
 app.command()(rollout.rollout)
-app.command()(rollout.records)
+app.add_typer(records.app, name="records")
 app.command()(lint.lint)
 app.command()(assign.assign)
 app.command()(demo.demo)

@@ -208,10 +208,8 @@ def _run(
     resume: bool,
     json_output: bool,
 ) -> None:
-    from toolkit.backfill import Options, find_backfill
-    from toolkit.backfill import run as run_backfill
+    from toolkit.backfill import Options, find_backfill, run_recorded
     from toolkit.durations import parse_seconds
-    from toolkit.errors import VenuedbError
 
     out = Output(json_output)
     with handled(out):
@@ -232,15 +230,7 @@ def _run(
             resume=resume,
         )
         target = resolve_target(database_url, out)
-        try:
-            report = _with_progress(out, target, backfill, options, run_backfill)
-        except VenuedbError as exc:
-            _record(target, name, "failed", [], str(exc))
-            raise
-        if not report.dry_run:
-            _record(
-                target, name, "succeeded", [f"{k}: {v}" for k, v in report.to_dict().items()], None
-            )
+        report = _with_progress(out, target, backfill, options, run_recorded)
         out.document("ok", **report.to_dict())
         if json_output:
             return
@@ -254,34 +244,6 @@ def _run(
             + f"; {report.rows} rows, {report.changed} changed, {report.batches} batches, "
             f"{data['rows_per_second'] or 0:,.0f} rows/s, {report.retries} retries"
         )
-
-
-def _record(target: Any, name: str, result: str, lines: list[str], error: str | None) -> None:
-    """The backfill run as a deployment record, in the database and as Markdown."""
-    from toolkit import connection, records
-    from toolkit.deploy_record import simple
-
-    actor = records.default_actor()
-    with connection.connect(target, purpose="backfill record") as conn:
-        deployment_id = records.record_once(
-            conn,
-            command="backfill",
-            target=name,
-            actor=actor,
-            result=result,
-            output=lines,
-            error=error,
-        )
-    simple(
-        f"backfill {name} Deployment Record",
-        target.masked,
-        actor,
-        release=None,
-        status="SUCCESS" if result == "succeeded" else f"FAILED: {error}",
-        lines=lines,
-        issues=[error] if error else [],
-        deployment_id=deployment_id,
-    )
 
 
 def _with_progress(out: Output, target: Any, backfill: Any, options: Any, runner: Any) -> Any:

@@ -76,24 +76,35 @@ def restore(
 
 def _record(target: object, file: Path, result: dict, clean: bool) -> None:  # type: ignore[type-arg]
     """The restore as a deployment record in the restored database and as Markdown."""
+    from datetime import UTC, datetime, timedelta
+
     from toolkit import connection, records
-    from toolkit.deploy_record import simple
+    from toolkit.deploy_record import Step, simple
 
     actor = records.default_actor()
     lines = [
         f"restored {result['objects']} objects from {file}",
         f"verify: {'clean' if clean else 'drift'}",
     ]
+    finished = datetime.now(UTC)
+    started = finished - timedelta(seconds=float(result["seconds"]))
     with connection.connect(target, purpose="restore record") as conn:  # type: ignore[arg-type]
         deployment_id = records.record_once(
-            conn, command="restore", target=str(file), actor=actor, result="succeeded", output=lines
+            conn,
+            command="restore",
+            target=str(file),
+            actor=actor,
+            result="succeeded",
+            output=lines,
+            started_at=started,
         )
     simple(
         "restore Deployment Record",
-        target.masked,
+        target.masked,  # type: ignore[attr-defined]
         actor,
-        release=None,  # type: ignore[attr-defined]
+        release=None,
         status="SUCCESS" if clean else "RESTORED WITH DRIFT",
+        steps=[Step(f"restore {file.name}", started, finished, "ok")],
         lines=lines,
         issues=[],
         deployment_id=deployment_id,

@@ -298,7 +298,7 @@ def _markdown(result: Any, target: Any, actor: str) -> str | None:
         actor,
         release=result.release,
         status="SUCCESS",
-        lines=[f"{result.command} {r}" for r in result.done],
+        steps=result.steps,
         issues=[f"NOTICE: {n}" for n in result.notices],
         facts={
             "From": str(result.from_heads),

@@ -1,4 +1,4 @@
-"""`venuedb rollout RELEASE` and `venuedb records`."""
+"""`venuedb rollout RELEASE`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from toolkit.cli.common import (
     handled,
     require_tty_or_yes,
     resolve_target,
-    table,
 )
 
 
@@ -77,60 +76,3 @@ def rollout(
         )
         out.document("ok", **result)
         out.line(f"{release}: {result['outcome']}; record {result['record']}")
-
-
-def records(
-    last: Annotated[int, typer.Option(min=1, help="How many records, newest first.")] = 10,
-    database_url: DatabaseUrl = None,
-    json_output: JsonFlag = False,
-) -> None:
-    """The deployment records kept in schema venuedb: apply, rollback, rollout."""
-    from toolkit import connection
-    from toolkit.records import schema_exists
-
-    out = Output(json_output)
-    with handled(out):
-        target = resolve_target(database_url, out)
-        with connection.connect(target, purpose="records") as conn:
-            rows = (
-                conn.execute(
-                    "SELECT id, command, target, actor, started_at, duration_ms, result, error "
-                    "FROM venuedb.deployments ORDER BY id DESC LIMIT %s",
-                    (last,),
-                ).fetchall()
-                if schema_exists(conn)
-                else []
-            )
-        entries = [
-            {
-                "id": r[0],
-                "command": r[1],
-                "target": r[2],
-                "actor": r[3],
-                "started_at": r[4].isoformat(),
-                "duration_ms": r[5],
-                "result": r[6],
-                "error": r[7],
-            }
-            for r in rows
-        ]
-        out.document("ok", records=entries)
-        if not json_output:
-            out.out.print(
-                table(
-                    "Deployment records",
-                    ["#", "command", "target", "actor", "started", "ms", "result"],
-                    [
-                        [
-                            e["id"],
-                            e["command"],
-                            e["target"],
-                            e["actor"],
-                            e["started_at"][:19],
-                            e["duration_ms"],
-                            e["result"],
-                        ]
-                        for e in entries
-                    ],
-                )
-            )
