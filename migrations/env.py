@@ -9,6 +9,8 @@
 - Run plainly (`alembic upgrade heads`), it finds the database the way the toolkit
   does (-x url=..., DATABASE_URL, .env, the embedded server), takes the same
   advisory deploy lock and sets lock_timeout (-x lock_timeout=1s by default).
+- The -x durations are parsed and bounded like the toolkit's options and reach SQL
+  only as a whole number of milliseconds: a crafted value cannot inject SQL.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from sqlalchemy.engine import Connection, Engine
 
 config = context.config
 x_args = context.get_x_argument(as_dictionary=True)
+
+
+def _x_duration(name: str, default: str, bounds_name: str) -> float:
+    """An -x duration, validated with the toolkit's parser (BadInput names it and the range)."""
+    from toolkit import durations
+
+    bounds = getattr(durations, bounds_name)
+    return durations.parse_bounded(x_args.get(name, default), bounds, option=f"-x {name}")
 
 
 def _configure(connection: Connection) -> None:
@@ -36,11 +46,15 @@ def run_offline() -> None:
         literal_binds=True,
         transaction_per_migration=True,
     )
+    from toolkit.durations import to_milliseconds
+
     # The toolkit sets these per session; a script applied by hand keeps the same guard.
+    lock_ms = to_milliseconds(_x_duration("lock_timeout", "1s", "LOCK_TIMEOUT"))
+    statement_ms = to_milliseconds(_x_duration("statement_timeout", "0", "STATEMENT_TIMEOUT"))
     context.get_context().impl.static_output(
         "-- venuedb: keep these when applying this script by hand\n"
-        f"SET lock_timeout = '{x_args.get('lock_timeout', '1s')}';\n"
-        f"SET statement_timeout = '{x_args.get('statement_timeout', '0')}';\n"
+        f"SET lock_timeout = '{lock_ms}ms';\n"
+        f"SET statement_timeout = '{statement_ms}ms';\n"
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -68,15 +82,22 @@ def run_online() -> None:
 def _run_standalone() -> None:
     from toolkit import connection as db
     from toolkit import locks
+    from toolkit.durations import to_postgres
 
+    # Validate every -x value before connecting: a bad one changes nothing.
+    lock_wait = _x_duration("lock_wait", "30s", "LOCK_WAIT")
+    lock_timeout = _x_duration("lock_timeout", "1s", "LOCK_TIMEOUT")
     target = db.resolve(x_args.get("url"))
     engine = db.engine(target, purpose="alembic")
     with engine.connect() as connection:
         driver = connection.connection.driver_connection
         driver.autocommit = True
-        locks.acquire(driver, locks.DEPLOY_LOCK, float(x_args.get("lock_wait", "30")), "deploy")
+        locks.acquire(driver, locks.DEPLOY_LOCK, lock_wait, "deploy")
         try:
-            driver.execute(f"SET lock_timeout = '{x_args.get('lock_timeout', '1s')}'")
+            # A bound parameter, never text pasted into SQL.
+            driver.execute(
+                "SELECT set_config('lock_timeout', %s, false)", (to_postgres(lock_timeout),)
+            )
             driver.autocommit = False
             _run_on(connection)
         finally:

@@ -4,6 +4,7 @@ records and checksums, rehearsal."""
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from pathlib import Path
@@ -95,6 +96,11 @@ def test_failing_revision_leaves_the_previous_revision_and_records_why(empty_db_
     assert result.exit_code == 1
     assert "bar_001 failed and was rolled back" in result.stderr
     assert "already exists" in result.stderr
+    # What is true: earlier revisions were committed and stay; only bar_001's transaction was undone.
+    text = " ".join(result.stderr.split())
+    assert "Committed before the failure and kept:" in text and "core_001" in text
+    assert "The transaction of bar_001 was rolled back: nothing of it was kept" in text
+    assert "Whatever ran in that transaction was rolled back" not in text
     assert "Traceback" not in result.output
     heads = _heads(empty_db_url)
     assert heads["bar"] is None and heads["core"] == "core_001"
@@ -305,3 +311,89 @@ def test_markdown_step_seconds_are_the_time_the_revision_took(empty_db_url: str)
     seconds = {cells[1].strip(): float(cells[4]) for cells in rows}
     assert 1.4 <= seconds["applied bar_001"] < 15, seconds
     assert sum(seconds.values()) < 20
+
+
+def test_an_idle_in_transaction_blocker_is_named_with_the_action_that_works(
+    empty_db_url: str,
+) -> None:
+    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
+    blocker = psycopg.connect(empty_db_url, application_name="forgotten psql")
+    try:
+        # Wrote, then went idle without committing: pg_cancel_backend() cannot free this lock.
+        blocker.execute("INSERT INTO auth.users (email) VALUES ('idle@example.com')")
+        time.sleep(0.3)  # a measurable transaction age
+        result = invoke(
+            "apply",
+            "bar-baseline",
+            "--database-url",
+            empty_db_url,
+            "--lock-timeout",
+            "300ms",
+            "--retries",
+            "0",
+        )
+        pid = blocker.info.backend_pid
+        assert result.exit_code == 4, result.output
+        text = " ".join(result.stderr.split())
+        assert f"SELECT pg_terminate_backend({pid})" in text
+        assert f"pid {pid} (forgotten psql)" in text
+        assert "idle in transaction" in text
+        assert re.search(r"transaction open for \d+\.\ds", text), text
+        assert f"pg_cancel_backend({pid})" not in text
+        assert _heads(empty_db_url)["bar"] is None
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
+_FAIL_OWNER_INDEX = """
+CREATE FUNCTION public.test_refuse_owner_index() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_query() LIKE '%idx_bars_owner_id%' THEN
+    RAISE EXCEPTION 'test: index build refused';
+  END IF;
+END $$;
+CREATE EVENT TRIGGER test_refuse_owner_index ON ddl_command_start
+  WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION public.test_refuse_owner_index();
+"""
+
+
+def test_failing_resumable_revision_says_what_was_committed_and_that_a_rerun_resumes(
+    empty_db_url: str,
+) -> None:
+    # bar_008 (RESUMABLE: CREATE INDEX CONCURRENTLY) fails; bar_007 before it commits.
+    assert invoke("apply", "bar_006", "--database-url", empty_db_url).exit_code == 0
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(_FAIL_OWNER_INDEX)
+    result = invoke("apply", "bar_008", "--database-url", empty_db_url)
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.stderr.split())
+    assert "index build refused" in text
+    assert "Committed before the failure and kept: bar_007." in text
+    assert "The open transaction of bar_008 was rolled back" in text
+    assert "bar_008 is resumable" in text and "running the same command again resumes" in text
+    assert "Whatever ran in that transaction" not in text and "Traceback" not in result.output
+    assert _heads(empty_db_url)["bar"] == "bar_007"
+    (*_, (_, outcome, _, done, error, *_)) = _deployments(empty_db_url)
+    assert outcome == "failed" and done == ["bar_007"] and "bar_008" in error
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("DROP EVENT TRIGGER test_refuse_owner_index")
+    again = invoke("apply", "bar_008", "--database-url", empty_db_url)
+    assert again.exit_code == 0, again.output
+    assert _heads(empty_db_url)["bar"] == "bar_008"
+
+
+def test_database_error_outside_a_revision_does_not_claim_everything_was_rolled_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import typer
+
+    from toolkit.cli.common import Output, handled
+
+    with pytest.raises(typer.Exit) as info, handled(Output(as_json=False)):
+        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+    assert info.value.exit_code == 1
+    text = " ".join(capsys.readouterr().err.split())
+    assert "statement timeout" in text
+    assert "Whatever ran in that transaction was rolled back" not in text
+    assert "The open transaction was rolled back; work committed before it" in text

@@ -306,3 +306,38 @@ def test_the_backfill_record_lasts_as_long_as_the_run(bf_db: str) -> None:
     (markdown,) = Path(os.environ["VENUEDB_RECORDS_DIR"]).glob("*-backfill-*.md")
     row = next(line for line in markdown.read_text().splitlines() if line.startswith("| backfill"))
     assert 1.2 <= float(row.split("|")[4]) < 10
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--batch-size", str(10**30)],
+        ["--batch-size", "0"],
+        ["--max-rows", str(10**30)],
+        ["--sleep", "2h"],
+        ["--lock-timeout", "0"],
+        ["--statement-timeout", str(10**30)],
+        ["--target-batch", "0"],
+        ["--max-duration", "0"],
+    ],
+)
+def test_restart_with_a_bad_option_keeps_the_progress(bf_db: str, bad: list[str]) -> None:
+    first = invoke("backfill", "run", "bf", "--batch-size", "300", "--database-url", bf_db)
+    assert first.exit_code == 0, first.output
+    before = _progress(bf_db)
+    result = invoke("backfill", "run", "bf", "--restart", *bad, "--database-url", bf_db)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and bad[0] in errors[0] and "allowed:" in errors[0]
+    after = _progress(bf_db)
+    assert (after["state"], after["rows_done"], after["last_key"]) == (
+        before["state"],
+        before["rows_done"],
+        before["last_key"],
+    )
+    with psycopg.connect(bf_db) as conn:
+        failed = conn.execute(
+            "SELECT count(*) FROM venuedb.deployments WHERE command = 'backfill' "
+            "AND result = 'failed'"
+        ).fetchone()
+    assert failed == (0,)

@@ -60,3 +60,31 @@ def test_malformed_urls_are_rejected_with_the_reason(url: str, reason: str) -> N
 
 def test_postgres_scheme_is_normalised() -> None:
     assert validate_url("postgres://u:p@h/db") == "postgresql://u:p@h/db"
+
+
+# Each password is "Xk9v<nasty>Qz7w": neither half may appear anywhere in what is printed.
+NASTY = ["@", ":", "/", "%40", "#", "?", "@@", ":@/", "%"]
+
+
+@pytest.mark.parametrize("nasty", NASTY)
+def test_nasty_passwords_never_printed_even_in_part(nasty: str) -> None:
+    from tests.clihelpers import invoke
+
+    url = f"postgresql://app:Xk9v{nasty}Qz7w@127.0.0.1:1/venuedb"
+    printed = [mask_url(url), mask_text(f"could not connect to {url}: refused")]
+    try:
+        validate_url(url)
+    except BadInput as exc:
+        printed.append(str(exc))
+    for command in (["status"], ["apply"], ["status", "--json"]):
+        result = invoke(*command, "--database-url", url)
+        assert result.exit_code == 2, result.output
+        printed.append(result.output)
+    for text in printed:
+        assert "Xk9v" not in text and "Qz7w" not in text, text
+
+
+def test_a_raw_at_in_the_password_is_refused_with_the_fix() -> None:
+    with pytest.raises(BadInput, match="%40") as info:
+        validate_url("postgresql://app:p@ss@db.internal/venuedb")
+    assert "ss@db" not in str(info.value) and "p@" not in str(info.value)

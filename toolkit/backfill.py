@@ -23,6 +23,7 @@ from typing import Any
 
 from toolkit import connection as db
 from toolkit import locks, records
+from toolkit.durations import to_postgres
 from toolkit.errors import BadInput, LockBusy, OperationFailed, VenuedbError
 from toolkit.paths import migrations_dir
 
@@ -368,8 +369,8 @@ def _run_locked(
     started = time.monotonic()
     work = db.connect(target, autocommit=False, purpose=f"backfill {backfill.name}")
     with work:
-        work.execute(f"SET lock_timeout = '{round(options.lock_timeout * 1000)}ms'")
-        work.execute(f"SET statement_timeout = '{round(options.statement_timeout * 1000)}ms'")
+        work.execute(f"SET lock_timeout = '{to_postgres(options.lock_timeout)}'")
+        work.execute(f"SET statement_timeout = '{to_postgres(options.statement_timeout)}'")
         work.commit()
         attempt = 0
         while True:

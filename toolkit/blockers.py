@@ -15,11 +15,17 @@ if TYPE_CHECKING:
 
 BLOCKERS_SQL = """
 SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
-       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200)
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200),
+       extract(epoch FROM now() - a.xact_start)::float8
 FROM pg_stat_activity a
 WHERE a.pid = ANY(pg_blocking_pids(%s))
 ORDER BY a.pid
 """
+
+
+# Sessions sitting in an open transaction between statements: pg_cancel_backend() only
+# cancels a running statement, so for these it does nothing and the lock stays held.
+IDLE_IN_TRANSACTION = ("idle in transaction", "idle in transaction (aborted)")
 
 
 @dataclass(frozen=True)
@@ -28,10 +34,26 @@ class Blocker:
     application_name: str
     state: str
     query: str
+    xact_age: float | None = None  # seconds since its transaction began (now() - xact_start)
 
     def describe(self) -> str:
         app = f" ({self.application_name})" if self.application_name else ""
-        return f"pid {self.pid}{app}, {self.state or 'unknown state'}, query: {self.query!r}"
+        age = f", transaction open for {self.xact_age:.1f}s" if self.xact_age is not None else ""
+        return (
+            f"pid {self.pid}{app}, {self.state or 'unknown state'}{age}, last query: {self.query!r}"
+        )
+
+    def advice(self) -> str:
+        """The action that actually frees the lock this session holds."""
+        if self.state in IDLE_IN_TRANSACTION:
+            return (
+                f"it is {self.state}, so pg_cancel_backend() would do nothing: end it with "
+                f"SELECT pg_terminate_backend({self.pid})"
+            )
+        return (
+            f"cancel its query with SELECT pg_cancel_backend({self.pid}), or end the session "
+            f"with SELECT pg_terminate_backend({self.pid}) if that does not free the lock"
+        )
 
 
 class BlockerWatcher:
@@ -72,4 +94,7 @@ class BlockerWatcher:
                 except psycopg.Error:
                     return
                 if rows:
-                    self.seen = [Blocker(int(r[0]), r[1], r[2], r[3]) for r in rows]
+                    self.seen = [
+                        Blocker(int(r[0]), r[1], r[2], r[3], None if r[4] is None else r[4])
+                        for r in rows
+                    ]

@@ -252,8 +252,7 @@ def _attempt_loop(
                 raise LockBusy(
                     f"could not get the locks for revision {_running(result)} within "
                     f"{options.lock_timeout:g}s after {attempt} attempts; blocked by {who}. "
-                    f"{_state_line(result)} Retry when the blocker is gone, or end it "
-                    "with SELECT pg_cancel_backend(pid)."
+                    f"{_state_line(result)} {_blocker_advice(blockers)}"
                 ) from None
             delay = options.backoff * (2 ** (attempt - 1)) * (0.8 + 0.4 * random.random())
             note(
@@ -265,6 +264,13 @@ def _attempt_loop(
             time.sleep(delay)
 
 
+def _blocker_advice(blockers: list[Blocker]) -> str:
+    if not blockers:
+        return "Retry the same command; the blocker seems to be gone."
+    actions = "; ".join(f"pid {b.pid}: {b.advice()}" for b in blockers)
+    return f"Retry when the blocker is gone, or free the lock: {actions}."
+
+
 def _running(result: RunResult) -> str:
     for step in result.planned:
         if step.revision not in result.done:
@@ -273,17 +279,22 @@ def _running(result: RunResult) -> str:
 
 
 def _state_line(result: RunResult) -> str:
+    """What is true after a failure: what was committed, what was rolled back, what was kept."""
     failing = _running(result)
+    if result.command == "rehearse":
+        return "The rehearsal ran in one transaction, which was rolled back: nothing was changed."
+    committed = (
+        f"Committed before the failure and kept: {', '.join(result.done)}. " if result.done else ""
+    )
     if _resumable(failing):
-        kept = f"Done before the failure: {', '.join(result.done)}. " if result.done else ""
         return (
-            f"{kept}{failing} works outside one transaction: the steps it finished are "
-            "kept, and running the same command again resumes it."
+            f"{committed}The open transaction of {failing} was rolled back, but {failing} is "
+            "resumable: the steps it completed outside its transaction (CONCURRENTLY builds, "
+            "copy batches) were kept, and running the same command again resumes it."
         )
     if result.done:
-        done = ", ".join(result.done)
-        return f"Done before the failure: {done}; nothing of {failing} was kept."
-    return "Nothing was changed."
+        return f"{committed}The transaction of {failing} was rolled back: nothing of it was kept."
+    return f"The transaction of {failing} was rolled back. Nothing was changed."
 
 
 def _resumable(revision: str) -> bool:
@@ -297,9 +308,8 @@ def _resumable(revision: str) -> bool:
 
 def _failure(result: RunResult, exc: BaseException) -> OperationFailed:
     failing = _running(result)
-    how = "failed" if _resumable(failing) else "failed and was rolled back"
     return OperationFailed(
-        f"revision {failing} {how}: {_error_text(exc)}. "
+        f"revision {failing} failed and was rolled back: {_error_text(exc)}. "
         f"{_state_line(result)} Fix the cause, then run the same command again."
     )
 

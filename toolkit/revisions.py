@@ -145,7 +145,13 @@ def _validate_revision_id(name: str) -> None:
 
 def upgrade_target(name: str | None) -> tuple[str, Release | None]:
     """An Alembic upgrade target for TARGET: heads, a release name, a revision, branch@head."""
-    if name in (None, "", "heads", "head"):
+    if name is not None and not name.strip():
+        # An empty TARGET (`apply ''`, an unset shell variable) must not mean "everything".
+        raise BadInput(
+            "TARGET: '' is empty; allowed: a release name, a revision id, branch@head, or "
+            "omit TARGET to apply every branch head"
+        )
+    if name in (None, "heads", "head"):
         return "heads", None
     assert name is not None
     release = find_release(name)
@@ -162,7 +168,7 @@ def upgrade_target(name: str | None) -> tuple[str, Release | None]:
 
 def downgrade_target(name: str) -> tuple[str, Release | None]:
     """An Alembic downgrade target: before a release, a revision, base, branch@base, branch@-1."""
-    if not name:
+    if not name.strip():
         raise BadInput("rollback needs a TARGET: a release name, a revision, branch@base or base")
     release = find_release(name)
     if release is not None:

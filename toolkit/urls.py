@@ -8,9 +8,12 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 from toolkit.errors import BadInput
 
 _SCHEMES = {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"}
+# The password runs to the LAST '@' of the URL: a raw '@' inside it (p@ss) must not
+# leave its tail ("ss") printed as if it were the host.
 _PASSWORD_IN_URL = re.compile(
-    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)", re.I
+    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>\S*)(?P<tail>@)", re.I
 )
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _PASSWORD_KV = re.compile(r"(?P<head>password\s*=\s*)(?P<pw>'[^']*'|\S+)", re.I)
 
 
@@ -54,6 +57,7 @@ def validate_url(url: str) -> str:
         raise BadInput(
             f"malformed database URL {mask_url(url)!r}: expected postgresql://user:password@host:port/dbname"
         )
+    _refuse_unencoded_userinfo(url, parts)
     try:
         port = parts.port
     except ValueError:
@@ -68,6 +72,22 @@ def validate_url(url: str) -> str:
     if not parts.hostname and "host=" not in parts.query:
         raise BadInput(f"malformed database URL {mask_url(url)!r}: it names no host")
     return urlunsplit(parts._replace(scheme="postgresql"))
+
+
+def _refuse_unencoded_userinfo(url: str, parts: SplitResult) -> None:
+    """A raw '@', '/', '?' or '#' in the password makes the URL ambiguous: libpq and Python
+    split it at different places, and the piece after it would be printed as a host name."""
+    if parts.netloc.count("@") > 1 or ("@" not in parts.netloc and "@" in url):
+        raise BadInput(
+            f"malformed database URL {mask_text(url)!r}: the user or password contains a raw "
+            "'@', '/', '?' or '#'; percent-encode it (e.g. '@' as %40)"
+        )
+    if _BAD_PERCENT.search(parts.netloc):
+        # libpq would refuse it quoting the raw token, i.e. the password itself.
+        raise BadInput(
+            f"malformed database URL {mask_url(url)!r}: a '%' in the user or password is not "
+            "followed by two hex digits; write a literal '%' as %25"
+        )
 
 
 def sqlalchemy_url(url: str) -> str:

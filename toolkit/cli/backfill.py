@@ -16,13 +16,23 @@ app = typer.Typer(
 )
 
 NameArg = Annotated[str, typer.Argument(help="The backfill's name (see `venuedb backfill list`).")]
-BatchSize = Annotated[int, typer.Option(min=1, help="Rows per batch (one transaction each).")]
-Sleep = Annotated[
-    str, typer.Option(help="Pause between batches, e.g. 50ms, to leave room for traffic.")
+# Bounds are checked before anything connects, so a bad value never reaches --restart.
+MAX_BATCH = 50_000
+MAX_ROWS = 10**12
+BatchSize = Annotated[
+    int,
+    typer.Option(help="Rows per batch (one transaction each), 1 .. 50000."),
 ]
-MaxRows = Annotated[int | None, typer.Option(min=1, help="Stop after this many rows (resumable).")]
+Sleep = Annotated[
+    str,
+    typer.Option(help="Pause between batches, e.g. 50ms, to leave room for traffic (0 .. 1min)."),
+]
+MaxRows = Annotated[
+    int | None,
+    typer.Option(help="Stop after this many rows (resumable), 1 .. 10^12."),
+]
 MaxDuration = Annotated[
-    str | None, typer.Option(help="Stop after this long, e.g. 10m (resumable).")
+    str | None, typer.Option(help="Stop after this long, e.g. 10m (resumable), 1s .. 168h.")
 ]
 Adaptive = Annotated[
     bool,
@@ -32,12 +42,20 @@ Adaptive = Annotated[
     ),
 ]
 Target = Annotated[
-    str, typer.Option("--target-batch", help="Target duration of one batch for --adaptive.")
+    str,
+    typer.Option(
+        "--target-batch", help="Target duration of one batch for --adaptive (1ms .. 1min)."
+    ),
 ]
 LockTimeout = Annotated[
-    str, typer.Option(help="lock_timeout per batch; a batch that waits longer is retried.")
+    str,
+    typer.Option(
+        help="lock_timeout per batch; a batch that waits longer is retried (1ms .. 1min)."
+    ),
 ]
-StatementTimeout = Annotated[str, typer.Option(help="statement_timeout per batch.")]
+StatementTimeout = Annotated[
+    str, typer.Option(help="statement_timeout per batch: 0 (none) or 1ms .. 24h.")
+]
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Count the rows that would be touched; change nothing.")
 ]
@@ -208,27 +226,33 @@ def _run(
     resume: bool,
     json_output: bool,
 ) -> None:
+    from toolkit import durations as d
     from toolkit.backfill import Options, find_backfill, run_recorded
-    from toolkit.durations import parse_seconds
 
     out = Output(json_output)
     with handled(out):
-        backfill = find_backfill(name)
+        # Every value is checked before anything connects: --restart must not wipe
+        # progress and then fail on a bad option.
         options = Options(
-            batch_size=batch_size,
-            sleep=parse_seconds(sleep, option="--sleep"),
-            max_rows=max_rows,
-            max_duration=parse_seconds(max_duration, option="--max-duration")
-            if max_duration
+            batch_size=d.check_count(batch_size, 1, MAX_BATCH, option="--batch-size"),
+            sleep=d.parse_bounded(sleep, d.SLEEP, option="--sleep"),
+            max_rows=None
+            if max_rows is None
+            else d.check_count(max_rows, 1, MAX_ROWS, option="--max-rows"),
+            max_duration=d.parse_bounded(max_duration, d.MAX_DURATION, option="--max-duration")
+            if max_duration is not None
             else None,
             adaptive=adaptive,
-            target_ms=parse_seconds(target_batch, option="--target-batch") * 1000,
-            lock_timeout=parse_seconds(lock_timeout, option="--lock-timeout"),
-            statement_timeout=parse_seconds(statement_timeout, option="--statement-timeout"),
+            target_ms=d.parse_bounded(target_batch, d.TARGET_BATCH, option="--target-batch") * 1000,
+            lock_timeout=d.parse_bounded(lock_timeout, d.LOCK_TIMEOUT, option="--lock-timeout"),
+            statement_timeout=d.parse_bounded(
+                statement_timeout, d.STATEMENT_TIMEOUT, option="--statement-timeout"
+            ),
             dry_run=dry_run,
             restart=restart,
             resume=resume,
         )
+        backfill = find_backfill(name)
         target = resolve_target(database_url, out)
         report = _with_progress(out, target, backfill, options, run_recorded)
         out.document("ok", **report.to_dict())

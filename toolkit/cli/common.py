@@ -84,11 +84,20 @@ def handled(output: Output) -> Iterator[None]:
             VenuedbError(
                 "the database refused an operation: "
                 + mask_text(lines[0] if lines else type(exc).__name__)
-                + ". Whatever ran in that transaction was rolled back."
+                + f". {_WHAT_IS_KEPT}"
             )
         )
     except KeyboardInterrupt:
-        output.fail(VenuedbError("interrupted; the current revision's transaction was rolled back"))
+        output.fail(VenuedbError(f"interrupted. {_WHAT_IS_KEPT}"))
+
+
+# Only the open transaction is undone: earlier revisions, the out-of-transaction steps of
+# resumable revisions and committed backfill batches stay, so say so instead of "all rolled back".
+_WHAT_IS_KEPT = (
+    "The open transaction was rolled back; work committed before it (earlier revisions, "
+    "steps of resumable revisions, backfill batches) was kept: see `venuedb status`, then "
+    "run the same command again to resume."
+)
 
 
 def _database_error() -> type[BaseException]:

@@ -27,25 +27,27 @@ TargetArg = Annotated[
 LockWait = Annotated[
     str,
     typer.Option(
-        help="How long to wait for another deploy to finish before giving up with exit 4."
+        help="How long to wait for another deploy to finish before giving up with exit 4 (0 .. 1h)."
     ),
 ]
 LockTimeout = Annotated[
     str,
     typer.Option(
         help="SET lock_timeout for every revision. Keep it short: while a migration waits for a "
-        "lock, every query on that table queues behind it."
+        "lock, every query on that table queues behind it. Allowed: 1ms .. 1min (0, which would "
+        "disable it, is refused)."
     ),
 ]
 StatementTimeout = Annotated[
-    str, typer.Option(help="SET statement_timeout for every revision (0 = none).")
+    str, typer.Option(help="SET statement_timeout for every revision: 0 (none) or 1ms .. 24h.")
 ]
 Retries = Annotated[
     int,
     typer.Option(
-        min=0, max=20, help="Retries (with exponential backoff) when a lock is not granted in time."
+        help="Retries (with exponential backoff) when a lock is not granted in time (0 .. 20)."
     ),
 ]
+MAX_RETRIES = 20
 Actor = Annotated[
     str | None,
     typer.Option(
@@ -62,15 +64,17 @@ def _options(
     actor: str | None,
     rehearse: bool = False,
 ) -> Any:
-    from toolkit.durations import parse_seconds
+    from toolkit import durations as d
     from toolkit.migrate import RunOptions
     from toolkit.records import default_actor
 
     return RunOptions(
-        lock_wait=parse_seconds(lock_wait, option="--lock-wait"),
-        lock_timeout=parse_seconds(lock_timeout, option="--lock-timeout"),
-        statement_timeout=parse_seconds(statement_timeout, option="--statement-timeout"),
-        retries=retries,
+        lock_wait=d.parse_bounded(lock_wait, d.LOCK_WAIT, option="--lock-wait"),
+        lock_timeout=d.parse_bounded(lock_timeout, d.LOCK_TIMEOUT, option="--lock-timeout"),
+        statement_timeout=d.parse_bounded(
+            statement_timeout, d.STATEMENT_TIMEOUT, option="--statement-timeout"
+        ),
+        retries=d.check_count(retries, 0, MAX_RETRIES, option="--retries"),
         actor=actor or default_actor(),
         rehearse=rehearse,
     )

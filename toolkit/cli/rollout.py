@@ -43,7 +43,7 @@ def rollout(
     postconditions checked after each (stops at the first failure, the database left at
     the last good revision), the release's backfills, health checks, and a deployment
     record in the database and as Markdown (seed 002's template, seed 003's artifacts)."""
-    from toolkit.durations import parse_seconds
+    from toolkit import durations as d
     from toolkit.migrate import RunOptions
     from toolkit.records import default_actor
     from toolkit.release_rollout import plan as plan_steps
@@ -63,7 +63,7 @@ def rollout(
             yes, "rollout", lambda: typer.confirm(f"Roll out {release}?", default=False)
         )
         options = RunOptions(
-            lock_timeout=parse_seconds(lock_timeout, option="--lock-timeout"),
+            lock_timeout=d.parse_bounded(lock_timeout, d.LOCK_TIMEOUT, option="--lock-timeout"),
             actor=actor or default_actor(),
         )
         result = run_rollout(
