@@ -93,6 +93,8 @@ def _run_standalone() -> None:
         driver = connection.connection.driver_connection
         driver.autocommit = True
         locks.acquire(driver, locks.DEPLOY_LOCK, lock_wait, "deploy")
+        # A venuedb deploy whose lock session was lost may still be migrating.
+        locks.acquire(driver, locks.DEPLOY_WORK_LOCK, 0, "deploy (its migration session)")
         try:
             # A bound parameter, never text pasted into SQL.
             driver.execute(
@@ -103,6 +105,7 @@ def _run_standalone() -> None:
         finally:
             driver.rollback()
             driver.autocommit = True
+            locks.release(driver, locks.DEPLOY_WORK_LOCK)
             locks.release(driver, locks.DEPLOY_LOCK)
 
 

@@ -397,3 +397,65 @@ def test_database_error_outside_a_revision_does_not_claim_everything_was_rolled_
     assert "statement timeout" in text
     assert "Whatever ran in that transaction was rolled back" not in text
     assert "The open transaction was rolled back; work committed before it" in text
+
+
+def _backend(url: str, application_name: str) -> int | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = %s",
+            (application_name,),
+        ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def test_losing_the_deploy_lock_session_never_lets_a_second_deploy_run(
+    empty_db_url: str,
+) -> None:
+    """Issue 16.1: the deploy lock lives on an idle control session. Terminate that session
+    while the migration is under way: a second deploy must still be refused, and the first
+    must finish and record what it did."""
+    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
+    blocker = psycopg.connect(empty_db_url)
+    try:
+        # bar_001 references auth.users: it waits on this open transaction's lock.
+        blocker.execute("INSERT INTO auth.users (email) VALUES ('slow@example.com')")
+        first = spawn(
+            "apply", "bar-baseline", "--database-url", empty_db_url, "--lock-timeout", "60s"
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while _backend(empty_db_url, "venuedb apply") is None or (
+                _record_result(empty_db_url)[1] != "running"
+            ):
+                assert time.monotonic() < deadline, "the first apply never started migrating"
+                time.sleep(0.1)
+            control = _backend(empty_db_url, "venuedb apply (control)")
+            assert control is not None
+            with psycopg.connect(empty_db_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (control,))
+            second = invoke(
+                "apply", "bar-baseline", "--database-url", empty_db_url, "--lock-wait", "2s"
+            )
+            assert second.exit_code == 4, second.output
+            assert "still migrating" in second.stderr
+            assert _heads(empty_db_url)["bar"] is None  # the second changed nothing
+        finally:
+            blocker.rollback()
+        out, err = first.communicate(timeout=60)
+    finally:
+        blocker.close()
+    assert first.returncode == 0, out + err
+    assert "deploy lock's session was lost" in out + err
+    assert _heads(empty_db_url)["bar"] == "bar_001"
+    with psycopg.connect(empty_db_url) as conn:
+        results = [
+            r[0]
+            for r in conn.execute(
+                "SELECT result FROM venuedb.deployments WHERE command = 'apply' ORDER BY id"
+            )
+        ]
+    # booking-baseline, then the first bar-baseline, which finished and says so; the
+    # refused second one ran nothing.
+    assert results[:2] == ["succeeded", "succeeded"], results
+    assert "running" not in results and "interrupted" not in results, results

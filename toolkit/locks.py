@@ -14,6 +14,12 @@ if TYPE_CHECKING:
 # Two-key advisory locks: (namespace, id). 'venu' keeps us clear of other users of advisory locks.
 NAMESPACE = 0x76656E75
 DEPLOY_LOCK = 1
+# Held by the session that runs the migration itself, for as long as it runs. The deploy
+# lock lives on an idle control session; if that session dies (terminated, idle timeout,
+# a network cut) the deploy lock is gone while the migration goes on. This one goes only
+# with the session doing the work, so its loss stops the work too, and a second deploy
+# that got the deploy lock still finds this one held and refuses.
+DEPLOY_WORK_LOCK = 2
 
 
 def backfill_lock_id(name: str) -> int:

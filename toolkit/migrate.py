@@ -135,11 +135,51 @@ def run(
         records.ensure_schema(control)
         locks.acquire(control, locks.DEPLOY_LOCK, options.lock_wait, "deploy")
         try:
+            _refuse_an_orphaned_migration(control)
             return _run_locked(
                 target, control, direction, command, alembic_target, release, options, emit
             )
         finally:
-            locks.release(control, locks.DEPLOY_LOCK)
+            if _alive(control):
+                locks.release(control, locks.DEPLOY_LOCK)
+
+
+def _refuse_an_orphaned_migration(control: Any) -> None:
+    """A deploy whose lock session was lost may still be migrating: never run beside it."""
+    holder = locks.lock_holder(control, locks.DEPLOY_WORK_LOCK)
+    if holder is not None:
+        raise LockBusy(
+            f"another deploy is still migrating although its deploy-lock session is gone: "
+            f"{holder.describe()}, connected since {holder.since}. Nothing was changed. "
+            "Wait for it to finish (`venuedb status`), or stop it with "
+            f"SELECT pg_terminate_backend({holder.pid}) and run this command again"
+        )
+
+
+def _alive(conn: Any) -> bool:
+    """Whether a psycopg connection still answers (the control session may be terminated)."""
+    import psycopg
+
+    if conn.closed or conn.broken:
+        return False
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _control_for_the_record(control: Any, target: db.Target, note: Emit) -> Any:
+    """The control session, or a new one when it was lost while the migration ran."""
+    if _alive(control):
+        return control
+    note(
+        "warning",
+        "the deploy lock's session was lost during the run; the migration kept going under "
+        "its own session's lock (no other deploy could start), and this record is written "
+        "through a new connection",
+    )
+    return db.connect(target, purpose="record (reconnected)")
 
 
 def plan_for(
@@ -186,7 +226,9 @@ def _run_locked(
         actor=options.actor,
         from_revisions=result.from_heads,
         planned=[s.revision for s in planned],
-        lock_id=locks.DEPLOY_LOCK,
+        # The migration session's lock: while it is held the run is alive, even if this
+        # control session is lost (records.reap marks a record only when both are gone).
+        lock_id=locks.DEPLOY_WORK_LOCK,
     )
     result.deployment_id = deployment.id
 
@@ -199,6 +241,7 @@ def _run_locked(
     try:
         _attempt_loop(target, direction, alembic_target, options, result, deployment, note)
     except VenuedbError as exc:
+        control = _control_for_the_record(control, target, note)
         after = current_heads(control)
         result.to_heads = revs.heads_by_branch(after)
         records.finish(
@@ -210,6 +253,7 @@ def _run_locked(
             error=str(exc),
         )
         raise
+    control = _control_for_the_record(control, target, note)
     after = current_heads(control)
     result.to_heads = revs.heads_by_branch(after)
     result.duration_ms = round((time.monotonic() - started) * 1000)
@@ -335,7 +379,9 @@ def _migrate_once(
             conn.exec_driver_sql(
                 f"SET statement_timeout = '{to_postgres(options.statement_timeout)}'"
             )
+            _notice_a_dead_client(conn)
             pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            _take_the_work_lock(conn)
             conn.commit()
             last = [time.monotonic()]
 
@@ -383,6 +429,37 @@ def _migrate_once(
                         conn.rollback()
     finally:
         engine.dispose()
+
+
+def _notice_a_dead_client(conn: Any) -> None:
+    """Make the migration's backend stop soon after this process dies.
+
+    A backend waiting on a lock or running a long statement does not read its socket, so
+    a killed deploy's statement would go on (and hold the migration lock) until it ends.
+    PostgreSQL 14+ polls the client every client_connection_check_interval; where the
+    platform cannot (the setting is refused), the statement still ends at lock_timeout.
+    """
+    conn.exec_driver_sql("SAVEPOINT client_check")
+    try:
+        conn.exec_driver_sql("SET client_connection_check_interval = '1s'")
+    except Exception:
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT client_check")
+    conn.exec_driver_sql("RELEASE SAVEPOINT client_check")
+
+
+def _take_the_work_lock(conn: Any) -> None:
+    """The migration session's own lock, released when this connection closes."""
+    granted = conn.exec_driver_sql(
+        "SELECT pg_try_advisory_lock(%s, %s)", (locks.NAMESPACE, locks.DEPLOY_WORK_LOCK)
+    ).scalar()
+    if not granted:
+        holder = locks.lock_holder(conn.connection.driver_connection, locks.DEPLOY_WORK_LOCK)
+        who = holder.describe() if holder else "another session"
+        raise LockBusy(
+            f"another deploy's migration session holds the migration lock: {who}. This "
+            "deploy stopped before its next revision. Wait for that one to finish, then run "
+            "this command again"
+        )
 
 
 def _rehearse(
