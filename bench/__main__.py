@@ -30,6 +30,8 @@ BENCHMARKS: tuple[tuple[str, bool, tuple[str, ...]], ...] = (
     ("server_id_backfill", True, ("--prototype",)),
     ("backfill", True, ()),
     ("checks_verify", True, ()),
+    # The allocation_overlaps check and capacity-overlap's rollback pre-flight (issue 16).
+    ("allocation_overlaps", True, ()),
     ("migrations_under_load", True, ()),
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 import uuid
@@ -96,6 +97,7 @@ def test_swap_replaces_the_constraint_and_keeps_every_row(before_swap: str) -> N
     notices = _apply(before_swap, "booking_005")["notices"]
     assert any(n.startswith("path: shadow table") for n in notices), notices
     assert any("0 constraint violations found" in n for n in notices)
+    assert any(re.match(r"pre-flight: (\d+) of \1 rows checked", n) for n in notices), notices
     assert any(n.startswith("swap held the lock for") for n in notices)
     after = _state(before_swap)
     assert after["constraints"] == {"allocations_no_overlap": NEW_DEF}
@@ -273,3 +275,169 @@ def test_concurrent_writes_during_the_swap_are_neither_lost_nor_duplicated(
         actual = {str(i): str(w) for i, w in conn.execute('SELECT id, "window" FROM allocations')}
     assert actual == expected
     assert _state(before_swap)["constraints"] == {"allocations_no_overlap": NEW_DEF}
+
+
+# The plain self-joins the chunked, sorted forms replaced: the reference they must match.
+def _self_join(swap: object, extra: str = "") -> str:
+    eq = swap.equal_columns  # type: ignore[attr-defined]
+    return (
+        "SELECT a.id::text, b.id::text, "
+        + ", ".join(f"a.{c}::text" for c in eq)
+        + ', a."window"::text, b."window"::text FROM allocations a JOIN allocations b ON '
+        + " AND ".join(f"a.{c} = b.{c}" for c in eq)
+        + ' AND a."window" && b."window" AND a.id < b.id WHERE NOT a.shadow AND NOT b.shadow'
+        + extra
+    )
+
+
+@pytest.fixture
+def tangled(db_url: str) -> str:
+    """Allocations without any overlap constraint: overlaps within and across restaurants
+    and resource types, shadow rows, touching [) windows, every bound kind, unbounded and
+    empty windows."""
+    rng = random.Random(16)
+    with psycopg.connect(db_url) as conn:
+        conn.execute("ALTER TABLE allocations DROP CONSTRAINT allocations_no_overlap")
+        restaurants = [
+            r[0]
+            for r in conn.execute(
+                "INSERT INTO restaurants (name, slug) SELECT 'T' || g, 'tangled-' || g "
+                "FROM generate_series(1, 3) g RETURNING id"
+            )
+        ]
+        resources = [uuid.uuid4() for _ in range(8)]
+        conn.execute("SET session_replication_role = replica")  # no FKs or triggers: raw rows
+        rows = []
+        for n in range(600):
+            start = rng.randrange(0, 48)
+            length = rng.choice((0, 1, 2, 2, 3, 6))
+            bounds = rng.choice(("[)",) * 6 + ("[]", "()", "(]"))
+            low = f"'2031-01-01'::timestamptz + make_interval(hours => {start})"
+            high = f"'2031-01-01'::timestamptz + make_interval(hours => {start + length})"
+            if n % 97 == 0:
+                low = "NULL"  # unbounded below
+            if n % 89 == 0:
+                high = "NULL"  # unbounded above
+            rows.append(
+                f"('{rng.choice(restaurants)}', '{rng.choice(('table', 'table', 'merge_group'))}',"
+                f" '{rng.choice(resources)}', tstzrange({low}, {high}, '{bounds}'),"
+                f" {str(rng.random() < 0.15).lower()})"
+            )
+        conn.execute(
+            'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window", '
+            "shadow) VALUES " + ", ".join(rows)
+        )
+        kinds = conn.execute(
+            'SELECT count(*) FILTER (WHERE isempty("window")), count(*) FILTER (WHERE shadow), '
+            'count(*) FILTER (WHERE upper_inf("window")) FROM allocations'
+        ).fetchone()
+        assert all(kinds), kinds  # the data set has each kind
+    return db_url
+
+
+@pytest.mark.parametrize("direction", ["UPGRADE", "DOWNGRADE"])
+def test_chunked_preflight_finds_exactly_the_self_joins_pairs(tangled: str, direction: str) -> None:
+    from dataclasses import replace
+
+    from toolkit.shadow_swap import find_violations
+
+    swap = replace(getattr(_revision_module(), direction), preflight_chunk=3)
+    said: list[str] = []
+    with psycopg.connect(tangled) as conn:
+        expected = {tuple(r) for r in conn.execute(_self_join(swap))}
+        total = conn.execute("SELECT count(*) FROM allocations").fetchone()[0]
+        found = find_violations(conn, swap, 100_000, said.append)
+        touching = conn.execute(  # [) windows that meet end to start: no violation
+            'SELECT count(*) FROM allocations a JOIN allocations b ON a."window" -|- b."window" '
+            "AND a.resource_id = b.resource_id AND a.resource_type = b.resource_type"
+        ).fetchone()[0]
+    assert touching > 0
+    assert len(expected) > 20
+    assert len(found) == len(set(found))
+    assert set(found) == expected
+    assert said[-1].startswith(f"pre-flight: {total} of {total} rows checked")
+    with psycopg.connect(tangled) as conn:  # the limit stops it early, with that many pairs
+        first = find_violations(conn, swap, 5, said.append)
+    assert len(first) == 5 and set(first) <= expected
+
+
+def test_downgrade_preflight_sees_only_cross_restaurant_overlaps(tangled: str) -> None:
+    from toolkit.shadow_swap import find_violations
+
+    module = _revision_module()
+    with psycopg.connect(tangled) as conn:
+        down = {r[:2] for r in find_violations(conn, module.DOWNGRADE, 100_000, print)}
+        up = {r[:2] for r in find_violations(conn, module.UPGRADE, 100_000, print)}
+    assert up < down  # the downgrade also reports the cross-restaurant pairs
+
+
+def test_allocation_overlaps_check_lists_exactly_the_self_joins_pairs(tangled: str) -> None:
+    from toolkit import checks as health
+    from toolkit.connection import Target
+
+    (check,) = health.select(health.load_checks(), ["allocation_overlaps"], None)
+    module = _revision_module()
+    with psycopg.connect(tangled) as conn:
+        # Half the windows end before the check's cutoff (now() - 1 day): move them back.
+        conn.execute(
+            'UPDATE allocations SET "window" = tstzrange(lower("window") - interval \'10 years\','
+            " upper(\"window\") - interval '10 years', '[)') "
+            'WHERE NOT isempty("window") AND hashtext(id::text) % 2 = 0'
+        )
+        conn.commit()
+        expected = [
+            tuple(r[:2])
+            for r in conn.execute(
+                _self_join(module.UPGRADE, " AND upper(a.\"window\") > now() - interval '1 day'")
+                + " ORDER BY a.id, b.id LIMIT 100"
+            )
+        ]
+        query = check.path.read_text()
+        actual = [(str(r[0]), str(r[1])) for r in conn.execute(query)]
+    assert len(expected) > 0 and actual == expected
+    (result,) = health.run_checks(Target(tangled, "tests"), [check])
+    assert result.status == "critical" and result.value == float(len(expected))
+
+
+def _revision_module():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    from toolkit.revisions import script_directory
+
+    path = script_directory().get_revision("booking_005").path
+    spec = importlib.util.spec_from_file_location("booking_005_under_test", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_allocation_overlaps_trusts_only_the_overlap_rules_constraint(tangled: str) -> None:
+    """A valid constraint of the overlap rule answers for the data (the scan is skipped);
+    a weaker exclusion constraint does not, nor one whose index is not valid."""
+    from toolkit import checks as health
+    from toolkit.connection import Target
+
+    (check,) = health.select(health.load_checks(), ["allocation_overlaps"], None)
+    target = Target(tangled, "tests")
+    with psycopg.connect(tangled, autocommit=True) as conn:
+        conn.execute(  # never violated: id is unique
+            "ALTER TABLE allocations ADD CONSTRAINT weaker EXCLUDE USING gist "
+            '(id WITH =, resource_type WITH =, resource_id WITH =, "window" WITH &&) '
+            "WHERE (NOT shadow)"
+        )
+        (result,) = health.run_checks(target, [check])
+        assert result.status == "critical"
+        conn.execute("ALTER TABLE allocations DROP CONSTRAINT weaker")
+        conn.execute("DELETE FROM allocations")
+        conn.execute(
+            "ALTER TABLE allocations ADD CONSTRAINT allocations_no_overlap EXCLUDE USING gist "
+            "(restaurant_id WITH =, resource_type WITH =, resource_id WITH =, "
+            '"window" WITH &&) WHERE (NOT shadow) DEFERRABLE'
+        )
+        plan = "\n".join(
+            r[0] for r in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + check.path.read_text())
+        )
+        assert "One-Time Filter" in plan and "never executed" in plan, plan
+        (result,) = health.run_checks(target, [check])
+        assert result.status == "ok"

@@ -48,6 +48,8 @@ class ExclusionSwap:
     # (the sync trigger's ON CONFLICT waits on the uncommitted row): at ~15,000 rows/s into
     # the GiST-indexed shadow, 1,000 rows keep that wait near 70 ms (5,000: up to 330 ms).
     batch_size: int = 1000
+    # Rows a pre-flight chunk reads (sorted in memory: ~2 MB at 20,000 allocations).
+    preflight_chunk: int = 20_000
     plain_below_rows: int = 50_000
     swap_attempts: int = 10
     notes: list[str] = field(default_factory=list)
@@ -57,13 +59,20 @@ class ExclusionSwap:
         return self.table + SHADOW_SUFFIX
 
     @property
+    def chunk_column(self) -> str:
+        """The pre-flight reads whole groups in chunks by this equal column (the last, the
+        most selective one: give it a btree index; allocations.resource_id has one)."""
+        return self.equal_columns[-1]
+
+    @property
     def sync_function(self) -> str:
         return f"venuedb_sync_{self.table}{SHADOW_SUFFIX}"
 
 
 def tuned(swap: ExclusionSwap) -> ExclusionSwap:
     """Operators (and tests) tune the swap from the environment: VENUEDB_SHADOW_SWAP_MIN_ROWS
-    (below it, the plain path), VENUEDB_SHADOW_SWAP_BATCH, VENUEDB_SHADOW_SWAP_ATTEMPTS."""
+    (below it, the plain path), VENUEDB_SHADOW_SWAP_BATCH, VENUEDB_SHADOW_SWAP_ATTEMPTS,
+    VENUEDB_SHADOW_SWAP_PREFLIGHT_CHUNK."""
     from dataclasses import replace
 
     return replace(
@@ -71,6 +80,9 @@ def tuned(swap: ExclusionSwap) -> ExclusionSwap:
         plain_below_rows=int(os.environ.get("VENUEDB_SHADOW_SWAP_MIN_ROWS", swap.plain_below_rows)),
         batch_size=int(os.environ.get("VENUEDB_SHADOW_SWAP_BATCH", swap.batch_size)),
         swap_attempts=int(os.environ.get("VENUEDB_SHADOW_SWAP_ATTEMPTS", swap.swap_attempts)),
+        preflight_chunk=int(
+            os.environ.get("VENUEDB_SHADOW_SWAP_PREFLIGHT_CHUNK", swap.preflight_chunk)
+        ),
     )
 
 
@@ -107,18 +119,7 @@ def _exists(relation: str) -> bool:
 
 def preflight(swap: ExclusionSwap, limit: int = 20) -> None:
     """Refuse with a list when existing rows would violate the new constraint."""
-    a, b = "a", "b"
-    joins = " AND ".join(f"{a}.{c} = {b}.{c}" for c in swap.equal_columns)
-    where = f"({swap.predicate.format(a=a)}) AND ({swap.predicate.format(a=b)})"
-    overlap = f'{a}."{swap.overlap_column}" && {b}."{swap.overlap_column}"'
-    rows = _rows(
-        f"SELECT {a}.{swap.key}::text, {b}.{swap.key}::text, "
-        + ", ".join(f"{a}.{c}::text" for c in swap.equal_columns)
-        + f', {a}."{swap.overlap_column}"::text, {b}."{swap.overlap_column}"::text '
-        f"FROM public.{swap.table} {a} JOIN public.{swap.table} {b} "
-        f"ON {joins} AND {overlap} AND {a}.{swap.key} < {b}.{swap.key} "
-        f"WHERE {where} LIMIT {limit}"
-    )
+    rows = find_violations(_driver(), swap, limit, _notice)
     if not rows:
         _notice(f"pre-flight: 0 constraint violations found for {swap.add_constraint}")
         return
@@ -131,6 +132,106 @@ def preflight(swap: ExclusionSwap, limit: int = 20) -> None:
         f"pre-flight: rows of {swap.table} would violate {swap.add_constraint}{more}: "
         f"{listing}. Nothing was changed; resolve these rows, then run the command again."
     )
+
+
+def overlap_candidates_sql(swap: ExclusionSwap, where: str) -> str:
+    """The rows (as `cand`) that may overlap another row of their group, and the pairs.
+
+    A self-join on the equal columns compares every two rows of a group (a table's
+    allocations: hundreds), and no index serves the rollback's groups: the GiST index of
+    allocations_no_overlap leads with restaurant_id, which the downgrade does not compare.
+    Instead each group is sorted by lower bound once: a row can overlap an earlier row only
+    if the greatest upper bound before it reaches its lower bound, and a later row only if
+    the next lower bound is below its upper bound. Those tests admit every row that is in an
+    overlapping pair (equal bounds count only when both may be inclusive, which ties sorted
+    inclusive-first make visible; unbounded ends always count), so joining just the
+    candidates with the exact && finds exactly the old join's pairs. Clean data (touching
+    [) windows included) leaves no candidates."""
+    k, w = swap.key, f'"{swap.overlap_column}"'
+    group = ", ".join(f"a.{c}" for c in swap.equal_columns)
+    return f"""
+WITH sorted AS (
+    SELECT a.{k} AS key, {group}, a.{w} AS w,
+           count(*) OVER earlier > 0 AS has_prev,
+           bool_or(upper_inf(a.{w})) OVER earlier AS prev_upper_inf,
+           bool_or(upper_inc(a.{w})) OVER earlier AS prev_upper_inc,
+           max(upper(a.{w})) OVER earlier AS prev_upper,
+           lead(a.{k}) OVER g IS NOT NULL AS has_next,
+           lead(lower_inf(a.{w})) OVER g AS next_lower_inf,
+           lead(lower_inc(a.{w})) OVER g AS next_lower_inc,
+           lead(lower(a.{w})) OVER g AS next_lower
+    FROM public.{swap.table} AS a
+    WHERE ({swap.predicate.format(a="a")}) AND NOT isempty(a.{w}) AND {where}
+    WINDOW g AS (PARTITION BY {group}
+                 ORDER BY lower(a.{w}) NULLS FIRST, lower_inc(a.{w}) DESC, a.{k}),
+           earlier AS (g ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+), cand AS (
+    SELECT * FROM sorted AS s
+    WHERE (s.has_prev AND (s.prev_upper_inf OR lower_inf(s.w) OR s.prev_upper > lower(s.w)
+                           OR (s.prev_upper = lower(s.w) AND s.prev_upper_inc
+                               AND lower_inc(s.w))))
+       OR (s.has_next AND (s.next_lower_inf OR upper_inf(s.w) OR s.next_lower < upper(s.w)
+                           OR (s.next_lower = upper(s.w) AND s.next_lower_inc
+                               AND upper_inc(s.w))))
+)
+"""
+
+
+def find_violations(
+    conn: Any, swap: ExclusionSwap, limit: int, say: Any = print
+) -> list[tuple[Any, ...]]:
+    """Up to `limit` pairs of rows that overlap within a group: both keys, the equal
+    columns, both ranges (as text), as the plain self-join would list them.
+
+    Runs in chunks of whole groups, keyset over swap.chunk_column (an equal column, so a
+    group never spans two chunks; its btree index finds a chunk), saying how far it got:
+    on a million rows this takes seconds, and a silent pre-flight looks like a hang."""
+    c, table = swap.chunk_column, f"public.{swap.table} AS a"
+    total = _scalar(conn, f"SELECT count(*) FROM {table} WHERE a.{c} IS NOT NULL", {})
+    found: list[tuple[Any, ...]] = []
+    params: dict[str, Any] = {"low": None, "high": None}
+    checked = 0
+    say(
+        f"pre-flight: checking {total} rows of {swap.table} for {swap.add_constraint} "
+        f"violations, {swap.preflight_chunk} rows a chunk"
+    )
+    started = said = time.monotonic()
+    while len(found) < limit:
+        after = f"a.{c} > %(low)s" if params["low"] is not None else f"a.{c} IS NOT NULL"
+        bound = conn.execute(
+            f"SELECT a.{c} FROM {table} WHERE {after} "
+            f"ORDER BY a.{c} OFFSET {swap.preflight_chunk - 1} LIMIT 1",
+            params,
+        ).fetchone()
+        params["high"] = bound[0] if bound else None
+        where = after + (f" AND a.{c} <= %(high)s" if bound else "")
+        found += conn.execute(pairs_sql(swap, where, limit - len(found)), params).fetchall()
+        checked += _scalar(conn, f"SELECT count(*) FROM {table} WHERE {where}", params)
+        if bound is None or time.monotonic() - said >= 1.0:
+            rate = checked / max(time.monotonic() - started, 1e-6)
+            say(f"pre-flight: {checked} of {max(total, checked)} rows checked ({rate:,.0f} rows/s)")
+            said = time.monotonic()
+        if bound is None:
+            break
+        params["low"] = bound[0]
+    return found[:limit]
+
+
+def pairs_sql(swap: ExclusionSwap, where: str, limit: int) -> str:
+    """The overlapping pairs among the rows `where` selects (alias a), as find_violations
+    lists them."""
+    eq = ", ".join(f"x.{col}::text" for col in swap.equal_columns)
+    same_group = " AND ".join(f"x.{col} = y.{col}" for col in swap.equal_columns)
+    return (
+        overlap_candidates_sql(swap, where)
+        + f"SELECT x.key::text, y.key::text, {eq}, x.w::text, y.w::text "
+        f"FROM cand AS x JOIN cand AS y ON {same_group} AND x.w && y.w AND x.key < y.key "
+        f"LIMIT {limit}"
+    )
+
+
+def _scalar(conn: Any, sql: str, params: dict[str, Any]) -> int:
+    return int(conn.execute(sql, params).fetchone()[0])
 
 
 def _row_count_up_to(table: str, limit: int) -> int:
