@@ -53,13 +53,29 @@ def _split_password(url: str) -> tuple[str, dict[str, str]]:
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
-        message = mask_text(
-            (result.stderr or result.stdout).strip().splitlines()[-1]
-            if (result.stderr or result.stdout).strip()
-            else "failed"
-        )
-        raise OperationFailed(f"{Path(args[0]).name} failed: {message}")
+        raise OperationFailed(f"{Path(args[0]).name} failed:\n  {_error_text(result)}")
     return result
+
+
+def _error_text(result: subprocess.CompletedProcess[str]) -> str:
+    """The lines of a client tool's stderr that say what went wrong, password masked.
+
+    A failed statement ends with "Command was: <the whole SQL>", whose last line is
+    often just ");": keep the tool's own lines (which object, which error) and only
+    the first line of the command, so the message names the real cause.
+    """
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    kept = [
+        line[:_MAX_LINE]
+        for line in lines
+        if line.startswith(_TOOL_PREFIXES) and not line.endswith("while PROCESSING TOC:")
+    ]
+    return mask_text("\n  ".join(kept[-_MAX_LINES:] or lines[-1:]) or "failed")
+
+
+_TOOL_PREFIXES = ("pg_dump:", "pg_restore:", "psql:", "Command was:")
+_MAX_LINE = 300
+_MAX_LINES = 6
 
 
 def list_contents(path: Path) -> int:
@@ -69,27 +85,64 @@ def list_contents(path: Path) -> int:
 
 
 def backup(target: db.Target, out_dir: Path) -> BackupResult:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    path = _new_backup_path(target, out_dir)
+    # pg_dump writes to a hidden name beside the final one and the file is renamed only
+    # once its table of contents reads back: a failed or interrupted dump never leaves a
+    # file that looks like a backup.
+    partial = path.with_name(f".{path.name}.partial")
+    url, env = _split_password(target.url)
+    started = time.monotonic()
+    try:
+        _create_private(partial)
+        _run(
+            [
+                str(binary("pg_dump")),
+                "--format=custom",
+                "--no-owner",
+                f"--file={partial}",
+                f"--dbname={url}",
+            ],
+            env,
+        )
+        objects = list_contents(partial)
+        os.replace(partial, path)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OperationFailed(
+                f"cannot write the backup in {out_dir}: {exc.strerror or exc}; no file was left"
+            ) from None
+        if isinstance(exc, OperationFailed):
+            raise OperationFailed(f"backup failed; no file was left in {out_dir}.\n{exc}") from None
+        raise
+    return BackupResult(path, path.stat().st_size, objects, time.monotonic() - started)
+
+
+def _new_backup_path(target: db.Target, out_dir: Path) -> Path:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OperationFailed(
+            f"cannot create the backup directory {out_dir}: {exc.strerror or exc}"
+        ) from None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = out_dir / f"{database_name(target.url)}-{stamp}.dump"
     serial = 1
     while path.exists():  # two backups in one second keep both
         serial += 1
         path = out_dir / f"{database_name(target.url)}-{stamp}-{serial}.dump"
-    url, env = _split_password(target.url)
-    started = time.monotonic()
-    _run(
-        [
-            str(binary("pg_dump")),
-            "--format=custom",
-            "--no-owner",
-            f"--file={path}",
-            f"--dbname={url}",
-        ],
-        env,
-    )
-    objects = list_contents(path)
-    return BackupResult(path, path.stat().st_size, objects, time.monotonic() - started)
+    return path
+
+
+def _create_private(path: Path) -> None:
+    """Create the file readable by its owner only, whatever the umask: a dump holds every
+    row. pg_dump then truncates and fills it, keeping the mode (fopen "wb" on a file that
+    exists does not change it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the umask can only have removed bits from 0600; set it exactly
+    finally:
+        os.close(fd)
 
 
 def is_empty(target: db.Target) -> bool:
@@ -117,13 +170,27 @@ def restore(path: Path, target: db.Target, *, force: bool = False) -> dict[str, 
     _ensure_roles(target)
     url, env = _split_password(target.url)
     started = time.monotonic()
-    args = [str(binary("pg_restore")), "--no-owner", "--exit-on-error"]
+    # One transaction for the whole restore: a truncated dump or a conflicting object
+    # rolls everything back and the target holds exactly what it held before, so a rerun
+    # with a good file works. Chosen over restoring into a scratch database and renaming
+    # it: that needs CREATEDB, no other session on the target, and would drop the target's
+    # own grants and settings. The price: no --jobs, and the tables stay locked until the
+    # end (the target is empty or being replaced, so nobody should be using it).
+    args = [str(binary("pg_restore")), "--no-owner", "--single-transaction", "--exit-on-error"]
     if force:
         args += ["--clean", "--if-exists"]
-    if _server_version(target) >= 170000:
-        _run([*args, f"--dbname={url}", str(path)], env)
-    else:
-        _restore_to_older_server(args, path, url, env)
+    try:
+        if _server_version(target) >= 170000:
+            _run([*args, f"--dbname={url}", str(path)], env)
+        else:
+            _restore_to_older_server(args, path, url, env)
+    except OperationFailed as exc:
+        raise OperationFailed(
+            f"restore failed and was rolled back (it ran in one transaction): "
+            f"{target.masked} holds what it held before.\n{exc}\n"
+            "next: fix the cause (a complete backup file, or drop the conflicting object "
+            "from the target) and rerun `venuedb restore`"
+        ) from None
     return {"path": str(path), "objects": objects, "seconds": round(time.monotonic() - started, 3)}
 
 
@@ -167,5 +234,4 @@ def _restore_to_older_server(args: list[str], path: Path, url: str, env: dict[st
         check=False,
     )
     if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        raise OperationFailed(f"restore failed: {mask_text(lines[-1] if lines else 'psql error')}")
+        raise OperationFailed(f"psql failed:\n  {_error_text(result)}")

@@ -18,7 +18,8 @@ def backup(
     json_output: JsonFlag = False,
 ) -> None:
     """pg_dump (custom format) named by database and UTC time, then verified by reading its
-    table of contents (pg_restore --list). Exit 1 when the dump or its check fails."""
+    table of contents (pg_restore --list); written mode 0600. Exit 1 when the dump or its
+    check fails, leaving no file behind."""
     from toolkit.backup import backup as take_backup
 
     out = Output(json_output)
@@ -49,9 +50,10 @@ def restore(
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Restore a backup into an empty database, then run `venuedb verify` on it (seed 000
-    rollback level 3). Exit 2 for a non-empty target without --force or an unreadable file,
-    3 when the restored database does not verify clean."""
+    """Restore a backup into an empty database in one transaction, then run `venuedb verify`
+    on it (seed 000 rollback level 3). Exit 1 when pg_restore fails (rolled back: the target
+    is unchanged), 2 for a non-empty target without --force or an unreadable file, 3 when
+    the restored database does not verify clean."""
     from toolkit.backup import restore as run_restore
     from toolkit.connection import resolve
     from toolkit.verify import verify
