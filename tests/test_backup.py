@@ -125,7 +125,10 @@ def test_a_conflicting_object_in_the_target_fails_with_the_real_error_and_change
 
     assert failed.exit_code == 1, failed.output
     assert 'schema "auth" already exists' in failed.stderr
-    assert "Command was: CREATE SCHEMA auth;" in failed.stderr
+    with psycopg.connect(empty_db_url) as conn:
+        server = conn.info.server_version
+    if server >= 170000:  # pg_restore names the statement; below 17 psql runs the script
+        assert "Command was: CREATE SCHEMA auth;" in failed.stderr
     assert _tables(empty_db_url) == 0 and _schemas(empty_db_url) == before
 
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
