@@ -441,3 +441,85 @@ def test_allocation_overlaps_trusts_only_the_overlap_rules_constraint(tangled: s
         assert "One-Time Filter" in plan and "never executed" in plan, plan
         (result,) = health.run_checks(target, [check])
         assert result.status == "ok"
+
+
+def _interrupt(url: str, monkeypatch: pytest.MonkeyPatch, *command: str) -> None:
+    """Run `command` while a reader keeps the swap from its lock: it stops (exit 4) with
+    the shadow table copied and the sync trigger live, as a killed run leaves it."""
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "1")
+    reader = psycopg.connect(url)
+    reader.execute("SELECT 1 FROM allocations LIMIT 1")  # ACCESS SHARE until rollback
+    try:
+        result = invoke(
+            *command, "--database-url", url, "--lock-timeout", "100ms", "--retries", "0"
+        )
+        assert result.exit_code == 4, result.output
+    finally:
+        reader.rollback()
+        reader.close()
+    assert _state(url)["leftovers"] > 0  # the shadow table, its indexes, its sync function
+
+
+def _in_progress_reported(url: str, building: str) -> None:
+    status = invoke("status", "--database-url", url, "--json")
+    assert status.exit_code == 1, status.output
+    (item,) = as_json(status)["in_progress"]
+    assert item["building"] == building and item["rows_copied"] > 0 and item["since"]
+    assert as_json(status)["status"] == "in_progress"
+    verify = invoke("verify", "--database-url", url)
+    assert verify.exit_code == 3, verify.output
+    assert "OPERATION IN PROGRESS" in verify.stdout and "clean" not in verify.stdout
+    assert f"to {building} is in progress" in verify.stdout
+
+
+def test_an_interrupted_apply_is_reported_and_a_rollback_abandons_it(
+    before_swap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _state(before_swap)
+    _interrupt(before_swap, monkeypatch, "apply", "booking_005")
+    _in_progress_reported(before_swap, "allocations_no_overlap")
+    # Not applied, so nothing to roll back, but the half-done swap must not stay behind.
+    result = invoke("rollback", PRE_SWAP, "--yes", "--database-url", before_swap, "--json")
+    assert result.exit_code == 0, result.output
+    assert any(n.startswith("abandoned a shadow-table swap") for n in as_json(result)["notices"])
+    assert _state(before_swap) == before  # the old constraint, every row, no shadow object
+    assert invoke("status", "--database-url", before_swap).exit_code == 0
+
+
+def test_an_interrupted_rollback_is_abandoned_by_apply_and_legal_writes_pass(
+    before_swap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _apply(before_swap, "booking_005")
+    applied = _state(before_swap)
+    _interrupt(before_swap, monkeypatch, "rollback", PRE_SWAP, "--yes")
+    _in_progress_reported(before_swap, "allocations_resource_window_excl")
+    result = invoke("apply", "booking_005", "--database-url", before_swap, "--json")
+    assert result.exit_code == 0, result.output
+    assert any(n.startswith("abandoned a shadow-table swap") for n in as_json(result)["notices"])
+    assert _state(before_swap) == applied
+    with psycopg.connect(before_swap) as conn:
+        # Legal under allocations_no_overlap, refused by the old rule the shadow carried.
+        resource = uuid.uuid4()
+        for restaurant in (RESTAURANT, "10000000-0000-4000-8000-000000000002"):
+            conn.execute(
+                "INSERT INTO restaurants (id, name, slug) VALUES (%s, 'R', %s) "
+                "ON CONFLICT DO NOTHING",
+                (restaurant, f"r-{restaurant}"),
+            )
+            conn.execute(
+                "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
+                "\"window\") VALUES (%s, 'merge_group', %s, "
+                "'[2031-03-01 19:00+00,2031-03-01 21:00+00)')",
+                (restaurant, resource),
+            )
+
+
+def test_an_interrupted_apply_is_resumed_by_the_next_apply(
+    before_swap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _interrupt(before_swap, monkeypatch, "apply", "booking_005")
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "10")
+    notices = _apply(before_swap, "booking_005")["notices"]
+    assert any(n.endswith("this run resumes it") for n in notices), notices
+    assert _state(before_swap)["constraints"] == {"allocations_no_overlap": NEW_DEF}
+    assert _state(before_swap)["leftovers"] == 0

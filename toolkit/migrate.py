@@ -136,9 +136,14 @@ def run(
         locks.acquire(control, locks.DEPLOY_LOCK, options.lock_wait, "deploy")
         try:
             _refuse_an_orphaned_migration(control)
-            return _run_locked(
+            settled: list[str] = []
+            if not options.rehearse:
+                settled = _settle_interrupted_swaps(control, direction, alembic_target, emit)
+            result = _run_locked(
                 target, control, direction, command, alembic_target, release, options, emit
             )
+            result.notices[:0] = settled
+            return result
         finally:
             if _alive(control):
                 locks.release(control, locks.DEPLOY_LOCK)
@@ -154,6 +159,38 @@ def _refuse_an_orphaned_migration(control: Any) -> None:
             "Wait for it to finish (`venuedb status`), or stop it with "
             f"SELECT pg_terminate_backend({holder.pid}) and run this command again"
         )
+
+
+def _settle_interrupted_swaps(
+    control: Any, direction: str, alembic_target: str, emit: Emit
+) -> list[str]:
+    """Resume a swap a dead run left behind when this plan builds the same constraint on
+    the same table; otherwise abandon it, so no shadow keeps refusing legal writes."""
+    from toolkit import interrupted_swaps
+    from toolkit.shadow_swap import ExclusionSwap
+
+    found = interrupted_swaps.find(control)
+    if not found:
+        return []
+    attribute = "UPGRADE" if direction == "upgrade" else "DOWNGRADE"
+    resumed = set()
+    for step in revs.plan(direction, alembic_target, current_heads(control)):
+        module = getattr(revs.script_directory().get_revision(step.revision), "module", None)
+        swap = getattr(module, attribute, None)
+        if isinstance(swap, ExclusionSwap):
+            resumed.add((swap.table, swap.add_constraint))
+    said = []
+    for item in found:
+        if (item.table, item.building) in resumed:
+            said.append(f"{item.describe()}: this run resumes it")
+        else:
+            interrupted_swaps.abandon(control, item)
+            said.append(
+                f"abandoned {item.describe()}: its shadow table, sync trigger and function "
+                f"were dropped ({item.table} keeps the constraint it has)"
+            )
+        emit("notice", said[-1])
+    return said
 
 
 def _alive(conn: Any) -> bool:

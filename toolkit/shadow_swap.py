@@ -31,6 +31,9 @@ from alembic import context, op
 from toolkit.online import in_rehearsal, outside_transaction
 
 SHADOW_SUFFIX = "__venuedb_shadow"
+# The shadow table's comment, then when it was created: `status` and `verify` say since
+# when a swap a run left behind has been in progress (toolkit/interrupted_swaps.py).
+STARTED = "venuedb shadow swap started "
 OLD_SUFFIX = "__venuedb_old"
 
 
@@ -360,6 +363,10 @@ def _create_shadow(swap: ExclusionSwap) -> None:
             {"t": f"public.{swap.shadow}"},
         ):
             op.execute(f"ALTER TABLE public.{swap.shadow} DROP CONSTRAINT {name}")
+        op.execute(
+            f"DO $c$ BEGIN EXECUTE format('COMMENT ON TABLE public.{swap.shadow} IS %L', "
+            f"'{STARTED}' || date_trunc('second', now())::text); END $c$"
+        )
         op.execute(
             f"ALTER TABLE public.{swap.shadow} ADD CONSTRAINT {temp_constraint} "
             f"{swap.add_definition}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit import connection as db
-from toolkit import records
+from toolkit import interrupted_swaps, records
 from toolkit import revisions as revs
 from toolkit.migrate import current_heads
 
@@ -16,6 +16,7 @@ def status(target: db.Target) -> dict[str, Any]:
         records.reap(conn)  # so "last deployment" never shows a dead run as running
         last = records.last_deployment(conn)
         server_version = conn.execute("SHOW server_version").fetchone()[0]
+        in_progress = [s.to_dict() | {"what": s.describe()} for s in interrupted_swaps.find(conn)]
     applied = revs.applied_revisions(heads)
     pending = [s.to_dict() for s in revs.all_steps() if s.revision not in applied]
     return {
@@ -24,6 +25,7 @@ def status(target: db.Target) -> dict[str, Any]:
         "pending": pending,
         "releases": revs.releases_applied(heads),
         "last_deployment": last,
+        "in_progress": in_progress,
     }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import connection as db
-from toolkit import postconditions, records, snapshot
+from toolkit import interrupted_swaps, postconditions, records, snapshot
 from toolkit import revisions as revs
 from toolkit.errors import BadInput
 from toolkit.migrate import current_heads
@@ -22,12 +22,18 @@ class Report:
     postconditions: list[dict[str, Any]] = field(default_factory=list)
     drift: list[dict[str, Any]] = field(default_factory=list)
     tamper: list[dict[str, Any]] = field(default_factory=list)
+    in_progress: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def clean(self) -> bool:
-        return not self.drift and not self.tamper and all(p["ok"] for p in self.postconditions)
+        return (
+            not self.drift
+            and not self.tamper
+            and not self.in_progress
+            and all(p["ok"] for p in self.postconditions)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +41,7 @@ class Report:
             "postconditions": self.postconditions,
             "drift": self.drift,
             "tamper": self.tamper,
+            "in_progress": self.in_progress,
             "notes": self.notes,
             "seconds": round(self.seconds, 3),
         }
@@ -59,6 +66,9 @@ def verify(target: db.Target, release: str | None = None) -> Report:
             checks = [c for c in checks if c.release == release]
         report.postconditions = [r.to_dict() for r in postconditions.evaluate(conn, checks)]
         _tamper(conn, heads, release, report)
+        report.in_progress = [
+            s.to_dict() | {"what": s.describe()} for s in interrupted_swaps.find(conn)
+        ]
         if release is None:
             _drift(conn, heads, report)
         else:

@@ -49,10 +49,19 @@ class Output:
         self.err.print(text, style="dim")
 
     def emit(self, kind: str, message: str) -> None:
-        style = {"notice": "cyan", "retry": "yellow", "warning": "yellow", "step": "green"}.get(
-            kind, ""
-        )
-        prefix = {"notice": "NOTICE: ", "retry": "retry: ", "warning": "warning: "}.get(kind, "")
+        style = {
+            "notice": "cyan",
+            "retry": "yellow",
+            "warning": "yellow",
+            "step": "green",
+            "error": "red",
+        }.get(kind, "")
+        prefix = {
+            "notice": "NOTICE: ",
+            "retry": "retry: ",
+            "warning": "warning: ",
+            "error": "error: ",
+        }.get(kind, "")
         self.progress.print(f"{prefix}{message}", style=style or None, markup=False)
 
     def document(self, status: str, **payload: Any) -> None:

@@ -88,8 +88,11 @@ def status(database_url: DatabaseUrl = None, json_output: JsonFlag = False) -> N
     with handled(out):
         target = resolve_target(database_url, out)
         info = get_status(target)
-        out.document("ok", **info)
+        # An operation a dead run left half done is not a state to report as ok.
+        out.document("in_progress" if info["in_progress"] else "ok", **info)
         if json_output:
+            if info["in_progress"]:
+                raise typer.Exit(1)
             return
         out.line(f"PostgreSQL {info['server_version']}")
         out.out.print(
@@ -121,6 +124,14 @@ def status(database_url: DatabaseUrl = None, json_output: JsonFlag = False) -> N
                 f"{last['result']} at {last['started_at']} by {last['actor']}"
                 + (f" ({last['duration_ms']} ms)" if last["duration_ms"] is not None else "")
             )
+        for item in info["in_progress"]:
+            out.emit(
+                "error",
+                f"{item['what']}; `venuedb apply` or `venuedb rollback` resumes it when its "
+                "plan builds that constraint and abandons it otherwise",
+            )
+        if info["in_progress"]:
+            raise typer.Exit(1)
 
 
 def apply(
@@ -194,8 +205,18 @@ def rollback(
         target = resolve_target(database_url, out)
         steps, _, alembic_target = plan_for(target, "downgrade", target_name)
         if not steps:
-            out.line("nothing to roll back: the database is already at or below the target")
-            out.document("ok", planned=[], done=[])
+            if not _swaps_left_behind(target):
+                out.line("nothing to roll back: the database is already at or below the target")
+                out.document("ok", planned=[], done=[])
+                return
+            # Nothing to downgrade, but a dead run's half-done swap to abandon (issue 16).
+            require_tty_or_yes(
+                yes,
+                "rollback",
+                lambda: typer.confirm("Abandon the interrupted swap?", default=False),
+            )
+            result = run(target, "downgrade", target_name, options, emit=out.emit)
+            _report(out, result, False, record=_markdown(result, target, options.actor))
             return
         out.progress.print(
             table(
@@ -282,6 +303,13 @@ def _offline_sql(target_name: str | None, from_revision: str | None, out: Output
         from toolkit.errors import BadInput
 
         raise BadInput(f"cannot produce SQL for {spec!r}: {str(exc).splitlines()[0]}") from None
+
+
+def _swaps_left_behind(target: Any) -> bool:
+    from toolkit import interrupted_swaps
+
+    with _connect(target) as conn:
+        return bool(interrupted_swaps.find(conn))
 
 
 def _connect(target: Any) -> Any:

@@ -28,7 +28,7 @@ def verify(
     out = Output(json_output)
     with handled(out):
         report = run_verify(resolve_target(database_url, out), release)
-        status = "ok" if report.clean else "drift"
+        status = "ok" if report.clean else ("in_progress" if report.in_progress else "drift")
         out.document(status, **report.to_dict())
         if not json_output:
             failed = [p for p in report.postconditions if not p["ok"]]
@@ -66,9 +66,14 @@ def verify(
                         [[t["kind"], t["name"], t.get("detail", "")] for t in report.tamper],
                     )
                 )
+            for item in report.in_progress:
+                out.line(f"operation in progress: {item['what']}")
             for note in report.notes:
                 out.line(f"note: {note}")
-            out.line(("clean" if report.clean else "DRIFT") + f" ({report.seconds * 1000:.0f} ms)")
+            verdict = "clean" if report.clean else "DRIFT"
+            if report.in_progress:
+                verdict = "OPERATION IN PROGRESS"
+            out.line(f"{verdict} ({report.seconds * 1000:.0f} ms)")
         if not report.clean:
             raise typer.Exit(3)
 
