@@ -523,3 +523,43 @@ def test_an_interrupted_apply_is_resumed_by_the_next_apply(
     assert any(n.endswith("this run resumes it") for n in notices), notices
     assert _state(before_swap)["constraints"] == {"allocations_no_overlap": NEW_DEF}
     assert _state(before_swap)["leftovers"] == 0
+
+
+def test_killing_the_lock_session_mid_swap_never_lets_a_second_deploy_run(
+    before_swap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16.1, mid-swap: the copy is done and the swap waits for its brief lock when the
+    deploy lock's session is terminated. A second apply is refused; the first finishes."""
+    from tests.clihelpers import spawn
+
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "40")
+    reader = psycopg.connect(before_swap)
+    reader.execute("SELECT 1 FROM allocations LIMIT 1")  # the swap cannot take its lock
+    try:
+        first = spawn(
+            "apply", "booking_005", "--database-url", before_swap, "--lock-timeout", "200ms"
+        )
+        with psycopg.connect(before_swap, autocommit=True) as admin:
+            deadline = time.monotonic() + 30
+            while not admin.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = "
+                "'allocations__venuedb_shadow_sync')"
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the swap never started"
+                time.sleep(0.1)
+            time.sleep(0.5)  # copied; now retrying for the swap's lock
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                "datname = current_database() AND application_name = 'venuedb apply (control)'"
+            )
+        second = invoke("apply", "booking_005", "--database-url", before_swap, "--lock-wait", "1s")
+        assert second.exit_code == 4, second.output
+        assert "still migrating" in second.stderr
+    finally:
+        reader.rollback()
+        reader.close()
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, out + err
+    state = _state(before_swap)
+    assert state["constraints"] == {"allocations_no_overlap": NEW_DEF}
+    assert state["leftovers"] == 0
