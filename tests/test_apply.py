@@ -4,9 +4,14 @@ records and checksums, rehearsal."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import signal
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -244,23 +249,31 @@ def _record_result(url: str) -> tuple:
         ).fetchone()
 
 
-def test_a_killed_apply_is_marked_interrupted_and_a_live_one_is_not(empty_db_url: str) -> None:
-    import os
-    import signal
-
-    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
-    blocker = psycopg.connect(empty_db_url)
+@contextmanager
+def _apply_waiting_on_a_lock(
+    url: str,
+) -> Iterator[tuple[subprocess.Popen[str], psycopg.Connection]]:
+    """`venuedb apply bar-baseline` as a real process, its migration under way and waiting:
+    bar_001 references auth.users, and an open transaction holds a conflicting lock there
+    until the caller rolls `blocker` back (or leaves the block)."""
+    assert invoke("apply", "booking-baseline", "--database-url", url).exit_code == 0
+    blocker = psycopg.connect(url)
     try:
-        # bar_001 waits on this open transaction for as long as its lock_timeout allows.
         blocker.execute("INSERT INTO auth.users (email) VALUES ('slow@example.com')")
-        runner = spawn(
-            "apply", "bar-baseline", "--database-url", empty_db_url, "--lock-timeout", "60s"
-        )
+        runner = spawn("apply", "bar-baseline", "--database-url", url, "--lock-timeout", "60s")
+        deadline = time.monotonic() + 30
+        while _backend(url, "venuedb apply") is None or _record_result(url)[1] != "running":
+            assert time.monotonic() < deadline, "the apply never started migrating"
+            time.sleep(0.1)
+        yield runner, blocker
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
+def test_a_killed_apply_is_marked_interrupted_and_a_live_one_is_not(empty_db_url: str) -> None:
+    with _apply_waiting_on_a_lock(empty_db_url) as (runner, _):
         try:
-            deadline = time.monotonic() + 30
-            while _record_result(empty_db_url)[1] != "running":
-                assert time.monotonic() < deadline, "the apply never started its record"
-                time.sleep(0.1)
             time.sleep(0.3)
             for command in (("records",), ("status",)):
                 assert invoke(*command, "--database-url", empty_db_url).exit_code == 0
@@ -279,9 +292,6 @@ def test_a_killed_apply_is_marked_interrupted_and_a_live_one_is_not(empty_db_url
         )
         assert shown["record"]["result"] == "interrupted"
         assert "interrupted" in shown["record"]["error"]
-    finally:
-        blocker.rollback()
-        blocker.close()
     again = invoke("apply", "bar-baseline", "--database-url", empty_db_url, "--lock-wait", "30s")
     assert again.exit_code == 0, again.output
 
@@ -415,36 +425,19 @@ def test_losing_the_deploy_lock_session_never_lets_a_second_deploy_run(
     """Issue 16.1: the deploy lock lives on an idle control session. Terminate that session
     while the migration is under way: a second deploy must still be refused, and the first
     must finish and record what it did."""
-    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
-    blocker = psycopg.connect(empty_db_url)
-    try:
-        # bar_001 references auth.users: it waits on this open transaction's lock.
-        blocker.execute("INSERT INTO auth.users (email) VALUES ('slow@example.com')")
-        first = spawn(
-            "apply", "bar-baseline", "--database-url", empty_db_url, "--lock-timeout", "60s"
+    with _apply_waiting_on_a_lock(empty_db_url) as (first, blocker):
+        control = _backend(empty_db_url, "venuedb apply (control)")
+        assert control is not None
+        with psycopg.connect(empty_db_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (control,))
+        second = invoke(
+            "apply", "bar-baseline", "--database-url", empty_db_url, "--lock-wait", "2s"
         )
-        try:
-            deadline = time.monotonic() + 30
-            while _backend(empty_db_url, "venuedb apply") is None or (
-                _record_result(empty_db_url)[1] != "running"
-            ):
-                assert time.monotonic() < deadline, "the first apply never started migrating"
-                time.sleep(0.1)
-            control = _backend(empty_db_url, "venuedb apply (control)")
-            assert control is not None
-            with psycopg.connect(empty_db_url, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (control,))
-            second = invoke(
-                "apply", "bar-baseline", "--database-url", empty_db_url, "--lock-wait", "2s"
-            )
-            assert second.exit_code == 4, second.output
-            assert "still migrating" in second.stderr
-            assert _heads(empty_db_url)["bar"] is None  # the second changed nothing
-        finally:
-            blocker.rollback()
+        assert second.exit_code == 4, second.output
+        assert "still migrating" in second.stderr
+        assert _heads(empty_db_url)["bar"] is None  # the second changed nothing
+        blocker.rollback()
         out, err = first.communicate(timeout=60)
-    finally:
-        blocker.close()
     assert first.returncode == 0, out + err
     assert "deploy lock's session was lost" in out + err
     assert _heads(empty_db_url)["bar"] == "bar_001"
