@@ -27,10 +27,8 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Goal, database_comment, database_url, report, scratch_database, settle
-from bench.data import booking
-from toolkit.connection import Target
-from toolkit.migrate import RunOptions, run
+from bench.common import Goal, report, settle
+from bench.confirm import prepare
 from toolkit.shadow_swap import find_violations, pairs_sql, tuned
 
 NAME = "venuedb_bench_overlaps"
@@ -51,23 +49,6 @@ SELECT a.id, b.id FROM public.allocations a JOIN public.allocations b
  AND a."window" && b."window" AND a.id < b.id
 WHERE (NOT a.shadow) AND (NOT b.shadow) LIMIT 20
 """
-
-
-def prepare(scale: float, seed: int, anchor: dt.date) -> str:
-    """A database at all heads holding the data set (reused when it already does)."""
-    tag = f"bench.data.booking scale={scale} seed={seed} anchor={anchor.isoformat()}"
-    url = database_url(NAME)
-    if database_comment(url) == tag:
-        print(f"reusing {NAME}: {tag}")
-        return url
-    url = scratch_database(NAME)
-    run(Target(url, "bench"), "upgrade", None, RunOptions(actor="bench"))
-    started = time.monotonic()
-    with psycopg.connect(url, autocommit=True) as conn:
-        counts = booking.load(conn, scale=scale, seed=seed, anchor=anchor)
-        conn.execute(f"COMMENT ON DATABASE \"{NAME}\" IS '{tag}'")
-    print(f"generated in {time.monotonic() - started:.0f} s: {counts}")
-    return url
 
 
 def timed(conn: psycopg.Connection, sql: str, repeat: int) -> list[float]:
@@ -159,7 +140,7 @@ def main() -> None:
         help="also time the replaced queries, each stopped after SECONDS (0: not run)",
     )
     args = parser.parse_args()
-    url = prepare(args.scale, args.seed, dt.datetime.now(dt.UTC).date())
+    url = prepare(args.scale, args.seed, dt.datetime.now(dt.UTC).date(), name=NAME)
     settle()
     check_sql = CHECK.read_text()
     swap = downgrade_swap()

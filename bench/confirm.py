@@ -99,20 +99,21 @@ def dataset_tag(scale: float, seed: int, anchor: dt.date) -> str:
     return f"bench.data.booking scale={scale} seed={seed} anchor={anchor.isoformat()}"
 
 
-def prepare(scale: float, seed: int, anchor: dt.date) -> str:
-    """The URL of a database at all heads holding the data set (reused when it already does)."""
+def prepare(scale: float, seed: int, anchor: dt.date, name: str = NAME) -> str:
+    """The URL of database `name` at all heads holding the booking data set (reused, and
+    migrated to the heads, when it already holds it)."""
     tag = dataset_tag(scale, seed, anchor)
-    url = database_url(NAME)
+    url = database_url(name)
     if database_comment(url) == tag:
-        print(f"reusing {NAME}: {tag}")
+        print(f"reusing {name}: {tag}")
         run(Target(url, "bench"), "upgrade", None, RunOptions(actor="bench"))
         return url
-    url = scratch_database(NAME)
+    url = scratch_database(name)
     run(Target(url, "bench"), "upgrade", None, RunOptions(actor="bench"))
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
         counts = booking.load(conn, scale=scale, seed=seed, anchor=anchor)
-        conn.execute(f"COMMENT ON DATABASE \"{NAME}\" IS '{tag}'")
+        conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{tag}'")
     print(f"generated in {time.monotonic() - started:.0f} s: {counts}")
     return url
 
