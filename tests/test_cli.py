@@ -47,11 +47,15 @@ def test_apply_help_explains_lock_timeout_and_rehearse() -> None:
         "--statement-timeout",
         "--retries",
         "--rehearse",
+        "--rehearse-in-place",
+        "--scratch-url",
         "--sql",
         "--json",
         "--database-url",
     ):
         assert option in text
+    # Say plainly what rehearsing in place does to the target's writers.
+    assert "blocking forms" in text and "stall" in text
 
 
 def _unchanged(url: str) -> bool:

@@ -38,6 +38,11 @@ class RunOptions:
     backoff: float = 0.5
     actor: str = field(default_factory=records.default_actor)
     rehearse: bool = False
+    # A rehearsal runs on a scratch copy of the target unless this says in place: the plain,
+    # blocking forms under the real locks on the real tables (see toolkit/rehearsal.py).
+    rehearse_in_place: bool = False
+    scratch_url: str | None = None  # the server to create the scratch copy on (default: target's)
+    rehearsal_copy_of: str | None = None  # set on the copy's run: the masked URL it copies
 
 
 @dataclass
@@ -55,6 +60,8 @@ class RunResult:
     duration_ms: int = 0
     attempts: int = 1
     steps: list[Step] = field(default_factory=list)  # each revision, with when it really ran
+    locks: list[dict[str, Any]] = field(default_factory=list)  # rehearsal: per revision
+    rehearsal: dict[str, Any] = field(default_factory=dict)  # rehearsal: where, caveats
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +77,8 @@ class RunResult:
             "deployment_id": self.deployment_id,
             "duration_ms": self.duration_ms,
             "attempts": self.attempts,
+            "rehearsal": self.rehearsal,
+            "locks": self.locks,
         }
 
 
@@ -120,6 +129,10 @@ def run(
 ) -> RunResult:
     """Upgrade or downgrade under the deploy lock; raise VenuedbError subclasses on failure."""
     options = options or RunOptions()
+    if options.rehearse and not options.rehearse_in_place:
+        from toolkit import rehearsal
+
+        return rehearsal.on_a_scratch_copy(target, direction, target_name, options, emit, run)
     if direction == "upgrade":
         alembic_target, release = revs.upgrade_target(target_name)
     else:
@@ -362,6 +375,8 @@ def _running(result: RunResult) -> str:
 def _state_line(result: RunResult) -> str:
     """What is true after a failure: what was committed, what was rolled back, what was kept."""
     failing = _running(result)
+    if result.command == "rehearse" and result.rehearsal.get("where") == "scratch copy":
+        return "The rehearsal ran on a scratch copy, which was dropped: the target was not changed."
     if result.command == "rehearse":
         return "The rehearsal ran in one transaction, which was rolled back: nothing was changed."
     committed = (
@@ -455,7 +470,7 @@ def _migrate_once(
             with BlockerWatcher(target, int(pid)) as watcher:
                 try:
                     if options.rehearse:
-                        _rehearse(conn, config, direction, alembic_target, result)
+                        _rehearse(conn, config, direction, alembic_target, result, options, note)
                     elif direction == "upgrade":
                         command.upgrade(config, alembic_target)
                     else:
@@ -500,18 +515,76 @@ def _take_the_work_lock(conn: Any) -> None:
 
 
 def _rehearse(
-    conn: Any, config: Any, direction: str, alembic_target: str, result: RunResult
+    conn: Any,
+    config: Any,
+    direction: str,
+    alembic_target: str,
+    result: RunResult,
+    options: RunOptions,
+    note: Emit,
 ) -> None:
-    """Run the whole change inside one transaction, describe what changed, roll it back."""
-    from alembic import command
+    """Run the change with the plain forms, describe what changed and which table locks each
+    statement took.
 
+    On a scratch copy each revision commits, as in a real apply, so each revision's locks
+    are its own (the copy is dropped afterwards). In place, everything runs inside one
+    transaction that is rolled back; the locks are real, on the real tables.
+    """
+    from toolkit import rehearsal
+
+    on_copy = options.rehearsal_copy_of is not None
+    result.rehearsal["where"] = "scratch copy" if on_copy else "in place"
+    if not on_copy:
+        result.rehearsal["caveat"] = (
+            "in place, every revision runs in the one rolled-back transaction: a lock an "
+            "earlier revision took is listed under that revision only"
+        )
+    driver = conn.connection.driver_connection
+    if not on_copy:
+        populated = rehearsal.populated_tables(driver)
+        result.rehearsal["populated_tables"] = [
+            {"table": t, "rows_estimate": n} for t, n in populated
+        ]
+        shown = ", ".join(
+            f"{t} ({'rows, never analysed' if n is None else f'~{n:,} rows'})" for t, n in populated
+        )
+        note(
+            "warning",
+            "rehearsing in place (--rehearse-in-place): the blocking forms run under the "
+            "real locks, and every table a statement locks stalls its writers (and, under "
+            "ACCESS EXCLUSIVE, its readers) until the rollback. Tables with rows: "
+            + (shown or "none"),
+        )
+    recorder = rehearsal.LockRecorder(driver)
+    config.attributes["on_version_apply"].append(recorder.end_revision)
+    if on_copy:
+        before = catalog.snapshot(conn)
+        conn.commit()
+        try:
+            with recorder:
+                _upgrade_or_downgrade(config, direction, alembic_target)
+        finally:
+            result.locks = recorder.report()
+        result.changes = catalog.diff(before, catalog.snapshot(conn))
+        conn.rollback()
+        return
     trans = conn.begin()
     try:
         before = catalog.snapshot(conn)
-        if direction == "upgrade":
-            command.upgrade(config, alembic_target)
-        else:
-            command.downgrade(config, alembic_target)
+        try:
+            with recorder:
+                _upgrade_or_downgrade(config, direction, alembic_target)
+        finally:
+            result.locks = recorder.report()
         result.changes = catalog.diff(before, catalog.snapshot(conn))
     finally:
         trans.rollback()
+
+
+def _upgrade_or_downgrade(config: Any, direction: str, alembic_target: str) -> None:
+    from alembic import command
+
+    if direction == "upgrade":
+        command.upgrade(config, alembic_target)
+    else:
+        command.downgrade(config, alembic_target)

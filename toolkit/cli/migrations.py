@@ -151,9 +151,35 @@ def apply(
         bool,
         typer.Option(
             "--rehearse",
-            help="Run the upgrade inside one transaction, report what would change, roll it back.",
+            help="Rehearse on a scratch copy of the target (a new database on the same server, "
+            "schema plus the rows of small tables, dropped afterwards): report what would change "
+            "and which table locks each statement takes. The target is only read (pg_dump, "
+            "ACCESS SHARE locks). Needs CREATEDB; otherwise exits 2 (see --scratch-url, "
+            "--rehearse-in-place). The copy holds few rows: durations are not production's.",
         ),
     ] = False,
+    rehearse_in_place: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse-in-place",
+            help="Rehearse on the target itself, in one transaction rolled back. This runs the "
+            "plain, blocking forms (CREATE INDEX without CONCURRENTLY, ALTER TABLE instead of "
+            "the shadow swap) under the real locks: writers of every table it locks stall "
+            "(readers too under ACCESS EXCLUSIVE) until the rollback. Lists the tables with "
+            "rows first. Giving this flag is the consent; without it nothing is rehearsed in "
+            "place.",
+        ),
+    ] = False,
+    scratch_url: Annotated[
+        str | None,
+        typer.Option(
+            "--scratch-url",
+            help="With --rehearse: a database URL on a server where this role may CREATE "
+            "DATABASE; the scratch copy is created (and dropped) there instead of beside the "
+            "target.",
+            show_default=False,
+        ),
+    ] = None,
     lock_wait: LockWait = "30s",
     lock_timeout: LockTimeout = "1s",
     statement_timeout: StatementTimeout = "0",
@@ -164,16 +190,44 @@ def apply(
     """Upgrade to TARGET (default: every branch head), one transaction per revision, recorded."""
     out = Output(json_output)
     with handled(out):
+        rehearse = rehearse or rehearse_in_place
+        _check_rehearse_options(sql, rehearse, rehearse_in_place, scratch_url)
         if sql:
             _offline_sql(target_name, from_revision, out)
             return
         from toolkit.migrate import run
 
         options = _options(lock_wait, lock_timeout, statement_timeout, retries, actor, rehearse)
+        options.rehearse_in_place = rehearse_in_place
+        options.scratch_url = _scratch_url(scratch_url)
         target = resolve_target(database_url, out)
         result = run(target, "upgrade", target_name, options, emit=out.emit)
         record = None if rehearse else _markdown(result, target, options.actor)
         _report(out, result, rehearse, record=record)
+
+
+def _check_rehearse_options(
+    sql: bool, rehearse: bool, in_place: bool, scratch_url: str | None
+) -> None:
+    from toolkit.errors import BadInput
+
+    if scratch_url is not None and not rehearse:
+        raise BadInput("--scratch-url is where a rehearsal's copy goes: give it with --rehearse")
+    if scratch_url is not None and in_place:
+        raise BadInput(
+            "--scratch-url and --rehearse-in-place contradict each other: a rehearsal runs "
+            "either on a scratch copy or on the target; give one"
+        )
+    if sql and rehearse:
+        raise BadInput("--sql prints the SQL offline; it cannot be combined with a rehearsal")
+
+
+def _scratch_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    from toolkit.urls import validate_url
+
+    return validate_url(url)
 
 
 def rollback(
@@ -348,18 +402,7 @@ def _report(out: Output, result: Any, rehearse: bool, **extra: Any) -> None:
         out.document("ok", rehearsed=rehearse, **data)
         return
     if rehearse:
-        out.line(
-            f"rehearsal of {len(result.planned)} revision(s) ran and was rolled back; "
-            "nothing was changed"
-        )
-        if result.changes:
-            out.out.print(
-                table(
-                    "What would change",
-                    ["action", "kind", "object"],
-                    [[c.action, c.kind, c.name] for c in result.changes],
-                )
-            )
+        _rehearsal_report(out, result)
         return
     if result.planned:
         verb = "applied" if result.command == "apply" else "rolled back"
@@ -376,4 +419,73 @@ def _report(out: Output, result: Any, rehearse: bool, **extra: Any) -> None:
                     for b in result.to_heads
                 ],
             )
+        )
+
+
+def _rehearsal_report(out: Output, result: Any) -> None:
+    where = result.rehearsal.get("where")
+    if not result.planned:
+        return
+    if where == "scratch copy":
+        out.line(
+            f"rehearsal of {len(result.planned)} revision(s) ran on the scratch copy "
+            f"{result.rehearsal['scratch_database']}, which was dropped; the target was not "
+            "changed and none of its tables was locked beyond pg_dump's ACCESS SHARE"
+        )
+        out.line(f"note: {result.rehearsal['caveat']}")
+        empty = result.rehearsal.get("copied_without_rows") or []
+        if empty:
+            out.line(f"copied without their rows (too big): {', '.join(empty)}")
+    else:
+        out.line(
+            f"rehearsal of {len(result.planned)} revision(s) ran in place, in one transaction, "
+            "and was rolled back; nothing was changed, but the locks below were held on the "
+            "target's tables until the rollback"
+        )
+        out.line(f"note: {result.rehearsal['caveat']}")
+    if result.changes:
+        out.out.print(
+            table(
+                "What would change",
+                ["action", "kind", "object"],
+                [[c.action, c.kind, c.name] for c in result.changes],
+            )
+        )
+    rows = [
+        [
+            revision["revision"],
+            statement["statement"],
+            lock["table"],
+            lock["mode"],
+            lock["blocks"],
+            "never analysed" if lock["rows_estimate"] is None else f"{lock['rows_estimate']:,}",
+        ]
+        for revision in result.locks
+        for statement in revision["statements"]
+        for lock in statement["locks"]
+        if lock["blocks"] in ("writes", "reads and writes")
+    ]
+    others = sum(
+        1
+        for revision in result.locks
+        for statement in revision["statements"]
+        for lock in statement["locks"]
+        if lock["blocks"] not in ("writes", "reads and writes")
+    )
+    if rows:
+        out.out.print(
+            table(
+                "Table locks that block reads or writes, per statement (plain forms: "
+                "`venuedb apply` builds indexes CONCURRENTLY and swaps big tables' exclusion "
+                "constraints online)",
+                ["revision", "statement", "table", "mode", "blocks", "rows (estimate)"],
+                rows,
+            )
+        )
+    else:
+        out.line("no statement took a lock that blocks reads or writes of an existing table")
+    if others:
+        out.line(
+            f"{others} more lock(s) block neither reads nor writes (ACCESS SHARE .. SHARE UPDATE "
+            "EXCLUSIVE); --json lists every lock of every statement"
         )
