@@ -36,13 +36,29 @@ def test_every_check_file_is_well_formed_and_named_after_its_file() -> None:
         assert check.description and check.runbook
 
 
-def test_a_fresh_database_is_healthy(db_url: str) -> None:
+def test_a_fresh_database_has_nothing_critical_and_says_what_it_could_not_measure(
+    db_url: str,
+) -> None:
     result = invoke("check", "--database-url", db_url, "--json")
     document = as_json(result)
-    assert result.exit_code == 0, document
-    assert {c["status"] for c in document["checks"]} == {"ok"}
-    rates = {c["name"]: c["value"] for c in document["checks"]}
-    assert rates["confirmation_rate"] is None  # no data: ok with a null value, not an error
+    # The false green of issue 17: rates over zero events used to be ok, exit 0.
+    assert result.exit_code == 5, document
+    assert document["status"] == "no_data"
+    by_name = {c["name"]: c for c in document["checks"]}
+    assert {c["status"] for c in document["checks"]} == {"ok", "no_data"}
+    rate = by_name["confirmation_rate"]  # no booking in the window: a rate over nothing
+    assert (rate["status"], rate["value"], rate["no_data"]) == ("no_data", None, True)
+    adoption = by_name["simplified_mode_adoption"]  # declares that no data is fine
+    assert (adoption["status"], adoption["value"]) == ("ok", None)
+    assert "fine for this check" in adoption["note"]
+    assert by_name["orphaned_confirmed_bookings"]["value"] == 0  # rows: none is a measurement
+    counts = document["counts"]
+    assert counts["no_data"] == sum(c["status"] == "no_data" for c in document["checks"]) > 0
+    assert counts["critical"] == counts["error"] == counts["warning"] == 0
+    assert document["summary"] == (
+        f"{counts['ok']} ok ({counts['no_data_declared_fine']} without data, declared fine), "
+        f"0 warning, 0 critical, 0 errors, {counts['no_data']} no data"
+    )
 
 
 RESTAURANT = "INSERT INTO restaurants (id, name, slug) VALUES ('{0}', 'R', 'r-{0}')"
@@ -207,7 +223,8 @@ def test_combination_usage_rate_in_both_directions(db_url: str) -> None:
     ],
 )
 def test_event_based_checks(db_url: str, name: str, setup: list, status: str) -> None:
-    assert _run(db_url, name).status == "ok"
+    counts = ("zone_lock_conflicts_per_day", "lock_contention")  # count(*): never empty
+    assert _run(db_url, name).status == ("ok" if name in counts else "no_data")
     for event_type, count, source, context in setup:
         _event(db_url, event_type, count, source, context)
     assert _run(db_url, name).status == status
@@ -269,7 +286,8 @@ def test_confirmation_and_manual_review_rates(db_url: str) -> None:
 
 
 def test_shadow_mode_event_volume_is_a_ratio(db_url: str) -> None:
-    assert _run(db_url, "shadow_mode_event_volume").value is None
+    silent = _run(db_url, "shadow_mode_event_volume")  # seed 001 troubleshoots exactly this
+    assert (silent.status, silent.value) == ("no_data", None)
     _floor(db_url)
     (booking,) = _bookings(db_url, 1)
     _sql(
@@ -343,11 +361,18 @@ def test_malformed_headers_name_the_file_and_line(tmp_path: Path) -> None:
 
 def test_prometheus_output_parses(db_url: str) -> None:
     result = invoke("check", "--format", "prometheus", "--database-url", db_url)
-    assert result.exit_code == 0
+    assert result.exit_code == 5  # some rates have no data on a fresh database
     sample = re.compile(r'^venuedb_check_(value|status)\{(\w+="[^"]*",?)+\} (NaN|-?[\d.e+-]+)$')
     lines = [line for line in result.stdout.splitlines() if line]
     assert lines and all(line.startswith("# ") or sample.match(line) for line in lines)
     assert sum(line.startswith("venuedb_check_status") for line in lines) == len(ALL)
+    assert "# HELP venuedb_check_status 0 ok, 1 warning, 2 critical, 3 error, 4 no data" in (
+        result.stdout
+    )
+    assert 'venuedb_check_status{check="confirmation_rate",domain="booking"} 4' in result.stdout
+    assert 'venuedb_check_status{check="simplified_mode_adoption",domain="bar"} 0' in (
+        result.stdout
+    )
 
 
 def test_list_explain_and_unknown_names() -> None:
@@ -355,7 +380,131 @@ def test_list_explain_and_unknown_names() -> None:
     assert {c["name"] for c in listed["checks"]} == {c.name for c in ALL}
     explained = as_json(invoke("check", "--explain", "orphaned_confirmed_bookings", "--json"))
     assert "booking_table_assignments" in explained["sql"]
-    assert invoke("check", "no_such_check", "--database-url", "postgresql://u@h/d").exit_code == 2
+    # No database is needed to refuse a name: nothing is run, nothing is reached.
+    unknown = invoke("check", "no_such_check", "--database-url", "postgresql://u@h/d")
+    assert unknown.exit_code == 2
+    assert "unknown check(s) no_such_check" in unknown.stderr
+    assert "orphaned_confirmed_bookings" in unknown.stderr  # the valid names are listed
+    typo = invoke("check", "--explain", "confirmation_rat", "--json")
+    assert typo.exit_code == 2 and "did you mean confirmation_rate" in as_json(typo)["error"]
+
+
+def test_an_unknown_domain_is_bad_input_not_zero_checks_ok() -> None:
+    # The false green of issue 17: `--domain <typo>` ran 0 checks and said ok, exit 0.
+    for domain in ("nosuch", "Booking", "bokking"):
+        result = invoke("check", "--domain", domain, "--database-url", "postgresql://u@h/d")
+        assert result.exit_code == 2, result.output
+        assert f"unknown domain {domain!r}" in result.stderr
+        assert "the domains are: bar, booking, core" in result.stderr
+    assert "did you mean booking" in invoke("check", "--domain", "bokking").stderr
+    # Valid name, valid domain, but together they select nothing: still not a green.
+    both = invoke(
+        "check",
+        "orphaned_confirmed_bookings",
+        "--domain",
+        "bar",
+        "--json",
+        "--database-url",
+        "postgresql://u@h/d",
+    )
+    assert both.exit_code == 2 and "nothing would be checked" in as_json(both)["error"]
+
+
+def test_select_never_returns_zero_checks(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="nothing would be checked"):
+        health.select([], [], None)
+    (check,) = health.select(ALL, ["backfill_failures"], "core")
+    assert check.name == "backfill_failures"
+
+
+HEADER = (
+    "-- name: {0}\n-- domain: core\n-- severity: critical\n-- critical: > 5\n"
+    "-- unit: n\n-- returns: {1}\n{2}-- description: d\n-- runbook: r\n"
+)
+
+
+def _check_file(
+    directory: Path, name: str, sql: str, returns: str = "value", extra: str = ""
+) -> None:
+    (directory / f"{name}.sql").write_text(HEADER.format(name, returns, extra) + sql)
+
+
+def test_no_rows_or_null_is_no_data_unless_declared_fine(db_url: str, tmp_path: Path) -> None:
+    _check_file(tmp_path, "no_row", "SELECT 1 WHERE false")
+    _check_file(tmp_path, "null_rate", "SELECT 100.0 * 0 / nullif(0, 0)")  # a rate over nothing
+    _check_file(
+        tmp_path, "quiet_is_fine", "SELECT NULL::int", extra="-- no_data: ok, silence is health\n"
+    )
+    _check_file(tmp_path, "no_problem_rows", "SELECT 1 WHERE false", returns="rows")
+    _check_file(tmp_path, "measured", "SELECT 3")
+    by_name = {
+        r.check.name: r
+        for r in health.run_checks(Target(db_url, "tests"), health.load_checks(tmp_path))
+    }
+    for name in ("no_row", "null_rate"):
+        r = by_name[name]
+        assert (r.status, r.value, r.empty) == ("no_data", None, True)
+        assert r.note and r.note.startswith("no data")
+    fine = by_name["quiet_is_fine"]
+    assert (fine.status, fine.value, fine.empty) == ("ok", None, True)
+    assert fine.note == "no data; fine for this check: silence is health"
+    assert (by_name["no_problem_rows"].status, by_name["no_problem_rows"].value) == ("ok", 0)
+    assert (by_name["measured"].status, by_name["measured"].value) == ("ok", 3)
+    results = list(by_name.values())
+    assert health.overall(results) == "no_data" and health.exit_code("no_data") == 5
+    assert health.summary(results) == (
+        "3 ok (1 without data, declared fine), 0 warning, 0 critical, 0 errors, 2 no data"
+    )
+    # A critical result outranks no data: exit 1, not 5.
+    _check_file(tmp_path, "breached", "SELECT 9")
+    worse = health.run_checks(Target(db_url, "tests"), health.load_checks(tmp_path))
+    assert health.overall(worse) == "critical" and health.exit_code("critical") == 1
+
+
+def test_check_command_exits_5_on_no_data_and_counts_it(db_url: str) -> None:
+    silent = invoke("check", "confirmation_rate", "--database-url", db_url)
+    assert silent.exit_code == 5, silent.output
+    assert "NO DATA" in silent.stdout
+    assert "0 ok, 0 warning, 0 critical, 0 errors, 1 no data" in silent.stdout
+    fine = invoke("check", "simplified_mode_adoption", "--database-url", db_url, "--json")
+    assert fine.exit_code == 0 and as_json(fine)["status"] == "ok"
+    both = as_json(
+        invoke(
+            "check",
+            "confirmation_rate",
+            "simplified_mode_adoption",
+            "orphaned_confirmed_bookings",
+            "--database-url",
+            db_url,
+            "--json",
+        )
+    )
+    assert both["status"] == "no_data"
+    assert both["summary"] == (
+        "2 ok (1 without data, declared fine), 0 warning, 0 critical, 0 errors, 1 no data"
+    )
+    _floor(db_url)
+    _bookings(db_url, 3)  # three pending bookings: 0 % confirmed, critical, exit 1
+    measured = invoke("check", "confirmation_rate", "--database-url", db_url, "--json")
+    assert measured.exit_code == 1 and as_json(measured)["checks"][0]["value"] == 0.0
+
+
+def test_a_malformed_no_data_declaration_is_refused(tmp_path: Path) -> None:
+    _check_file(tmp_path, "vague", "SELECT 1", extra="-- no_data: fine\n")
+    with pytest.raises(BadInput, match=r"vague.sql:7: no_data must be `ok, <why"):
+        health.parse(tmp_path / "vague.sql")
+    _check_file(tmp_path, "unexplained", "SELECT 1", extra="-- no_data: ok\n")
+    with pytest.raises(BadInput, match="no_data must be"):
+        health.parse(tmp_path / "unexplained.sql")
+
+
+def test_declared_no_data_checks_are_the_ones_whose_silence_is_healthy() -> None:
+    declared = {c.name for c in ALL if c.no_data_ok}
+    assert declared == {
+        "average_tables_per_booking",
+        "fallback_mapping_rate",
+        "simplified_mode_adoption",
+    }
 
 
 # -- the bar checks (release mode-switching) ---------------------------------------------
@@ -414,7 +563,8 @@ def test_orphaned_server_ids(db_url: str) -> None:
 
 
 def test_fallback_mapping_rate(db_url: str) -> None:
-    assert _run(db_url, "fallback_mapping_rate").value is None
+    empty = _run(db_url, "fallback_mapping_rate")  # nothing backfilled: nothing fell back
+    assert (empty.status, empty.value, empty.empty) == ("ok", None, True)
     _sql(
         db_url,
         "INSERT INTO migration_server_id_log (table_name, row_id, fallback_used, "

@@ -43,6 +43,7 @@ def test_every_release_rolls_out_on_a_database_with_data(empty_db_url: str, tmp_
         if not loaded and release.name == "bar-baseline":
             for rows in ("core_001", "booking_001", "bar_001"):
                 load_sql(empty_db_url, DATA / "rows" / f"{rows}.sql")
+            _spread_over_the_last_week(empty_db_url)
             loaded = True
     with psycopg.connect(empty_db_url) as conn:
         results = conn.execute(
@@ -52,6 +53,118 @@ def test_every_release_rolls_out_on_a_database_with_data(empty_db_url: str, tmp_
     assert len(list((tmp_path / "backups").glob("*.dump"))) == len(load_releases())
     listed = as_json(invoke("records", "--database-url", empty_db_url, "--json", "--last", "50"))
     assert sum(r["command"] == "rollout" for r in listed["records"]) == len(load_releases())
+
+
+def _spread_over_the_last_week(url: str) -> None:
+    """The rows file creates its week of bookings in one instant, 6 of the 25 live ones
+    still pending: 76 % confirmed in the last day, critical by seed 001 (< 90 %), which
+    rightly fails a rollout (test below). A real week of bookings was made over the week."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE bookings SET created_at = created_at - interval '3 days'")
+
+
+def test_a_critical_post_deploy_check_fails_the_rollout(empty_db_url: str, tmp_path: Path) -> None:
+    """Issue 17: the rollout printed SUCCESS and exited 0 with a critical health check."""
+    for release in ("core", "booking-baseline"):
+        assert _rollout(empty_db_url, release, tmp_path).exit_code == 0
+    for rows in ("core_001", "booking_001"):
+        load_sql(empty_db_url, DATA / "rows" / f"{rows}.sql")
+    result = invoke(
+        "rollout",
+        "table-combinations",
+        "--yes",
+        "--database-url",
+        empty_db_url,
+        "--backup-dir",
+        str(tmp_path / "backups"),
+        "--records-dir",
+        str(tmp_path / "records"),
+    )
+    assert result.exit_code == 1, result.output
+    console = result.stdout
+    assert "SUCCESS" not in console
+    assert "table-combinations: FAILED: post-deploy health checks critical" in console
+    assert "confirmation_rate critical, value 76 percent (thresholds: warning < 95, " in console
+    assert "The migration itself is applied (booking at booking_004)" in console
+    assert "runbooks/table-combinations.md" in console
+    assert "venuedb rollback table-combinations --yes" in console
+    status = as_json(invoke("status", "--database-url", empty_db_url, "--json"))
+    assert status["branches"]["booking"] == "booking_004"  # applied: only the checks failed
+    with psycopg.connect(empty_db_url) as conn:
+        outcome, why = conn.execute(
+            "SELECT result, error FROM venuedb.deployments "
+            "WHERE command = 'rollout' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert outcome == "failed" and "confirmation_rate critical, value 76" in why
+    record = sorted((tmp_path / "records").glob("*table-combinations*.md"))[-1].read_text()
+    assert "**FAILED: post-deploy health checks critical" in record
+    assert "| confirmation_rate | critical | 76.0 |" in record
+    assert "When a rollout stops on a critical check" in record
+
+    # Run again: nothing is left to apply, but the checks still decide the outcome.
+    again = _rollout(empty_db_url, "table-combinations", tmp_path)
+    document = as_json(again)
+    assert again.exit_code == 1 and document["status"] == "failed"
+    assert [c["name"] for c in document["failed_checks"]] == ["confirmation_rate"]
+    assert document["outcome"].startswith("FAILED")
+
+    # Healthy again (the pending bookings cancelled): SUCCESS; no data is listed, not fatal.
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("UPDATE bookings SET status = 'cancelled' WHERE status = 'pending'")
+    fixed = _rollout(empty_db_url, "table-combinations", tmp_path)
+    document = as_json(fixed)
+    assert fixed.exit_code == 0, fixed.output
+    assert (document["status"], document["outcome"], document["failed_checks"]) == (
+        "ok",
+        "SUCCESS",
+        [],
+    )
+    silent = [c["name"] for c in document["checks"] if c["status"] == "no_data"]
+    assert "coordinator_error_rate" in silent  # no assignment.* event yet
+    record = Path(document["record"]).read_text()
+    assert "check coordinator_error_rate no_data" in record and "**SUCCESS**" in record
+
+
+def test_every_release_points_at_a_runbook_that_says_what_to_do_next() -> None:
+    from toolkit.release_rollout import runbook_for
+
+    for release in load_releases():
+        text = (ROOT / runbook_for(release.name)).read_text()
+        assert "## When a rollout stops on a critical check" in text, release.name
+
+
+def test_a_failing_preflight_check_stops_before_anything_changes(
+    db_url: str, tmp_path: Path
+) -> None:
+    down = invoke("rollback", "capacity-overlap", "--yes", "--database-url", db_url)
+    assert down.exit_code == 0, down.output
+    with psycopg.connect(db_url, autocommit=True) as conn:  # a production that lost it
+        conn.execute("ALTER TABLE allocations DROP CONSTRAINT allocations_resource_window_excl")
+        restaurant = conn.execute(
+            "INSERT INTO restaurants (name, slug) VALUES ('R', 'r-preflight') RETURNING id"
+        ).fetchone()[0]
+        for window in (
+            "[2031-01-01 19:00+00,2031-01-01 21:00+00)",
+            "[2031-01-01 20:00+00,2031-01-01 22:00+00)",
+        ):
+            conn.execute(
+                "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
+                "\"window\") VALUES (%s, 'table', '99999999-9999-4999-8999-999999999999', %s)",
+                (restaurant, window),
+            )
+    result = _rollout(db_url, "capacity-overlap", tmp_path)
+    assert result.exit_code == 1, result.output
+    error = as_json(result)["error"]
+    assert "pre-flight: 1 rows that would violate allocations_no_overlap" in error
+    assert "nothing was changed" in error and "runbooks/capacity-overlap.md" in error
+    status = as_json(invoke("status", "--database-url", db_url, "--json"))
+    assert status["branches"]["booking"] == "booking_004"
+    assert not list((tmp_path / "backups").glob("*.dump"))  # stopped before the backup
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute(
+            "SELECT result FROM venuedb.deployments "
+            "WHERE command = 'rollout' ORDER BY id DESC LIMIT 1"
+        ).fetchone() == ("failed",)
 
 
 def test_capacity_overlap_record_carries_seed_003_artifacts(db_url: str, tmp_path: Path) -> None:

@@ -11,8 +11,17 @@
     --                                           explain: the query's plan must use `index`)
     -- index: idx_bars_operating_mode           (returns: explain only)
     -- requires: public.sales.server_id         (optional: not applicable until these exist)
+    -- no_data: ok, no bars: nothing to adopt   (optional: no data is fine here, and why)
     -- description: ...
     -- runbook: runbooks/... or the seed section to read when it fires
+
+Status per check: ok, warning, critical (a threshold breached), error (SQL error or
+timeout), or no_data: a `returns: value` query gave no row or NULL (a rate over zero
+events), so nothing was measured and the check cannot say the system is healthy. A check
+whose silence is itself the healthy answer declares `no_data: ok, <why>` and is then ok
+with a null value and a note saying so. For `returns: rows` the row count is the value:
+no rows is 0, a measurement. A check whose `requires:` objects are missing is ok with a
+note (not applicable: what it guards does not exist yet).
 
 Checks run in one READ ONLY transaction, each under its own statement_timeout in a
 savepoint, so a broken or slow check reports `error` and the others still run. The
@@ -36,8 +45,9 @@ from toolkit.errors import BadInput
 from toolkit.paths import sql_dir
 
 REQUIRED = ("name", "domain", "severity", "unit", "returns", "description", "runbook")
-OPTIONAL = ("warning", "critical", "requires", "index")
+OPTIONAL = ("warning", "critical", "requires", "index", "no_data")
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
+_NO_DATA = re.compile(r"^ok\s*[,;:]\s*(?P<why>\S.*)$")
 _THRESHOLD = re.compile(
     r"^(?:(?P<op>>=|<=|>|<|=)\s*(?P<n>-?\d+(?:\.\d+)?)|outside\s+(?P<lo>-?\d+(?:\.\d+)?)"
     r"\s*\.\.\s*(?P<hi>-?\d+(?:\.\d+)?))$"
@@ -78,6 +88,7 @@ class Check:
     critical: Threshold | None = None
     requires: tuple[str, ...] = ()
     index: str | None = None
+    no_data_ok: str | None = None  # why no data is fine for this check; None: it is not
 
     def thresholds(self) -> dict[str, str | None]:
         return {
@@ -105,6 +116,10 @@ def parse(path: Path) -> Check:
             raise BadInput(
                 f"{path}:{number}: malformed threshold {value!r} "
                 "(examples: > 0, < 90, outside 5..15)"
+            )
+        if key == "no_data" and not _NO_DATA.match(value):
+            raise BadInput(
+                f"{path}:{number}: no_data must be `ok, <why no data is fine>`, not {value!r}"
             )
         meta[key] = value
     missing = [k for k in REQUIRED if k not in meta]
@@ -135,7 +150,13 @@ def parse(path: Path) -> Check:
         critical=Threshold(meta["critical"]) if "critical" in meta else None,
         requires=tuple(r.strip() for r in meta.get("requires", "").split(",") if r.strip()),
         index=meta.get("index"),
+        no_data_ok=_why_no_data_is_fine(meta.get("no_data")),
     )
+
+
+def _why_no_data_is_fine(value: str | None) -> str | None:
+    match = _NO_DATA.match(value) if value else None
+    return match["why"].strip() if match else None
 
 
 def checks_dir() -> Path:
@@ -147,25 +168,51 @@ def load_checks(directory: Path | None = None) -> list[Check]:
 
 
 def select(checks: list[Check], names: list[str], domain: str | None) -> list[Check]:
-    known = {c.name for c in checks}
+    """The checks asked for; BadInput (listing the valid ones) for an unknown name or
+    domain, and for a choice that selects nothing: zero checks run is not a green."""
+    known = [c.name for c in checks]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise BadInput(f"unknown check(s) {', '.join(unknown)} (see `venuedb check --list`)")
+        raise BadInput(
+            f"unknown check(s) {', '.join(unknown)}{_did_you_mean(unknown, known)}; "
+            f"the checks are: {', '.join(known)}"
+        )
+    domains = sorted({c.domain for c in checks})
+    if domain is not None and domain not in domains:
+        raise BadInput(
+            f"unknown domain {domain!r}{_did_you_mean([domain], domains)}; "
+            f"the domains are: {', '.join(domains)}"
+        )
     chosen = [c for c in checks if (not names or c.name in names)]
-    if domain:
+    if domain is not None:
         chosen = [c for c in chosen if c.domain == domain]
+    if not chosen and names:
+        raise BadInput(
+            f"none of {', '.join(names)} is in domain {domain}: nothing would be checked; "
+            "see `venuedb check --list`"
+        )
+    if not chosen:
+        raise BadInput(f"no check file in {checks_dir()}: nothing would be checked")
     return chosen
+
+
+def _did_you_mean(asked: list[str], valid: list[str]) -> str:
+    import difflib
+
+    close = [m for a in asked for m in difflib.get_close_matches(a, valid, n=1)]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 @dataclass
 class Result:
     check: Check
-    status: str  # ok | warning | critical | error
+    status: str  # ok | warning | critical | error | no_data
     value: float | None
     rows: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     note: str | None = None
     ms: float = 0.0
+    empty: bool = False  # the query measured nothing (also when the check declares that fine)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -179,6 +226,7 @@ class Result:
             "rows": self.rows,
             "error": self.error,
             "note": self.note,
+            "no_data": self.empty,
             "runbook": self.check.runbook,
             "description": self.check.description,
             "ms": round(self.ms, 1),
@@ -187,7 +235,9 @@ class Result:
 
 def _grade(check: Check, value: float | None) -> str:
     if value is None:
-        return "ok"  # a rate with no data is not a breach
+        # Nothing was measured (no row, or a rate over zero events): not a breach, and
+        # not a pass either, unless the check says its silence is the healthy answer.
+        return "ok" if check.no_data_ok else "no_data"
     if check.critical and check.critical.breached(value):
         return "critical"
     if check.warning and check.warning.breached(value):
@@ -249,6 +299,13 @@ def _run_one(conn: Any, check: Check, timeout_ms: int) -> Result:
                 else:
                     result.value = _number(rows[0][0]) if rows else None
             result.status = _grade(check, result.value)
+            if result.value is None:
+                result.empty = True
+                result.note = (
+                    f"no data; fine for this check: {check.no_data_ok}"
+                    if check.no_data_ok
+                    else "no data: the query returned no row or NULL; nothing was measured"
+                )
     except (psycopg.Error, TypeError) as exc:
         result.status, result.value = "error", None
         lines = [line for line in str(exc).splitlines() if line.strip()]
@@ -279,12 +336,16 @@ def run_checks(
     return results
 
 
-STATUS_CODE = {"ok": 0, "warning": 1, "critical": 2, "error": 3}
+# Prometheus status values; 4 was added after the others, so the existing codes keep
+# their meaning for alert rules already written against them.
+STATUS_CODE = {"ok": 0, "warning": 1, "critical": 2, "error": 3, "no_data": 4}
+STATUSES = ("ok", "warning", "critical", "error", "no_data")
 
 
 def prometheus(results: list[Result]) -> str:
     lines = [
-        "# HELP venuedb_check_value The value a venuedb health check measured.",
+        "# HELP venuedb_check_value The value a venuedb health check measured "
+        "(NaN: no data, or not applicable).",
         "# TYPE venuedb_check_value gauge",
     ]
     for r in results:
@@ -294,7 +355,8 @@ def prometheus(results: list[Result]) -> str:
             + ("NaN" if r.value is None else repr(float(r.value)))
         )
     lines += [
-        "# HELP venuedb_check_status 0 ok, 1 warning, 2 critical, 3 error.",
+        "# HELP venuedb_check_status 0 ok, 1 warning, 2 critical, 3 error, "
+        "4 no data (nothing measured, not declared fine).",
         "# TYPE venuedb_check_status gauge",
     ]
     for r in results:
@@ -306,5 +368,37 @@ def prometheus(results: list[Result]) -> str:
 
 
 def overall(results: list[Result]) -> str:
-    worst = max((STATUS_CODE[r.status] for r in results), default=0)
-    return {v: k for k, v in STATUS_CODE.items()}[worst]
+    """error, else critical, else no_data, else warning, else ok. A warning is still a
+    green exit; no data is not (the command could not check what it was asked)."""
+    present = {r.status for r in results}
+    for status in ("error", "critical", "no_data", "warning"):
+        if status in present:
+            return status
+    return "ok"
+
+
+def exit_code(status: str) -> int:
+    """The exit code of an overall status: 1 critical or error, 5 no data, else 0."""
+    return {"error": 1, "critical": 1, "no_data": 5}.get(status, 0)
+
+
+def counts(results: list[Result]) -> dict[str, int]:
+    tally = {s: 0 for s in STATUSES}
+    for r in results:
+        tally[r.status] += 1
+    tally["no_data_declared_fine"] = sum(r.empty and r.status == "ok" for r in results)
+    return tally
+
+
+def summary(results: list[Result]) -> str:
+    """One line, e.g. `12 ok, 1 warning, 0 critical, 0 errors, 3 no data`."""
+    c = counts(results)
+    fine = (
+        f" ({c['no_data_declared_fine']} without data, declared fine)"
+        if c["no_data_declared_fine"]
+        else ""
+    )
+    return (
+        f"{c['ok']} ok{fine}, {c['warning']} warning, {c['critical']} critical, "
+        f"{c['error']} error{'s' if c['error'] != 1 else ''}, {c['no_data']} no data"
+    )

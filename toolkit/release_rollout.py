@@ -1,9 +1,15 @@
 """`venuedb rollout RELEASE`: a seed's runbook executed, with the evidence kept.
 
-backup -> pre-flight (connection, server version, extensions, pending revisions belong
-to the release, the release's own pre-checks) -> apply revision by revision, checking
-postconditions after each and stopping at the first failure -> the release's backfills
--> health checks -> a deployment record, in the database and as Markdown.
+pre-flight (connection, server version, extensions, pending revisions belong to the
+release, the release's own pre-checks: a failing one stops before anything changes) ->
+backup -> apply revision by revision, checking postconditions after each and stopping at
+the first failure -> the release's backfills -> health checks of the release's domain ->
+a deployment record, in the database and as Markdown.
+
+A critical or errored post-deploy health check fails the rollout (seed 002: "If
+validation fails: STOP deployment"): the outcome is FAILED, the record says which checks
+and that the migration itself is applied, and the runbook says what to do next. Warning
+and no_data results are listed but do not fail it.
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ def plan(target: db.Target | None, name: str) -> list[str]:
     steps += [f"apply {rev}, then check postconditions" for rev in pending]
     steps += [f"backfill {b.name}" for b in load_backfills() if b.release == name]
     steps += [
-        f"health checks of domain {release.branch}",
+        f"health checks of domain {release.branch} (critical or errored: the rollout fails)",
         "deployment record (database + Markdown)",
     ]
     return steps
@@ -92,14 +98,27 @@ def rollout(
             planned=list(release.revisions),
         )
         try:
-            _steps(target, release, record, backup_dir, options, emit)
-            record.status = "SUCCESS"
+            failing = _steps(target, release, record, backup_dir, options, emit)
         except VenuedbError as exc:
             record.status = f"FAILED: {exc}"
             record.issues.append(str(exc))
             _finish(control, deployment, record, records_dir, "failed", str(exc))
             raise
-        _finish(control, deployment, record, records_dir, "succeeded", None)
+        next_step = _next_after_checks(control, release, failing) if failing else None
+        if next_step:
+            what = "; ".join(describe_check(r.to_dict()) for r in failing)
+            record.status = f"FAILED: post-deploy health checks critical or errored: {what}"
+            record.issues.append(next_step)
+        else:
+            record.status = "SUCCESS"
+        _finish(
+            control,
+            deployment,
+            record,
+            records_dir,
+            "failed" if next_step else "succeeded",
+            f"{record.status}. {next_step}" if next_step else None,
+        )
     return {
         "release": name,
         "outcome": record.status,
@@ -109,8 +128,42 @@ def rollout(
             for s in record.steps
         ],
         "checks": record.checks,
+        "failed_checks": [r.to_dict() for r in failing],
+        "next": next_step,
         "deployment_id": deployment.id,
     }
+
+
+def _next_after_checks(control: Any, release: Release, failing: list[Any]) -> str:
+    """What state the database is in after a rollout stopped on its checks, and what next."""
+    heads = revs.heads_by_branch(current_heads(control))
+    names = " ".join(r.check.name for r in failing)
+    return (
+        f"The migration itself is applied ({release.branch} at {heads.get(release.branch)}): "
+        f"the rollout stopped on its health checks. Next: {runbook_for(release.name)}, "
+        f'"When a rollout stops on a critical check": investigate with `venuedb check {names}`, '
+        f"and roll back with `venuedb rollback {release.name} --yes` if the runbook says so"
+    )
+
+
+def describe_check(check: dict[str, Any]) -> str:
+    """One check for a person: name, status, value against its thresholds, runbook."""
+    limits = ", ".join(f"{k} {v}" for k, v in check["thresholds"].items() if v) or "none"
+    if check["status"] == "error":
+        measured = f"error: {check['error']}"
+    elif check["value"] is None:
+        measured = "nothing measured (the query returned no row or NULL)"
+    else:
+        measured = f"value {check['value']:g} {check['unit']} (thresholds: {limits})"
+    return f"{check['name']} {check['status']}, {measured}; read {check['runbook']}"
+
+
+def runbook_for(release: str) -> str:
+    """The runbook of a release, as a path relative to the checkout."""
+    from toolkit.paths import project_root
+
+    own = project_root() / "runbooks" / f"{release}.md"
+    return f"runbooks/{own.name}" if own.exists() else "runbooks/baselines.md"
 
 
 def _finish(
@@ -142,7 +195,8 @@ def _steps(
     backup_dir: Path,
     options: RunOptions,
     emit: Emit,
-) -> None:
+) -> list[Any]:
+    """Every step; the post-deploy checks that are critical or errored (empty: success)."""
     from toolkit.backup import backup
 
     step = record.begin("pre-flight")
@@ -150,8 +204,10 @@ def _steps(
     record.end(step, "ok", f"{len(pending)} revision(s) pending")
     emit("step", f"pre-flight ok: {', '.join(pending) or 'nothing pending'}")
     if not pending:
-        record.issues.append(f"{release.name} was already applied; nothing to do")
-        return
+        # Still run the checks: a rerun after a rollout stopped on a critical check must
+        # not turn into SUCCESS just because there is nothing left to apply.
+        record.issues.append(f"{release.name} was already applied; nothing to apply")
+        return _checks(target, release, record, emit)
     step = record.begin("backup")
     made = backup(target, backup_dir)
     record.facts["Database backup created"] = (
@@ -181,7 +237,7 @@ def _steps(
         record.artifacts["command output"] = "\n".join([*([previous] if previous else []), *output])
     _artifacts(target, release, record, before)
     _backfills(target, release, record, emit)
-    _checks(target, release, record, emit)
+    return _checks(target, release, record, emit)
 
 
 def _preflight(target: db.Target, release: Release, record: Record) -> list[str]:
@@ -218,7 +274,13 @@ def _preflight(target: db.Target, release: Release, record: Record) -> list[str]
             count = conn.execute(sql).fetchone()[0]
             record.facts[f"Pre-check: {what}"] = str(count)
             if count:
-                raise BadInput(f"pre-flight: {count} {what}; nothing was changed")
+                # The data, not the input, is wrong: the rollout stops (exit 1) before
+                # the backup and before any revision runs.
+                raise OperationFailed(
+                    f"pre-flight: {count} {what}; the rollout stopped and nothing was "
+                    f"changed. Next: {runbook_for(release.name)} (find and resolve them, "
+                    f"then run `venuedb rollout {release.name}` again)"
+                )
     return pending
 
 
@@ -298,24 +360,27 @@ def _backfills(target: db.Target, release: Release, record: Record, emit: Emit) 
         emit("step", f"backfill {backfill.name}: {report.rows} rows")
 
 
-def _checks(target: db.Target, release: Release, record: Record, emit: Emit) -> None:
-    from toolkit.checks import load_checks, run_checks, select
+def _checks(target: db.Target, release: Release, record: Record, emit: Emit) -> list[Any]:
+    """The health checks of the release's domain; returns the critical or errored ones."""
+    from toolkit.checks import load_checks, run_checks, summary
 
     step = record.begin(f"health checks ({release.branch})")
-    results = run_checks(target, select(load_checks(), [], release.branch))
+    # Not checks.select: after the migration, an empty domain is no reason to raise.
+    chosen = [c for c in load_checks() if c.domain == release.branch]
+    results = run_checks(target, chosen)
     record.checks = [r.to_dict() for r in results]
     bad = [r for r in results if r.status in ("critical", "error")]
     for r in results:
         if r.status != "ok":
-            record.issues.append(
-                f"check {r.check.name}: {r.status} (value {r.value}); read {r.check.runbook}"
-            )
-    record.end(
-        step,
-        "ok" if not bad else "failed",
-        f"{len(results) - len(bad)} of {len(results)} not critical",
-    )
-    emit("step", f"health checks: {len(bad)} critical or errored of {len(results)}")
+            line = describe_check(r.to_dict())
+            record.issues.append(f"check {line}")
+            if r not in bad:
+                emit("warning", f"check {line}")
+    for r in bad:
+        emit("error", f"check {describe_check(r.to_dict())}")
+    record.end(step, "failed" if bad else "ok", summary(results))
+    emit("step", f"health checks ({release.branch}): {summary(results)}")
+    return bad
 
 
 def _os_user() -> str:

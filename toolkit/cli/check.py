@@ -18,7 +18,10 @@ def check(
         ),
     ] = None,
     domain: Annotated[
-        str | None, typer.Option(help="Only checks of this domain: booking, bar or core.")
+        str | None,
+        typer.Option(
+            help="Only checks of this domain (booking, bar or core); an unknown domain exits 2."
+        ),
     ] = None,
     days: Annotated[
         int,
@@ -43,10 +46,15 @@ def check(
 ) -> None:
     """Run the health checks read-only, each under its own statement timeout.
 
-    Status per check: ok, warning, critical, or error (SQL error or timeout: the others
-    still run). A rate with no data is ok with a null value. Exit 0 when all are ok or
-    warning, 1 when any is critical or errored, 2 on bad input (unknown check,
-    malformed check file).
+    Status per check: ok, warning, critical, error (SQL error or timeout: the others
+    still run), or no_data (the query returned no row or NULL, e.g. a rate over zero
+    events: nothing was measured). A check file may declare that no data is fine
+    (header `no_data: ok, <why>`): it is then ok with a null value and a note. The
+    summary line counts each status.
+
+    Exit 0 when every check is ok or warning; 1 when any is critical or errored; 5 when
+    none is but some had no data; 2 on bad input (unknown check or domain, which lists
+    the valid ones; a choice that selects no check; a malformed check file).
     """
     from toolkit import checks as health
 
@@ -69,17 +77,26 @@ def check(
             if fmt == "prometheus":
                 typer.echo(health.prometheus(results), nl=False)
             elif fmt == "json":
-                out.document(status, days=days, checks=[r.to_dict() for r in results])
+                out.document(
+                    status,
+                    days=days,
+                    summary=health.summary(results),
+                    counts=health.counts(results),
+                    checks=[r.to_dict() for r in results],
+                )
             else:
                 _render(out, results, days)
             if watch is None:
                 break
             time.sleep(watch)
-        if status in ("critical", "error"):
-            raise typer.Exit(1)
+        code = health.exit_code(status)
+        if code:
+            raise typer.Exit(code)
 
 
 def _render(out: Output, results: list, days: int) -> None:  # type: ignore[type-arg]
+    from toolkit.checks import summary
+
     rows = []
     for r in results:
         shown = "-" if r.value is None else f"{r.value:g}"
@@ -93,7 +110,7 @@ def _render(out: Output, results: list, days: int) -> None:  # type: ignore[type
         )
         rows.append(
             [
-                r.status.upper() if r.status != "ok" else "ok",
+                r.status.replace("_", " ").upper() if r.status != "ok" else "ok",
                 r.check.name,
                 shown,
                 r.check.unit,
@@ -113,6 +130,12 @@ def _render(out: Output, results: list, days: int) -> None:  # type: ignore[type
             out.line(f"{r.check.name}: first rows: {r.rows}")
         if r.status in ("warning", "critical", "error"):
             out.line(f"{r.check.name}: read {r.check.runbook}")
+    out.line(summary(results))
+    if any(r.status == "no_data" for r in results):
+        out.line(
+            "no data: nothing was measured by those checks, so they do not say all is well "
+            "(try a wider --days, or check that the events they count are written)"
+        )
 
 
 def _describe(out: Output, every: list, name: str | None) -> None:  # type: ignore[type-arg]
@@ -128,9 +151,15 @@ def _describe(out: Output, every: list, name: str | None) -> None:  # type: igno
             runbook=c.runbook,
             description=c.description,
             domain=c.domain,
+            no_data_ok=c.no_data_ok,
         )
         out.line(f"{c.name} ({c.domain}, {c.severity}): {c.description}")
         out.line(f"thresholds: {c.thresholds()}; unit: {c.unit}; returns: {c.returns}")
+        out.line(
+            f"no data: ok ({c.no_data_ok})"
+            if c.no_data_ok
+            else "no data: status no_data (exit 5 unless a check is critical or errored)"
+        )
         out.line(f"runbook: {c.runbook}\n\n{c.sql}")
         return
     out.document(
@@ -142,6 +171,7 @@ def _describe(out: Output, every: list, name: str | None) -> None:  # type: igno
                 "severity": c.severity,
                 "thresholds": c.thresholds(),
                 "unit": c.unit,
+                "no_data_ok": c.no_data_ok,
                 "description": c.description,
             }
             for c in every

@@ -39,10 +39,17 @@ def rollout(
     database_url: DatabaseUrl = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Execute a release's runbook: backup, pre-flight, apply revision by revision with
+    """Execute a release's runbook: pre-flight, backup, apply revision by revision with
     postconditions checked after each (stops at the first failure, the database left at
     the last good revision), the release's backfills, health checks, and a deployment
-    record in the database and as Markdown (seed 002's template, seed 003's artifacts)."""
+    record in the database and as Markdown (seed 002's template, seed 003's artifacts).
+
+    Outcome SUCCESS (exit 0) only when every step held. A critical or errored health
+    check after the migration makes it FAILED (exit 1; JSON "status": "failed"): the
+    revisions stay applied, the failing checks are named with their values, and the
+    runbook says what next. Warning and no_data checks are listed, not failing. Exit 1
+    also when a pre-flight check or a postcondition stops it, 2 on bad input (unknown
+    or out-of-order release), 4 when another deploy holds the lock."""
     from toolkit import durations as d
     from toolkit.migrate import RunOptions
     from toolkit.records import default_actor
@@ -74,5 +81,9 @@ def rollout(
             options=options,
             emit=out.emit,
         )
-        out.document("ok", **result)
+        failed = result["failed_checks"]
+        out.document("failed" if failed else "ok", **result)
         out.line(f"{release}: {result['outcome']}; record {result['record']}")
+        if failed:
+            out.line(result["next"])
+            raise typer.Exit(1)
