@@ -108,7 +108,7 @@ def test_json_errors_are_one_document_with_status() -> None:
     result = invoke("status", "--json", "--database-url", "postgresql://u:pw@127.0.0.1:1/db")
     assert result.exit_code == 2
     document = as_json(result)
-    assert document["status"] == "error" and document["exit_code"] == 2
+    assert document["status"] == "bad_input" and document["exit_code"] == 2
 
 
 def test_sql_prints_the_migration_sql_without_a_database() -> None:

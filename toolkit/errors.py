@@ -7,6 +7,9 @@ class VenuedbError(Exception):
     """An expected failure: the message says what failed, the state, and what to run next."""
 
     exit_code = 1
+    # The top-level "status" of the --json document: a machine tells the kinds apart
+    # without parsing the message.
+    status = "failed"
 
 
 class OperationFailed(VenuedbError):
@@ -19,15 +22,18 @@ class BadInput(VenuedbError):
     """Unknown target, malformed file or URL, unreachable database (exit 2)."""
 
     exit_code = 2
+    status = "bad_input"
 
 
 class DriftFound(VenuedbError):
     """Verification found drift or a failed postcondition (exit 3)."""
 
     exit_code = 3
+    status = "drift"
 
 
 class LockBusy(VenuedbError):
     """Another deploy holds the lock, or a lock could not be had in time (exit 4)."""
 
     exit_code = 4
+    status = "locked"

@@ -72,7 +72,7 @@ class Output:
 
     def fail(self, exc: VenuedbError) -> NoReturn:
         if self.as_json:
-            self.document("error", error=str(exc), exit_code=exc.exit_code)
+            self.document(exc.status, error=str(exc), exit_code=exc.exit_code)
         else:
             self.err.print(f"error: {exc}", style="bold red", markup=False)
         raise typer.Exit(exc.exit_code)
