@@ -5,9 +5,12 @@
 - every PL/pgSQL body in sql/functions parsed by pglast's parse_plpgsql, so a syntax
   error inside $$ ... $$ is caught before deploy, with file and line;
 - the offline SQL of every revision (`alembic upgrade down:rev --sql`) linted by squawk
-  for lock hazards. A statement that knowingly breaks a rule carries a justification
-  right above it, in the revision's SQL:  -- lint: allow <rule>[, <rule>]: <why>
-  An unjustified finding fails the lint;
+  for lock hazards, the same check `venuedb apply` and `venuedb rollout` gate on
+  (toolkit/lint_gate.py). A statement that knowingly breaks a rule carries squawk's own
+  justification right above it, with the reason after a second `--`:
+      -- squawk-ignore <rule>[, <rule>] -- <why>
+  (released revisions' `-- lint: allow <rule>: <why>` is still read). An unjustified
+  finding fails the lint, reported at the revision file's line;
 - with a database that has the plpgsql_check extension, every PL/pgSQL function
   checked semantically (missing columns, wrong types); otherwise it says it skipped.
 """
@@ -20,26 +23,11 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from toolkit.paths import project_root, sql_dir
-
-ALLOW = re.compile(r"--\s*lint:\s*allow\s+([a-z0-9,\s-]+?)\s*:\s*\S")
-
-FIXES = {
-    "require-lock-timeout": "SET lock_timeout before the statement (the toolkit does per session)",
-    "require-statement-timeout": "SET statement_timeout before the statement",
-    "constraint-missing-not-valid": "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT "
-    "outside the transaction (toolkit.online.outside_transaction)",
-    "require-concurrent-index-creation": "toolkit.online.create_index_concurrently",
-    "adding-field-with-default": "add the column without a volatile default, backfill in batches",
-    "changing-column-type": "add a new column, backfill, swap",
-    "adding-foreign-key-constraint": "ADD FOREIGN KEY ... NOT VALID, then VALIDATE CONSTRAINT",
-    "ban-drop-constraint": "justify it, or use toolkit.shadow_swap for an exclusion constraint",
-}
 
 
 @dataclass(frozen=True)
@@ -165,84 +153,50 @@ def emitted_sql_findings() -> list[Finding]:
 
 
 def offline_sql(revision: str) -> str:
-    """The SQL Alembic emits for one revision (from its predecessor)."""
-    from alembic import command
+    """The SQL Alembic emits for one revision (from its predecessor).
+
+    What `alembic upgrade down:rev --sql` does, on the process's one ScriptDirectory:
+    building the revision map again for every revision would make the lint gate in
+    front of every apply take a second instead of a tenth of one."""
+    from alembic.runtime.environment import EnvironmentContext
 
     from toolkit import revisions as revs
 
-    script_rev = revs.script_directory().get_revision(revision)
+    script = revs.script_directory()
+    script_rev = script.get_revision(revision)
     down = script_rev.down_revision
     if down is None and script_rev.dependencies:  # a branch root: start after what it needs
         needs = script_rev.dependencies
         down = needs if isinstance(needs, str) else needs[0]
-    spec = f"{down}:{revision}" if isinstance(down, str) else revision
+    start = down if isinstance(down, str) else None
     config = revs.alembic_config()
     buffer = io.StringIO()
     config.output_buffer = buffer
-    with contextlib.redirect_stdout(buffer):
-        command.upgrade(config, spec, sql=True)
+
+    def upgrade(rev: Any, context: Any) -> Any:
+        return script._upgrade_revs(revision, rev)  # as alembic.command.upgrade does
+
+    with (
+        contextlib.redirect_stdout(buffer),
+        EnvironmentContext(
+            config,
+            script,
+            fn=upgrade,
+            as_sql=True,
+            starting_rev=start,
+            destination_rev=revision,
+        ),
+    ):
+        script.run_env()
     return buffer.getvalue()
 
 
-def _allowed(lines: list[str], line: int) -> set[str]:
-    """Rules justified in the comment block right above line `line` (0-based)."""
-    rules: set[str] = set()
-    index = line - 1
-    while index >= 0 and (lines[index].strip().startswith("--") or not lines[index].strip()):
-        match = ALLOW.search(lines[index])
-        if match:
-            rules |= {r.strip() for r in match[1].split(",")}
-        index -= 1
-    # The statement may start on the same line as other text (e.g. inside a DO block).
-    match = ALLOW.search(lines[line]) if 0 <= line < len(lines) else None
-    if match:
-        rules |= {r.strip() for r in match[1].split(",")}
-    return rules
-
-
 def squawk_findings() -> list[Finding]:
+    """squawk on every revision's offline SQL; the same check `venuedb apply` gates on."""
     from toolkit import revisions as revs
+    from toolkit.lint_gate import findings
 
-    findings = []
-    with tempfile.TemporaryDirectory() as tmp:
-        texts: dict[str, tuple[str, str]] = {}
-        for step in revs.all_steps():
-            path = Path(tmp) / f"{step.revision}.sql"
-            text = offline_sql(step.revision)
-            path.write_text(text, encoding="utf-8")
-            texts[str(path)] = (step.revision, _relative(step.path))
-        if not texts:
-            return []
-        result = subprocess.run(
-            [str(Path(sys.executable).parent / "squawk"), "--reporter", "json", *texts],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        reports = json.loads(result.stdout or "[]")
-        for report in reports:
-            revision, source = texts.get(report["file"], ("?", report["file"]))
-            lines = Path(report["file"]).read_text(encoding="utf-8").splitlines()
-            line = int(report.get("line", 0))
-            around = "\n".join(lines[max(0, line - 2) : line + 1])
-            if "alembic_version" in around and "UPDATE alembic_version" not in around:
-                continue  # Alembic's own bookkeeping table
-            if report["rule_name"] in _allowed(lines, line):
-                continue
-            findings.append(
-                Finding(
-                    "squawk",
-                    source,
-                    line + 1,
-                    report["rule_name"],
-                    f"{revision}: {report['message']}",
-                    FIXES.get(
-                        report["rule_name"],
-                        report.get("help") or "or justify it: -- lint: allow <rule>: <why>",
-                    ),
-                )
-            )
-    return findings
+    return findings(step.revision for step in revs.all_steps())
 
 
 def plpgsql_check_findings(target: Any) -> tuple[list[Finding], str | None]:

@@ -43,6 +43,8 @@ class RunOptions:
     rehearse_in_place: bool = False
     scratch_url: str | None = None  # the server to create the scratch copy on (default: target's)
     rehearsal_copy_of: str | None = None  # set on the copy's run: the masked URL it copies
+    # toolkit.lint_gate.LintGate: an upgrade's plan is linted before anything changes.
+    lint_gate: Any = None
 
 
 @dataclass
@@ -144,11 +146,14 @@ def run(
     control = db.connect(target, purpose=f"{command} (control)")
     with control:
         # Validate the target against the database before anything is written.
-        revs.plan(direction, alembic_target, current_heads(control))
+        _lint(options, direction, revs.plan(direction, alembic_target, current_heads(control)))
         records.ensure_schema(control)
         locks.acquire(control, locks.DEPLOY_LOCK, options.lock_wait, "deploy")
         try:
             _refuse_an_orphaned_migration(control)
+            # Again on the plan made under the lock: lints only what another deploy made
+            # pending meanwhile (each revision is linted once).
+            _lint(options, direction, revs.plan(direction, alembic_target, current_heads(control)))
             settled: list[str] = []
             if not options.rehearse:
                 settled = _settle_interrupted_swaps(control, direction, alembic_target, emit)
@@ -160,6 +165,14 @@ def run(
         finally:
             if _alive(control):
                 locks.release(control, locks.DEPLOY_LOCK)
+
+
+def _lint(options: RunOptions, direction: str, planned: list[revs.Step]) -> None:
+    """The lint gate, before anything is written (not even the toolkit's own schema). Not
+    on a rollback: it is the way back from a bad deploy, its SQL was reviewed with the
+    release, and squawk's rules judge forward changes (a downgrade drops by design)."""
+    if options.lint_gate is not None and direction == "upgrade" and planned:
+        options.lint_gate.check([s.revision for s in planned])
 
 
 def _refuse_an_orphaned_migration(control: Any) -> None:
@@ -287,6 +300,10 @@ def _run_locked(
         if kind == "notice":
             result.notices.append(message)
         emit(kind, message)
+
+    if options.lint_gate is not None and direction == "upgrade":
+        for line in options.lint_gate.issues(s.revision for s in planned):
+            note("warning", line)  # findings applied with --skip-lint, in the record
 
     try:
         _attempt_loop(target, direction, alembic_target, options, result, deployment, note)

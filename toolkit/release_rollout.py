@@ -111,6 +111,8 @@ def rollout(
             record.issues.append(next_step)
         else:
             record.status = "SUCCESS"
+            if options.lint_gate is not None and options.lint_gate.issues(release.revisions):
+                record.status += f", LINT SKIPPED: {options.lint_gate.skip_reason}"
         _finish(
             control,
             deployment,
@@ -208,6 +210,11 @@ def _steps(
         # not turn into SUCCESS just because there is nothing left to apply.
         record.issues.append(f"{release.name} was already applied; nothing to apply")
         return _checks(target, release, record, emit)
+    if options.lint_gate is not None:  # before the backup: a refusal changes nothing
+        options.lint_gate.check(pending)
+        if options.lint_gate.clean(pending):
+            record.facts["Lint"] = options.lint_gate.summary(pending)
+        record.issues += options.lint_gate.issues(pending)
     step = record.begin("backup")
     made = backup(target, backup_dir)
     record.facts["Database backup created"] = (

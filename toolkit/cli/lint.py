@@ -1,12 +1,68 @@
-"""`venuedb lint`."""
+"""`venuedb lint`, and how apply and rollout report a lint refusal."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from toolkit.cli.common import JsonFlag, Output, handled, table
+
+SkipLint = Annotated[
+    str | None,
+    typer.Option(
+        "--skip-lint",
+        metavar="REASON",
+        help="Apply even if squawk finds unjustified hazards in the pending revisions; the "
+        "reason and the findings go into the deployment record. Better: fix the statement, "
+        "or justify it right above with `-- squawk-ignore <rule> -- <why>`.",
+        show_default=False,
+    ),
+]
+
+
+def skip_reason(value: str | None) -> str | None:
+    """--skip-lint's reason, refused when empty (the record must say why)."""
+    if value is None:
+        return None
+    if not value.strip():
+        from toolkit.errors import BadInput
+
+        raise BadInput(
+            '--skip-lint needs a reason, e.g. --skip-lint "index built on an empty table"; '
+            "nothing was changed"
+        )
+    return value.strip()
+
+
+def gate(reason: str | None, out: Output) -> Any:
+    from toolkit.lint_gate import LintGate
+
+    return LintGate(skip_reason=reason, emit=out.emit)
+
+
+def findings_table(title: str, findings: list[Any]) -> Any:
+    return table(
+        title,
+        ["source", "file:line", "rule", "message", "fix"],
+        [[f.source, f"{f.file}:{f.line}", f.rule, f.message, f.fix] for f in findings],
+    )
+
+
+def refuse(out: Output, exc: Any) -> NoReturn:
+    """A lint refusal: the findings, where they are written and how to fix them; exit 1."""
+    out.document(
+        exc.status,
+        error=str(exc),
+        exit_code=exc.exit_code,
+        findings=[f.to_dict() for f in exc.findings],
+        revisions=exc.revisions,
+        lint_seconds=round(exc.seconds, 3),
+    )
+    if not out.as_json:
+        out.err.print(findings_table("Unjustified lint findings", exc.findings))
+        out.err.print(f"error: {exc}", style="bold red", markup=False)
+    raise typer.Exit(exc.exit_code)
 
 
 def lint(
@@ -21,9 +77,11 @@ def lint(
     json_output: JsonFlag = False,
 ) -> None:
     """sqlfluff on sql/, PL/pgSQL bodies parsed by pglast, squawk on the SQL every revision
-    emits (justify a knowing exception right above the statement with
-    `-- lint: allow <rule>: <why>`), and plpgsql_check with --database-url. Exit 0 clean,
-    1 findings."""
+    emits (the check `apply` and `rollout` refuse to deploy past), and plpgsql_check with
+    --database-url. Justify a knowing exception in squawk's own syntax, right above the
+    statement: `-- squawk-ignore <rule> -- <why>` (released revisions' `-- lint: allow
+    <rule>: <why>` is still read). Findings point at the revision file's line. Exit 0
+    clean, 1 findings."""
     from toolkit.lint import lint as run_lint
 
     out = Output(json_output)
@@ -40,16 +98,7 @@ def lint(
         )
         if not json_output:
             if findings:
-                out.out.print(
-                    table(
-                        "Lint findings",
-                        ["source", "file:line", "rule", "message", "fix"],
-                        [
-                            [f.source, f"{f.file}:{f.line}", f.rule, f.message, f.fix]
-                            for f in findings
-                        ],
-                    )
-                )
+                out.out.print(findings_table("Lint findings", findings))
             for note in notes:
                 out.line(f"note: {note}")
             out.line(f"{len(findings)} finding(s)" if findings else "lint clean")

@@ -15,6 +15,7 @@ from toolkit.cli.common import (
     resolve_target,
     table,
 )
+from toolkit.cli.lint import SkipLint
 
 TargetArg = Annotated[
     str | None,
@@ -185,9 +186,17 @@ def apply(
     statement_timeout: StatementTimeout = "0",
     retries: Retries = 3,
     actor: Actor = None,
+    skip_lint: SkipLint = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Upgrade to TARGET (default: every branch head), one transaction per revision, recorded."""
+    """Upgrade to TARGET (default: every branch head), one transaction per revision, recorded.
+
+    First squawk lints the pending revisions' SQL: an unjustified finding refuses the
+    apply with nothing changed (exit 1, status lint_failed, each finding at its file:line
+    with the fix), unless --skip-lint REASON, which is recorded with the findings."""
+    from toolkit.cli.lint import gate, refuse, skip_reason
+    from toolkit.lint_gate import LintRefused
+
     out = Output(json_output)
     with handled(out):
         rehearse = rehearse or rehearse_in_place
@@ -200,10 +209,14 @@ def apply(
         options = _options(lock_wait, lock_timeout, statement_timeout, retries, actor, rehearse)
         options.rehearse_in_place = rehearse_in_place
         options.scratch_url = _scratch_url(scratch_url)
+        options.lint_gate = gate(skip_reason(skip_lint), out)
         target = resolve_target(database_url, out)
-        result = run(target, "upgrade", target_name, options, emit=out.emit)
-        record = None if rehearse else _markdown(result, target, options.actor)
-        _report(out, result, rehearse, record=record)
+        try:
+            result = run(target, "upgrade", target_name, options, emit=out.emit)
+        except LintRefused as exc:
+            refuse(out, exc)
+        record = None if rehearse else _markdown(result, target, options.actor, options.lint_gate)
+        _report(out, result, rehearse, record=record, lint=_lint(options.lint_gate, result))
 
 
 def _check_rehearse_options(
@@ -344,19 +357,45 @@ def history(
 
 
 def _offline_sql(target_name: str | None, from_revision: str | None, out: Output) -> None:
+    """The script, with every justification in squawk's own syntax where squawk honours
+    it, so that squawk run on it directly finds nothing unjustified (else: a warning)."""
+    import contextlib
+    import io
+    import sys
+
     from alembic import command
 
     from toolkit import revisions as revs
+    from toolkit.errors import OperationFailed
+    from toolkit.lint_gate import squawk_form, translate
 
     alembic_target, _ = revs.upgrade_target(target_name)
     config = revs.alembic_config()
     spec = f"{from_revision}:{alembic_target}" if from_revision else alembic_target
+    buffer = io.StringIO()
+    config.output_buffer = buffer
     try:
-        command.upgrade(config, spec, sql=True)
+        with contextlib.redirect_stdout(buffer):
+            command.upgrade(config, spec, sql=True)
     except Exception as exc:
         from toolkit.errors import BadInput
 
         raise BadInput(f"cannot produce SQL for {spec!r}: {str(exc).splitlines()[0]}") from None
+    text = buffer.getvalue()
+    try:
+        printed, unjustified = squawk_form({"script": text})["script"]
+    except OperationFailed as exc:
+        out.err.print(f"warning: {exc}; the script is printed unchecked", markup=False)
+        printed, unjustified = translate(text), []
+    sys.stdout.write(printed)
+    lines = text.split("\n")
+    for report in unjustified:  # on stderr: stdout is the script
+        out.err.print(
+            f"warning: squawk: unjustified {report.rule} at `{lines[report.line].strip()[:70]}` "
+            "(`venuedb lint` says where it is written; `venuedb apply` refuses it)",
+            style="yellow",
+            markup=False,
+        )
 
 
 def _swaps_left_behind(target: Any) -> bool:
@@ -372,28 +411,40 @@ def _connect(target: Any) -> Any:
     return connect(target, purpose="rollback plan")
 
 
-def _markdown(result: Any, target: Any, actor: str) -> str | None:
-    """The Markdown twin of the deployment record the run wrote in the database."""
+def _markdown(result: Any, target: Any, actor: str, lint_gate: Any = None) -> str | None:
+    """The Markdown twin of the deployment record the run wrote in the database. Lint
+    findings applied with --skip-lint are Issues, and the status says so."""
     if result.deployment_id is None:
         return None
     from toolkit.deploy_record import simple
 
+    applied = [s.revision for s in result.planned] if result.command != "rollback" else []
+    skipped = lint_gate.issues(applied) if lint_gate is not None else []
+    facts = {
+        "From": str(result.from_heads),
+        "To": str(result.to_heads),
+        "Duration": f"{result.duration_ms} ms",
+    }
+    if lint_gate is not None and applied and lint_gate.clean(applied):
+        facts["Lint"] = lint_gate.summary(applied)
     path = simple(
         f"{result.command} {result.target} Deployment Record",
         target.masked,
         actor,
         release=result.release,
-        status="SUCCESS",
+        status=f"SUCCESS, LINT SKIPPED: {lint_gate.skip_reason}" if skipped else "SUCCESS",
         steps=result.steps,
-        issues=[f"NOTICE: {n}" for n in result.notices],
-        facts={
-            "From": str(result.from_heads),
-            "To": str(result.to_heads),
-            "Duration": f"{result.duration_ms} ms",
-        },
+        issues=[*skipped, *(f"NOTICE: {n}" for n in result.notices)],
+        facts=facts,
         deployment_id=result.deployment_id,
     )
     return str(path)
+
+
+def _lint(lint_gate: Any, result: Any) -> dict[str, Any] | None:
+    """What the lint gate checked, for --json (none when nothing was pending)."""
+    applied = [s.revision for s in result.planned]
+    return lint_gate.to_dict(applied) if applied else None
 
 
 def _report(out: Output, result: Any, rehearse: bool, **extra: Any) -> None:

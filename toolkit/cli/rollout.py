@@ -15,6 +15,7 @@ from toolkit.cli.common import (
     require_tty_or_yes,
     resolve_target,
 )
+from toolkit.cli.lint import SkipLint
 
 
 def rollout(
@@ -36,6 +37,7 @@ def rollout(
     ] = Path("deployments"),
     lock_timeout: Annotated[str, typer.Option(help="lock_timeout per revision.")] = "1s",
     actor: Annotated[str | None, typer.Option(help="Who is deploying (recorded).")] = None,
+    skip_lint: SkipLint = None,
     database_url: DatabaseUrl = None,
     json_output: JsonFlag = False,
 ) -> None:
@@ -49,8 +51,14 @@ def rollout(
     revisions stay applied, the failing checks are named with their values, and the
     runbook says what next. Warning and no_data checks are listed, not failing. Exit 1
     also when a pre-flight check or a postcondition stops it, 2 on bad input (unknown
-    or out-of-order release), 4 when another deploy holds the lock."""
+    or out-of-order release), 4 when another deploy holds the lock.
+
+    After pre-flight, squawk lints the pending revisions: an unjustified finding stops the
+    rollout before the backup, nothing changed (exit 1, lint_failed), unless --skip-lint
+    REASON, recorded with the findings."""
     from toolkit import durations as d
+    from toolkit.cli.lint import gate, refuse, skip_reason
+    from toolkit.lint_gate import LintRefused
     from toolkit.migrate import RunOptions
     from toolkit.records import default_actor
     from toolkit.release_rollout import plan as plan_steps
@@ -58,6 +66,7 @@ def rollout(
 
     out = Output(json_output)
     with handled(out):
+        reason = skip_reason(skip_lint)
         target = resolve_target(database_url, out)
         steps = plan_steps(target, release)
         if plan:
@@ -72,15 +81,19 @@ def rollout(
         options = RunOptions(
             lock_timeout=d.parse_bounded(lock_timeout, d.LOCK_TIMEOUT, option="--lock-timeout"),
             actor=actor or default_actor(),
+            lint_gate=gate(reason, out),
         )
-        result = run_rollout(
-            target,
-            release,
-            backup_dir=backup_dir,
-            records_dir=records_dir,
-            options=options,
-            emit=out.emit,
-        )
+        try:
+            result = run_rollout(
+                target,
+                release,
+                backup_dir=backup_dir,
+                records_dir=records_dir,
+                options=options,
+                emit=out.emit,
+            )
+        except LintRefused as exc:
+            refuse(out, exc)
         failed = result["failed_checks"]
         out.document("failed" if failed else "ok", **result)
         out.line(f"{release}: {result['outcome']}; record {result['record']}")
