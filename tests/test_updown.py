@@ -21,9 +21,15 @@ from toolkit.migrate import RunOptions, run
 
 def _snapshot(url: str) -> dict:
     # Extensions are database-wide and shared: revisions create them when missing and
-    # never drop them, so they are not part of what a downgrade must undo.
+    # never drop them, so they are not part of what a downgrade must undo. Nor are the
+    # roles (cluster-wide, never dropped) and schema public's USAGE for them: core_001
+    # grants it and its (released) downgrade keeps it.
     with psycopg.connect(url) as conn:
-        return {k: v for k, v in catalog.snapshot(conn).items() if k[0] != "extension"}
+        return {
+            k: v
+            for k, v in catalog.snapshot(conn).items()
+            if k[0] not in ("extension", "role") and k != ("schema", "public")
+        }
 
 
 def _row_counts(url: str) -> dict[str, int]:

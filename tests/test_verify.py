@@ -23,7 +23,9 @@ def _verify(url: str, *args: str) -> tuple[int, dict]:
 
 def test_a_migrated_database_is_clean(db_url: str) -> None:
     code, report = _verify(db_url)
-    assert (code, report["status"], report["clean"]) == (0, "ok", True), report
+    assert (code, report["status"], report["clean"]) == (0, "clean", True), report
+    assert (report["drift_status"], report["not_compared"]) == ("compared", [])
+    assert report["drift_reference"].startswith("schema_snapshot.json")
     assert report["drift"] == [] and report["tamper"] == []
     assert len(report["postconditions"]) >= 20 and all(p["ok"] for p in report["postconditions"])
     assert report["notes"] == []
@@ -64,7 +66,9 @@ INJECTIONS = [
         "sneaky()",
         {
             ("trigger", "public.bookings.sneaky", "unexpected"),
+            ("trigger_mode", "public.bookings.sneaky", "unexpected"),
             ("function", "public.sneaky()", "unexpected"),
+            ("function_grant", "public.sneaky()", "unexpected"),
         },
     ),
     (
@@ -170,8 +174,9 @@ def test_verify_after_each_release_rollback_and_reapply(db_url: str, release: st
     down = invoke("rollback", release, "--yes", "--database-url", db_url)
     assert down.exit_code == 0, down.output
     code, report = _verify(db_url)
-    assert code == 0, report
-    assert any("not at the heads" in n for n in report["notes"])
+    # Not at the heads: the reference is a scratch database at the live revisions.
+    assert (code, report["status"], report["drift"]) == (0, "clean", []), report["drift"]
+    assert report["drift_reference"].startswith("a scratch database migrated to")
     up = invoke("apply", "--database-url", db_url)
     assert up.exit_code == 0, up.output
     code, report = _verify(db_url)

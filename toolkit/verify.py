@@ -1,10 +1,17 @@
-"""`venuedb verify`: postconditions of applied releases, drift of the live schema from the
-committed snapshot, and tampering (revision files changed after they were applied, a
-released sql/functions file edited, revisions applied out of order)."""
+"""`venuedb verify`: postconditions of applied releases, drift of the live schema from what
+its migrations build, and tampering (revision files changed after they were applied, a
+released sql/functions file edited, revisions applied out of order).
+
+Drift is compared at whatever revision the database is at: at the heads against the
+committed snapshot (fast), elsewhere against a scratch database migrated to exactly the
+live revisions. When no reference can be had, drift is `not_compared` and so is the
+verdict: verify never says clean about what it did not compare.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +23,22 @@ from toolkit.errors import BadInput
 from toolkit.migrate import current_heads
 from toolkit.releases import find_release, load_releases
 
+# Verdicts, most serious first (all exit 3 but not_compared, 5, and clean, 0).
+EXIT_CODES = {
+    "tampered": 3,
+    "in_progress": 3,
+    "drift": 3,
+    "postconditions_failed": 3,
+    "not_compared": 5,
+    "clean": 0,
+}
+
+Progress = Callable[[str], None]
+
+
+def _silent(message: str) -> None:
+    pass
+
 
 @dataclass
 class Report:
@@ -24,30 +47,59 @@ class Report:
     tamper: list[dict[str, Any]] = field(default_factory=list)
     in_progress: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # compared | not_compared | not_asked (--release: postconditions and files only)
+    drift_status: str = "compared"
+    drift_reference: str = ""  # what the live schema was compared with
+    not_compared: list[str] = field(default_factory=list)  # why something went unchecked
     seconds: float = 0.0
 
     @property
+    def status(self) -> str:
+        if self.tamper:
+            return "tampered"
+        if self.in_progress:
+            return "in_progress"
+        if self.drift:
+            return "drift"
+        if not all(p["ok"] for p in self.postconditions):
+            return "postconditions_failed"
+        if self.not_compared:
+            return "not_compared"
+        return "clean"
+
+    @property
     def clean(self) -> bool:
-        return (
-            not self.drift
-            and not self.tamper
-            and not self.in_progress
-            and all(p["ok"] for p in self.postconditions)
-        )
+        return self.status == "clean"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "clean": self.clean,
+            "verdict": self.status,
             "postconditions": self.postconditions,
+            "drift_status": self.drift_status,
+            "drift_reference": self.drift_reference,
             "drift": self.drift,
             "tamper": self.tamper,
             "in_progress": self.in_progress,
+            "not_compared": self.not_compared,
             "notes": self.notes,
             "seconds": round(self.seconds, 3),
         }
 
 
-def verify(target: db.Target, release: str | None = None) -> Report:
+def verify(
+    target: db.Target,
+    release: str | None = None,
+    *,
+    scratch_url: str | None = None,
+    progress: Progress = _silent,
+) -> Report:
+    """Verify `target`. `scratch_url`: a server where the scratch reference database may be
+    created when the target's own server refuses (default: the target's server)."""
     import time
 
     started = time.monotonic()
@@ -57,10 +109,20 @@ def verify(target: db.Target, release: str | None = None) -> Report:
     report = Report()
     with db.connect(target, purpose="verify") as conn:
         heads = current_heads(conn)
-        applied = [r for r in revs.releases_applied(heads) if r["state"] == "applied"]
+        known_heads = tuple(h for h in heads if _known(h))
+        unknown = [h for h in heads if h not in known_heads]
+        if unknown:
+            report.not_compared.append(
+                f"alembic_version holds {', '.join(unknown)}, which this checkout does not "
+                "know (a newer checkout deployed it, or the row was edited): nothing at that "
+                "revision can be checked; verify with the checkout that deployed it"
+            )
+        applied = [r for r in revs.releases_applied(known_heads) if r["state"] == "applied"]
         names = [r["release"] for r in applied]
         if release is not None and release not in names:
-            report.notes.append(f"release {release} is not (fully) applied: nothing to verify")
+            report.not_compared.append(
+                f"release {release} is not (fully) applied: none of its postconditions checked"
+            )
         checks = postconditions.effective(postconditions.load_checks(), names)
         if release is not None:
             checks = [c for c in checks if c.release == release]
@@ -70,27 +132,151 @@ def verify(target: db.Target, release: str | None = None) -> Report:
             s.to_dict() | {"what": s.describe()} for s in interrupted_swaps.find(conn)
         ]
         if release is None:
-            _drift(conn, heads, report)
+            _drift(conn, heads, unknown, report, scratch_url or target.url, progress)
         else:
+            report.drift_status = "not_asked"
             report.notes.append("drift is compared for the whole schema only (without --release)")
     report.seconds = time.monotonic() - started
     return report
 
 
-def _drift(conn: Any, heads: tuple[str, ...], report: Report) -> None:
-    path = snapshot.snapshot_file()
-    if not path.exists():
-        report.notes.append(f"no snapshot at {path}: run `venuedb snapshot`")
-        return
-    reference = snapshot.load(path)
-    live_heads = sorted(h for h in revs.heads_by_branch(heads).values() if h)
-    if sorted(reference["heads"]) != live_heads:
-        report.notes.append(
-            "drift not compared: the database is not at the heads the snapshot "
-            f"describes ({', '.join(reference['heads'])}); run `venuedb apply`"
+def _known(revision: str) -> bool:
+    try:
+        return revs.script_directory().get_revision(revision) is not None
+    except Exception:  # alembic raises several flavours for an unknown or ambiguous id
+        return False
+
+
+# Relations and functions outside PostgreSQL's and the toolkit's schemas that no
+# extension owns: what a database "holds" when asking whether it is empty.
+_PROJECT_OBJECTS_SQL = """
+SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'venuedb')
+          AND n.nspname !~ '^pg_(toast|temp_)'
+          AND NOT (n.nspname = 'public' AND c.relname = 'alembic_version')
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')),
+       (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'venuedb')
+          AND n.nspname !~ '^pg_(toast|temp_)'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e'))
+"""
+
+
+def _drift(
+    conn: Any,
+    heads: tuple[str, ...],
+    unknown: list[str],
+    report: Report,
+    scratch_server: str,
+    progress: Progress,
+) -> None:
+    if unknown:
+        report.drift_status = "not_compared"
+        report.not_compared.append(
+            f"drift not compared: no reference for the unknown revision {', '.join(unknown)}"
         )
         return
-    report.drift = [d.to_dict() for d in snapshot.diff(reference["objects"], snapshot.take(conn))]
+    if not heads:
+        _never_stamped(conn, report)
+        return
+    live_heads = sorted(h for h in revs.heads_by_branch(heads).values() if h)
+    live = snapshot.take(conn)
+    path = snapshot.snapshot_file()
+    committed = snapshot.load(path) if path.exists() else None
+    if committed is not None and sorted(committed["heads"]) == live_heads:
+        reference = committed["objects"]
+        report.drift_reference = f"{path.name} (the heads: {', '.join(live_heads)})"
+    else:
+        from urllib.parse import urlsplit
+
+        server = urlsplit(scratch_server)
+        progress(
+            f"the database is at {', '.join(live_heads)}, not at the heads the committed "
+            f"snapshot describes: building the expected schema in a scratch database on "
+            f"{server.hostname}:{server.port or 5432} (a few seconds)"
+        )
+        try:
+            reference, _ = snapshot.build(scratch_server, targets=list(heads))
+        except snapshot.ScratchUnavailable as exc:
+            report.drift_status = "not_compared"
+            report.not_compared.append(
+                f"drift not compared: no reference schema at {', '.join(live_heads)}: {exc}; "
+                "pass --scratch-url URL (a server where a scratch database may be created), "
+                "or verify at the heads (`venuedb apply`)"
+            )
+            return
+        report.drift_reference = f"a scratch database migrated to {', '.join(live_heads)}"
+        for kind in snapshot.CLUSTER_KINDS:
+            # A scratch database on the same server sees the very same (cluster-wide)
+            # roles: the committed snapshot is their reference at every revision.
+            if committed is not None:
+                reference[kind] = committed["objects"].get(kind, {})
+            else:
+                reference.pop(kind, None)
+                live.pop(kind, None)
+                report.not_compared.append(
+                    f"{kind} attributes not compared: no committed snapshot at {path}"
+                )
+    found = snapshot.diff(reference, live)
+    if report.drift_reference.startswith("a scratch database"):
+        found = _rollback_leftovers(found, committed, report)
+    for d in found:
+        if d.kind == "rule_data" and d.actual == snapshot.UNREADABLE:
+            report.not_compared.append(
+                f"rows of {d.name} not compared: the verifying role may not read them all "
+                "(it needs SELECT, and no row level security filtering it)"
+            )
+    report.drift = [
+        d.to_dict()
+        for d in found
+        if not (d.kind == "rule_data" and d.actual == snapshot.UNREADABLE)
+    ]
+    if report.not_compared:
+        report.drift_status = "not_compared"
+
+
+def _rollback_leftovers(
+    found: list[snapshot.Drift], committed: dict[str, Any] | None, report: Report
+) -> list[snapshot.Drift]:
+    """Rollbacks keep the extensions a later revision installs (other objects may use
+    them): below the heads, such an extension is a note, not drift. Any other extension
+    still is."""
+    ours = set((committed or {}).get("objects", {}).get("extension", {}))
+    kept = []
+    for d in found:
+        if d.kind == "extension" and d.status == "unexpected" and d.name in ours:
+            report.notes.append(
+                f"extension {d.name} is installed though no applied revision needs it yet "
+                "(a rollback keeps the extensions later revisions install)"
+            )
+        else:
+            kept.append(d)
+    return kept
+
+
+def _never_stamped(conn: Any, report: Report) -> None:
+    """No alembic_version rows (never migrated, or rolled back to base): no revision says
+    what the schema should be. Objects there anyway were made without the migrations."""
+    tables, functions = conn.execute(_PROJECT_OBJECTS_SQL).fetchone()
+    if tables or functions:
+        report.drift.append(
+            {
+                "kind": "revision",
+                "name": "public.alembic_version",
+                "status": "missing",
+                "expected": "the revisions that built the schema",
+                "actual": f"no revision recorded, yet {tables} tables and {functions} "
+                "functions outside PostgreSQL's schemas: built or changed by hand",
+            }
+        )
+        return
+    report.drift_status = "not_compared"
+    report.not_compared.append(
+        "drift not compared: no revision is applied (alembic_version is absent or empty) "
+        "and the database holds none of the project's objects, so there is nothing to "
+        "compare; run `venuedb apply`"
+    )
 
 
 def _tamper(conn: Any, heads: tuple[str, ...], release: str | None, report: Report) -> None:

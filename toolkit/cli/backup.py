@@ -53,7 +53,8 @@ def restore(
     """Restore a backup into an empty database in one transaction, then run `venuedb verify`
     on it (seed 000 rollback level 3). Exit 1 when pg_restore fails (rolled back: the target
     is unchanged), 2 for a non-empty target without --force or an unreadable file, 3 when
-    the restored database does not verify clean."""
+    the restored database does not verify clean (drift, tampering, a failed postcondition),
+    5 when verify could not compare it (the restore itself succeeded; see the reason)."""
     from toolkit.backup import restore as run_restore
     from toolkit.connection import resolve
     from toolkit.verify import verify
@@ -63,20 +64,34 @@ def restore(
         target = resolve(target_url)
         out.note(target.describe())
         result = run_restore(file, target, force=force)
-        report = verify(target)
-        _record(target, file, result, report.clean)
-        out.document("ok" if report.clean else "drift", **result, verify=report.to_dict())
+        report = verify(target, progress=out.note)
+        _record(target, file, result, report.status)
+        out.document(
+            "ok" if report.clean else report.status,
+            **result,
+            verify_status=report.status,
+            verify=report.to_dict(),
+        )
         out.line(
             f"restored {result['objects']} objects from {file} in {result['seconds']:.1f} s; "
-            f"verify: {'clean' if report.clean else 'DRIFT'}"
+            f"verify: {report.status if report.clean else report.status.upper()}"
         )
+        for drift in report.drift:
+            out.line(f"drift: {drift['kind']} {drift['name']} {drift['status']}")
+        for tamper in report.tamper:
+            out.line(f"tampered: {tamper['kind']} {tamper['name']}")
+        for check in report.postconditions:
+            if not check["ok"]:
+                out.line(f"failed postcondition: {check['kind']} {check['object']}")
+        for reason in report.not_compared:
+            out.line(f"not compared: {reason}")
         for note in report.notes:
             out.line(f"note: {note}")
-        if not report.clean:
-            raise typer.Exit(3)
+        if report.exit_code:
+            raise typer.Exit(report.exit_code)
 
 
-def _record(target: object, file: Path, result: dict, clean: bool) -> None:  # type: ignore[type-arg]
+def _record(target: object, file: Path, result: dict, verdict: str) -> None:  # type: ignore[type-arg]
     """The restore as a deployment record in the restored database and as Markdown."""
     from datetime import UTC, datetime, timedelta
 
@@ -86,7 +101,7 @@ def _record(target: object, file: Path, result: dict, clean: bool) -> None:  # t
     actor = records.default_actor()
     lines = [
         f"restored {result['objects']} objects from {file}",
-        f"verify: {'clean' if clean else 'drift'}",
+        f"verify: {verdict}",
     ]
     finished = datetime.now(UTC)
     started = finished - timedelta(seconds=float(result["seconds"]))
@@ -105,7 +120,7 @@ def _record(target: object, file: Path, result: dict, clean: bool) -> None:  # t
         target.masked,  # type: ignore[attr-defined]
         actor,
         release=None,
-        status="SUCCESS" if clean else "RESTORED WITH DRIFT",
+        status="SUCCESS" if verdict == "clean" else f"RESTORED, VERIFY {verdict.upper()}",
         steps=[Step(f"restore {file.name}", started, finished, "ok")],
         lines=lines,
         issues=[],
