@@ -149,14 +149,15 @@ def test_lock_released_during_retries_lets_the_apply_finish(empty_db_url: str) -
     assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
     blocker = psycopg.connect(empty_db_url)
     blocker.execute("INSERT INTO auth.users (email) VALUES ('brief@example.com')")
-    timer = threading.Timer(0.6, blocker.rollback)
-    timer.start()
+    # Released once the apply has waited out at least one 200 ms lock_timeout (two waits
+    # seen), not after a fixed time: on a loaded machine the apply may start late.
+    releaser = _release_when_waited_on(empty_db_url, blocker, waits=2)
     try:
         result = invoke(
             "apply", "--database-url", empty_db_url, "--lock-timeout", "200ms", "--retries", "5"
         )
     finally:
-        timer.join()
+        releaser.join()
         blocker.close()
     assert result.exit_code == 0, result.output
     assert "retry:" in result.stdout
@@ -250,6 +251,34 @@ def _record_result(url: str) -> tuple:
         ).fetchone()
 
 
+def _release_when_waited_on(
+    url: str, blocker: psycopg.Connection, waits: int, then: float = 0.0
+) -> threading.Thread:
+    """Roll `blocker` back once `waits` distinct lock waits (a retry starts a new one) of
+    another session have been seen, `then` seconds after the last one (at most 60 s)."""
+
+    def release() -> None:
+        seen: set[tuple[int, object]] = set()
+        deadline = time.monotonic() + 60
+        try:
+            with psycopg.connect(url, autocommit=True) as observer:
+                while len(seen) < waits and time.monotonic() < deadline:
+                    for pid, started in observer.execute(
+                        "SELECT a.pid, a.query_start FROM pg_locks l "
+                        "JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE NOT l.granted AND a.datname = current_database()"
+                    ):
+                        seen.add((pid, started))
+                    time.sleep(0.02)
+            time.sleep(then)
+        finally:
+            blocker.rollback()
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    return thread
+
+
 @contextmanager
 def _apply_waiting_on_a_lock(
     url: str,
@@ -301,8 +330,8 @@ def test_markdown_step_seconds_are_the_time_the_revision_took(empty_db_url: str)
     assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
     blocker = psycopg.connect(empty_db_url)
     blocker.execute("INSERT INTO auth.users (email) VALUES ('brief@example.com')")
-    timer = threading.Timer(1.5, blocker.rollback)  # bar_001 waits 1.5 s for this lock
-    timer.start()
+    # bar_001 waits at least 1.5 s for this lock: released 1.5 s after its wait is seen.
+    timer = _release_when_waited_on(empty_db_url, blocker, waits=1, then=1.5)
     try:
         result = invoke(
             "apply",
