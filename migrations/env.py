@@ -9,11 +9,17 @@
 - Run plainly (`alembic upgrade heads`), it finds the database the way the toolkit
   does (-x url=..., DATABASE_URL, .env, the embedded server), takes the same
   advisory deploy lock and sets lock_timeout (-x lock_timeout=1s by default).
+- Every online path records a checksum per revision over the revision and the SQL files
+  it installs, and refuses to run while a released file differs from
+  migrations/released.json without an acceptance (toolkit/checksums.py); run plainly, it
+  also writes a deployment record (command `alembic`).
 - The -x durations are parsed and bounded like the toolkit's options and reach SQL
   only as a whole number of milliseconds: a crafted value cannot inject SQL.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection, Engine
@@ -30,13 +36,19 @@ def _x_duration(name: str, default: str, bounds_name: str) -> float:
     return durations.parse_bounded(x_args.get(name, default), bounds, option=f"-x {name}")
 
 
-def _configure(connection: Connection) -> None:
+def _configure(connection: Connection, callbacks: list[Any]) -> None:
     context.configure(
         connection=connection,
         target_metadata=None,
         transaction_per_migration=True,
-        on_version_apply=config.attributes.get("on_version_apply", ()),
+        on_version_apply=[*callbacks, *config.attributes.get("on_version_apply", ())],
     )
+
+
+def _by_the_toolkit() -> bool:
+    """venuedb apply/rollback pass their deployment's id: they refused changed released
+    files themselves before connecting, and write their own deployment record."""
+    return "venuedb_deployment_id" in config.attributes
 
 
 def run_offline() -> None:
@@ -45,6 +57,7 @@ def run_offline() -> None:
         dialect_name="postgresql",
         literal_binds=True,
         transaction_per_migration=True,
+        on_version_apply=config.attributes.get("on_version_apply", ()),
     )
     from toolkit.durations import to_milliseconds
 
@@ -60,19 +73,35 @@ def run_offline() -> None:
         context.run_migrations()
 
 
-def _run_on(connection: Connection) -> None:
-    _configure(connection)
-    with context.begin_transaction():
-        context.run_migrations()
+def _run_on(connection: Connection, also: tuple[Any, ...] = ()) -> None:
+    from toolkit.checksums import Recorder
+    from toolkit.sqlfiles import collecting
+
+    # Every path records one checksum per revision over its file and the SQL files it
+    # installs, inside the revision's own transaction (toolkit/checksums.py).
+    with collecting() as installed:
+        recorder = Recorder(installed, config.attributes.get("venuedb_deployment_id"))
+        _configure(connection, [recorder, *also])
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+def _refuse_changed_released_files(connection: Connection) -> None:
+    from toolkit.checksums import refuse_changed_files
+
+    if not _by_the_toolkit():
+        refuse_changed_files(connection.connection.driver_connection)
 
 
 def run_online() -> None:
     connectable = config.attributes.get("connection")
     if isinstance(connectable, Connection):
+        _refuse_changed_released_files(connectable)
         _run_on(connectable)
         return
     if isinstance(connectable, Engine):
         with connectable.connect() as connection:
+            _refuse_changed_released_files(connection)
             _run_on(connection)
             connection.commit()
         return
@@ -82,6 +111,7 @@ def run_online() -> None:
 def _run_standalone() -> None:
     from toolkit import connection as db
     from toolkit import locks
+    from toolkit.checksums import PlainRun
     from toolkit.durations import to_postgres
 
     # Validate every -x value before connecting: a bad one changes nothing.
@@ -100,8 +130,19 @@ def _run_standalone() -> None:
             driver.execute(
                 "SELECT set_config('lock_timeout', %s, false)", (to_postgres(lock_timeout),)
             )
+            # Refuses changed released files, then records the run like `venuedb apply`.
+            run = PlainRun.begin(driver, getattr(config.cmd_opts, "revision", None))
+            failure: BaseException | None = None
             driver.autocommit = False
-            _run_on(connection)
+            try:
+                _run_on(connection, also=(run.on_step,))
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                driver.rollback()
+                driver.autocommit = True
+                run.finish(driver, failure)
         finally:
             driver.rollback()
             driver.autocommit = True

@@ -9,17 +9,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from toolkit import catalog, locks, records
+from toolkit import catalog, checksums, locks, records
 from toolkit import connection as db
 from toolkit import revisions as revs
 from toolkit.blockers import Blocker, BlockerWatcher
 from toolkit.deploy_record import Step
 from toolkit.durations import to_postgres
 from toolkit.errors import LockBusy, OperationFailed, VenuedbError
-from toolkit.sqlfiles import file_sha256
 from toolkit.urls import mask_text
 
 Emit = Callable[[str, str], None]  # (kind, message): kind is info | notice | step | retry | warning
@@ -142,6 +140,9 @@ def run(
     command = (
         "rehearse" if options.rehearse else ("apply" if direction == "upgrade" else "rollback")
     )
+    # Released history is frozen: a changed released file stops here unless accepted.
+    for accepted in checksums.refuse_changed_files_of(target):
+        emit("warning", accepted)
 
     control = db.connect(target, purpose=f"{command} (control)")
     with control:
@@ -456,17 +457,6 @@ def _migrate_once(
 
             def on_version_apply(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
                 script_rev = step.up_revision
-                if step.is_upgrade:
-                    records.record_checksum(
-                        ctx.connection,
-                        revision=script_rev.revision,
-                        branch=revs.branch_of(script_rev.revision),
-                        path=script_rev.path,
-                        sha256=file_sha256(Path(script_rev.path)),
-                        deployment_id=deployment.id,
-                    )
-                else:
-                    records.forget_checksum(ctx.connection, script_rev.revision)
                 now = time.monotonic()
                 elapsed = now - last[0]
                 last[0] = now
@@ -483,6 +473,8 @@ def _migrate_once(
 
             config = revs.alembic_config(conn)
             config.attributes["on_version_apply"] = [on_version_apply]
+            # migrations/env.py records each revision's checksum with this deployment's id.
+            config.attributes["venuedb_deployment_id"] = deployment.id
             config.attributes["venuedb_rehearse"] = options.rehearse
             with BlockerWatcher(target, int(pid)) as watcher:
                 try:

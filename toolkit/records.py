@@ -20,7 +20,26 @@ from toolkit import __version__
 if TYPE_CHECKING:
     import psycopg
 
-SCHEMA_DDL = """
+# One row per `venuedb accept-checksum`: this database may run REVISION with exactly the files
+# whose checksum is `checksum` (toolkit/checksums.py). Rows are only ever added.
+ACCEPTED_DDL = """
+CREATE TABLE IF NOT EXISTS venuedb.accepted_checksums (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    revision text NOT NULL,
+    checksum text NOT NULL,
+    released_checksum text,
+    recorded_checksum text,
+    files jsonb NOT NULL,
+    reason text NOT NULL CONSTRAINT accepted_checksums_reason_check CHECK (btrim(reason) <> ''),
+    actor text NOT NULL,
+    os_user text NOT NULL,
+    hostname text NOT NULL,
+    accepted_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+"""
+
+SCHEMA_DDL = (
+    """
 CREATE SCHEMA IF NOT EXISTS venuedb;
 COMMENT ON SCHEMA venuedb IS
     'venuedb toolkit: deployment records, revision checksums, backfill progress';
@@ -55,9 +74,13 @@ CREATE TABLE IF NOT EXISTS venuedb.revision_checksums (
     path text NOT NULL,
     sha256 text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    deployment_id bigint REFERENCES venuedb.deployments (id) ON DELETE SET NULL
+    deployment_id bigint REFERENCES venuedb.deployments (id) ON DELETE SET NULL,
+    checksum text,
+    files jsonb
 );
 """
+    + ACCEPTED_DDL
+)
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
@@ -101,7 +124,56 @@ def _needs_upgrade(conn: psycopg.Connection) -> bool:
     return not row or row[0] < 2
 
 
+# Issue 17: one checksum per revision over its files, and accepted checksums.
+CHECKSUM_UPGRADE_DDL = (
+    """
+ALTER TABLE venuedb.revision_checksums
+    ADD COLUMN IF NOT EXISTS checksum text,
+    ADD COLUMN IF NOT EXISTS files jsonb;
+"""
+    + ACCEPTED_DDL
+)
+
+_CHECKSUM_TABLES_CURRENT = (
+    "SELECT to_regclass('venuedb.accepted_checksums') IS NOT NULL AND EXISTS (SELECT 1 "
+    "FROM pg_attribute WHERE attrelid = to_regclass('venuedb.revision_checksums') "
+    "AND attname = 'files' AND NOT attisdropped)"
+)
+
+
+def _needs_checksum_upgrade(conn: psycopg.Connection) -> bool:
+    row = conn.execute(_CHECKSUM_TABLES_CURRENT).fetchone()
+    return not (row and row[0])
+
+
+def ensure_checksum_tables(sa_connection: Any) -> None:
+    """The checksum tables, from inside a migration's own transaction (any Alembic caller:
+    plain `alembic upgrade`, an Engine or Connection passed in), schema included."""
+    from toolkit.locks import NAMESPACE
+
+    if sa_connection.exec_driver_sql(_CHECKSUM_TABLES_CURRENT).scalar():
+        return
+    driver = sa_connection.connection.driver_connection
+    driver.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NAMESPACE,))
+    # Without parameters psycopg sends the text as it is: several statements at once.
+    driver.execute(SCHEMA_DDL)
+    driver.execute(CHECKSUM_UPGRADE_DDL)
+
+
 def _upgrade_schema(conn: psycopg.Connection) -> None:
+    if _needs_checksum_upgrade(conn):
+        from toolkit.locks import NAMESPACE
+
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NAMESPACE,))
+            # SCHEMA_DDL first: a checksum table someone dropped is created again (empty,
+            # which verify reports), rather than failing every command on the ALTER.
+            conn.execute(SCHEMA_DDL)
+            conn.execute(CHECKSUM_UPGRADE_DDL)
+    _upgrade_deployments(conn)
+
+
+def _upgrade_deployments(conn: psycopg.Connection) -> None:
     from toolkit.locks import DEPLOY_LOCK, NAMESPACE
 
     if not _needs_upgrade(conn):
@@ -350,15 +422,24 @@ def record_checksum(
     path: str,
     sha256: str,
     deployment_id: int | None,
+    checksum: str | None = None,
+    files: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Called inside the revision's own transaction, so it commits or rolls back with it."""
+    """Called inside the revision's own transaction, so it commits or rolls back with it.
+
+    sha256 is the revision file's; checksum covers it and every SQL file the revision
+    installs, listed with their sha256 in files (toolkit/checksums.py).
+    """
     sa_connection.exec_driver_sql(
         """
-        INSERT INTO venuedb.revision_checksums (revision, branch, path, sha256, deployment_id)
-        VALUES (%(revision)s, %(branch)s, %(path)s, %(sha256)s, %(deployment_id)s)
+        INSERT INTO venuedb.revision_checksums
+            (revision, branch, path, sha256, deployment_id, checksum, files)
+        VALUES (%(revision)s, %(branch)s, %(path)s, %(sha256)s, %(deployment_id)s,
+                %(checksum)s, %(files)s::jsonb)
         ON CONFLICT (revision) DO UPDATE
         SET branch = excluded.branch, path = excluded.path, sha256 = excluded.sha256,
-            applied_at = clock_timestamp(), deployment_id = excluded.deployment_id
+            applied_at = clock_timestamp(), deployment_id = excluded.deployment_id,
+            checksum = excluded.checksum, files = excluded.files
         """,
         {
             "revision": revision,
@@ -366,6 +447,8 @@ def record_checksum(
             "path": path,
             "sha256": sha256,
             "deployment_id": deployment_id,
+            "checksum": checksum,
+            "files": None if files is None else json.dumps(files),
         },
     )
 

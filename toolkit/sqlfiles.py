@@ -7,6 +7,8 @@ never edited; a new version is a new file), and this module executes it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from toolkit.paths import sql_dir
@@ -43,6 +45,26 @@ def execute_sql(sql: str) -> None:
     driver_connection.execute(sql)
 
 
+# Every open `collecting()` list sees each installed file: that is how a revision's SQL files
+# are learnt (paths built with f-strings included), by running it, not by reading its source.
+_collectors: list[list[str]] = []
+
+
+@contextmanager
+def collecting() -> Iterator[list[str]]:
+    """A list that receives the sql/-relative path of every file installed while it is open."""
+    found: list[str] = []
+    _collectors.append(found)
+    try:
+        yield found
+    finally:
+        # By identity: list.remove() compares by equality, and two empty lists are equal.
+        _collectors[:] = [c for c in _collectors if c is not found]
+
+
 def install_sql_file(relative: str) -> None:
     """Execute sql/<relative> inside the current revision."""
-    execute_sql(read_sql(relative))
+    text = read_sql(relative)
+    for found in _collectors:
+        found.append(relative)
+    execute_sql(text)

@@ -10,14 +10,12 @@ verdict: verify never says clean about what it did not compare.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from toolkit import checksums, interrupted_swaps, postconditions, snapshot
 from toolkit import connection as db
-from toolkit import interrupted_swaps, postconditions, records, snapshot
 from toolkit import revisions as revs
 from toolkit.errors import BadInput
 from toolkit.migrate import current_heads
@@ -280,54 +278,13 @@ def _never_stamped(conn: Any, report: Report) -> None:
 
 
 def _tamper(conn: Any, heads: tuple[str, ...], release: str | None, report: Report) -> None:
+    """Files against their records and the released-files manifest, and the toolkit's own
+    bookkeeping against alembic_version (toolkit/checksums.py)."""
     scope = set(find_release(release).revisions) if release else None  # type: ignore[union-attr]
-    if records.schema_exists(conn):
-        rows = conn.execute(
-            "SELECT revision, path, sha256, applied_at FROM venuedb.revision_checksums"
-        ).fetchall()
-        recorded = {r[0]: (r[1], r[2], r[3]) for r in rows}
-    else:
-        recorded = {}
-        report.notes.append("no checksums recorded (revisions applied without the toolkit)")
+    rows = checksums.tamper(conn, heads, scope, report.tamper, report.notes)
+    recorded = {r: (rec.path, rec.sha256, rec.applied_at) for r, rec in rows.items()}
     steps = {s.revision: s for s in revs.all_steps()}
-    for revision, (path, sha, _) in recorded.items():
-        if scope is not None and revision not in scope:
-            continue
-        step = steps.get(revision)
-        current = Path(step.path) if step else Path(path)
-        if not current.exists():
-            report.tamper.append(
-                {"kind": "revision_file_missing", "name": revision, "expected": sha, "actual": None}
-            )
-            continue
-        now = hashlib.sha256(current.read_bytes()).hexdigest()
-        if now != sha:
-            report.tamper.append(
-                {
-                    "kind": "revision_file_changed",
-                    "name": revision,
-                    "expected": sha,
-                    "actual": now,
-                    "detail": f"{current.name} changed after it was applied",
-                }
-            )
     _out_of_order(recorded, steps, scope, report)
-    if release is None and snapshot.snapshot_file().exists():
-        released = snapshot.load().get("function_files", {})
-        present = snapshot.function_file_hashes()
-        for name, sha in released.items():
-            if present.get(name) != sha:
-                report.tamper.append(
-                    {
-                        "kind": "function_file_edited"
-                        if name in present
-                        else "function_file_removed",
-                        "name": name,
-                        "expected": sha,
-                        "actual": present.get(name),
-                        "detail": "released function files are immutable: add a new version file",
-                    }
-                )
 
 
 def _out_of_order(

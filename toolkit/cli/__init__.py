@@ -17,6 +17,7 @@ from toolkit.cli import (
     db,
     demo,
     flags,
+    frozen,
     lint,
     migrations,
     records,
@@ -46,6 +47,8 @@ app.command()(migrations.rollback)
 app.command()(migrations.history)
 app.command()(verify.verify)
 app.command()(verify.snapshot)
+app.command()(frozen.release_manifest)
+app.command()(frozen.accept_checksum)
 app.command()(check.check)
 app.command()(backup.backup)
 app.command()(backup.restore)
