@@ -470,3 +470,29 @@ def test_the_new_commands_explain_themselves() -> None:
     assert "REVISION" in invoke("accept-checksum", "--help").stdout
     missing = invoke("accept-checksum", "booking_001")
     assert missing.exit_code == 2 and "--reason" in missing.output
+
+
+def test_rollout_refuses_an_edited_released_file_before_its_backup(
+    empty_db_url: str, edited: Path, tmp_path: Path
+) -> None:
+    """The rollout checks the released files in its pre-flight: a refusal takes no backup
+    and applies nothing, and its record says why."""
+    backups = tmp_path / "backups"
+    result = invoke(
+        "rollout",
+        "core",
+        "--yes",
+        "--database-url",
+        empty_db_url,
+        "--backup-dir",
+        str(backups),
+        "--records-dir",
+        str(tmp_path / "records"),
+    )
+    assert result.exit_code == 3, result.output
+    assert "SUCCESS" not in result.output and "released files differ" in result.output
+    assert not backups.exists() or not any(backups.iterdir())
+    assert _heads(empty_db_url) == []
+    assert _rows(
+        empty_db_url, "SELECT result, error LIKE '%released files differ%' FROM venuedb.deployments"
+    ) == [("failed", True)]

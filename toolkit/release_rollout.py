@@ -210,7 +210,14 @@ def _steps(
         # not turn into SUCCESS just because there is nothing left to apply.
         record.issues.append(f"{release.name} was already applied; nothing to apply")
         return _checks(target, release, record, emit)
-    if options.lint_gate is not None:  # before the backup: a refusal changes nothing
+    # Before the backup, as apply would (it checks again): a changed released file or an
+    # unjustified lint finding refuses the rollout with nothing changed.
+    from toolkit.checksums import refuse_changed_files_of
+
+    for accepted in refuse_changed_files_of(target):
+        record.issues.append(accepted)
+        emit("warning", accepted)
+    if options.lint_gate is not None:
         options.lint_gate.check(pending)
         if options.lint_gate.clean(pending):
             record.facts["Lint"] = options.lint_gate.summary(pending)
