@@ -326,6 +326,19 @@ def test_not_applicable_checks_say_so(empty_db_url: str) -> None:
 
     result = _run(empty_db_url, "server_id_coverage_24h")
     assert result.status == "ok" and result.value is None and "not applicable" in result.note
+    assert not result.applicable
+
+
+def test_a_run_that_checked_nothing_applicable_is_not_green(empty_db_url: str) -> None:
+    """Asked by name, a check whose objects do not exist checked nothing: exit 5, not 0.
+    So does a run where no selected check applies (a database with nothing migrated)."""
+    named = invoke("check", "server_id_coverage_24h", "--database-url", empty_db_url, "--json")
+    document = as_json(named)
+    assert named.exit_code == 5 and document["status"] == "no_data"
+    assert document["counts"]["not_applicable"] == 1
+    assert "1 not applicable here" in document["summary"]
+    every = invoke("check", "--domain", "bar", "--database-url", empty_db_url)
+    assert every.exit_code == 5, every.output
 
 
 def test_a_broken_or_slow_check_is_an_error_and_the_others_still_run(

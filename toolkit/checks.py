@@ -21,7 +21,9 @@ events), so nothing was measured and the check cannot say the system is healthy.
 whose silence is itself the healthy answer declares `no_data: ok, <why>` and is then ok
 with a null value and a note saying so. For `returns: rows` the row count is the value:
 no rows is 0, a measurement. A check whose `requires:` objects are missing is ok with a
-note (not applicable: what it guards does not exist yet).
+note (not applicable: what it guards does not exist yet); every check names the tables its
+query reads there. A run that checked nothing applicable, or where a check asked for by
+name does not apply, is no_data overall: it could not say the system is healthy.
 
 Checks run in one READ ONLY transaction, each under its own statement_timeout in a
 savepoint, so a broken or slow check reports `error` and the others still run. The
@@ -213,6 +215,7 @@ class Result:
     note: str | None = None
     ms: float = 0.0
     empty: bool = False  # the query measured nothing (also when the check declares that fine)
+    applicable: bool = True  # False: what the check guards does not exist here (yet)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -227,6 +230,7 @@ class Result:
             "error": self.error,
             "note": self.note,
             "no_data": self.empty,
+            "applicable": self.applicable,
             "runbook": self.check.runbook,
             "description": self.check.description,
             "ms": round(self.ms, 1),
@@ -283,6 +287,7 @@ def _run_one(conn: Any, check: Check, timeout_ms: int) -> Result:
             missing = _missing(conn, check.requires)
             if missing:
                 result.status, result.note = "ok", f"not applicable: {', '.join(missing)} missing"
+                result.applicable = False
                 return result
             conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
             if check.returns == "explain":
@@ -367,10 +372,15 @@ def prometheus(results: list[Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def overall(results: list[Result]) -> str:
+def overall(results: list[Result], named: bool = False) -> str:
     """error, else critical, else no_data, else warning, else ok. A warning is still a
-    green exit; no data is not (the command could not check what it was asked)."""
+    green exit; no data is not (the command could not check what it was asked). Nor is a
+    run that checked nothing because no selected check applies to this database, or one
+    where a check asked for by name does not apply: both are no_data."""
     present = {r.status for r in results}
+    unchecked = [r for r in results if not r.applicable]
+    if unchecked and (named or len(unchecked) == len(results)):
+        present.add("no_data")
     for status in ("error", "critical", "no_data", "warning"):
         if status in present:
             return status
@@ -387,6 +397,7 @@ def counts(results: list[Result]) -> dict[str, int]:
     for r in results:
         tally[r.status] += 1
     tally["no_data_declared_fine"] = sum(r.empty and r.status == "ok" for r in results)
+    tally["not_applicable"] = sum(not r.applicable for r in results)
     return tally
 
 
@@ -398,7 +409,8 @@ def summary(results: list[Result]) -> str:
         if c["no_data_declared_fine"]
         else ""
     )
+    inapplicable = f" ({c['not_applicable']} not applicable here)" if c["not_applicable"] else ""
     return (
-        f"{c['ok']} ok{fine}, {c['warning']} warning, {c['critical']} critical, "
+        f"{c['ok']} ok{fine}{inapplicable}, {c['warning']} warning, {c['critical']} critical, "
         f"{c['error']} error{'s' if c['error'] != 1 else ''}, {c['no_data']} no data"
     )

@@ -4,6 +4,7 @@
 -- critical: > 0
 -- unit: pairs
 -- returns: rows
+-- requires: public.allocations
 -- description: Pairs of live allocations of one restaurant and resource whose windows overlap; allocations_no_overlap makes this impossible, so any row means the constraint is missing or disabled (seed 003).
 -- runbook: seed 003 "Rollback Plan"; runbooks/capacity-overlap.md
 -- A self-join compares every two allocations of a table (hundreds each): it timed out at

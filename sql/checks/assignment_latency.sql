@@ -5,6 +5,7 @@
 -- critical: > 15
 -- unit: seconds
 -- returns: value
+-- requires: public.observability_events
 -- description: Average time to auto-assign one booking in the window (seed 000: target < 10 s per booking, alert > 15 s average).
 -- runbook: seed 000 "Troubleshooting: Performance degradation"
 SELECT round(avg((e.context ->> 'latency_ms')::numeric) / 1000, 3)

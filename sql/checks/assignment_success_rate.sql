@@ -5,6 +5,7 @@
 -- critical: < 80
 -- unit: percent
 -- returns: value
+-- requires: public.observability_events
 -- description: Share of auto-assignment attempts in the window that confirmed tables, legacy and V3 (seed 000: target > 90%, alert < 80%).
 -- runbook: seed 000 "Monitoring & Alerts: Assignment Success Rate"
 SELECT

@@ -4,6 +4,7 @@
 -- warning: > 3
 -- unit: tables
 -- returns: value
+-- requires: public.booking_table_assignments
 -- no_data: ok, no booking was seated in the window, so none sits at more tables than k_max allows
 -- description: Average number of tables per booking seated in the window (seed 000 "Review Metrics"); above k_max means something bypasses the planner.
 -- runbook: seed 000 "24 Hours After Deployment: Review Metrics"

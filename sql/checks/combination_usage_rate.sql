@@ -5,6 +5,7 @@
 -- critical: outside 2..30
 -- unit: percent
 -- returns: value
+-- requires: public.booking_table_assignments
 -- description: Share of bookings confirmed in the window that sit at more than one table (seed 000: target 5-15%, alert < 2% or > 30%).
 -- runbook: seed 000 "Troubleshooting: No combinations being used" / "High combination usage"
 WITH seated AS (

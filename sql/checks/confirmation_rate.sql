@@ -5,6 +5,7 @@
 -- critical: < 90
 -- unit: percent
 -- returns: value
+-- requires: public.bookings
 -- description: Share of bookings created in the window that are confirmed (seed 001 Phase 3: target >= 95%; panel alert < 90%).
 -- runbook: seed 001 "Phase 3: Staging Full Enablement" and "Observability Dashboard Setup"
 SELECT

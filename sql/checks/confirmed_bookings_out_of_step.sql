@@ -4,6 +4,7 @@
 -- critical: > 0
 -- unit: tables
 -- returns: rows
+-- requires: public.bookings, public.booking_table_assignments, public.allocations
 -- description: Confirmed or checked-in bookings (ending within the window or later) whose table assignments and live allocations disagree: an assigned table with no live allocation covering the booking, or a live allocation of a table not assigned. Such a table looks free to the next confirmation: a double booking waiting to happen (issue 15). The deferred triggers of booking-integrity refuse this at commit; any row means they were bypassed or the row predates the release.
 -- runbook: runbooks/booking-integrity.md "When a check fires"
 WITH live AS (

@@ -5,6 +5,7 @@
 -- critical: > 5
 -- unit: percent
 -- returns: value
+-- requires: public.observability_events
 -- description: Share of assignment.* events in the window that are errors or failures (seed 001 panel 3: alert error_rate > 5%).
 -- runbook: seed 004 "Event Cheat Sheet: coordinator.error"; flip FEATURE_ASSIGNMENT_PIPELINE_V3 off if sustained
 SELECT

@@ -4,6 +4,7 @@
 -- critical: > 0
 -- unit: rows
 -- returns: rows
+-- requires: public.allocations, public.table_inventory, public.bookings, public.booking_table_assignments, public.table_hold_members, public.table_holds
 -- description: Allocations, table assignments and hold members that name a table of another restaurant (or no table at all), and allocations of another restaurant's booking, still in use within the window or later. allocations_no_overlap compares within one restaurant, so such a row can seat two restaurants on one table unseen (issue 15). The booking-integrity triggers and allocations_booking_restaurant_fkey refuse new ones; any row means they were bypassed (replica mode, disabled triggers) or predate the release.
 -- runbook: runbooks/booking-integrity.md "When a check fires"
 SELECT

@@ -4,6 +4,7 @@
 -- warning: > 10
 -- unit: events
 -- returns: value
+-- requires: public.observability_events
 -- description: Coordinator per-booking lock misses in the window (seed 004: coordinator.lock_contention, investigate long-running jobs).
 -- runbook: seed 001 "Troubleshooting: Lock contention warnings"
 SELECT count(*)

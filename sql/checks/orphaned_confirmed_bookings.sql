@@ -4,6 +4,7 @@
 -- critical: > 0
 -- unit: bookings
 -- returns: rows
+-- requires: public.bookings, public.booking_table_assignments
 -- description: Confirmed bookings with no table assignment (seed 000: target 0, alert > 0).
 -- runbook: seed 000 "Troubleshooting: Orphaned bookings appearing"; runbooks/table-combinations.md
 SELECT

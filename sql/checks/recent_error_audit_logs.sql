@@ -5,6 +5,7 @@
 -- critical: > 10
 -- unit: errors
 -- returns: value
+-- requires: public.audit_logs
 -- description: Error-level audit log entries in the last 5 minutes (seed 002 health check 4: zero errors in last 5 minutes).
 -- runbook: seed 002 "Root Cause Analysis After Rollback"
 SELECT count(*) AS error_count

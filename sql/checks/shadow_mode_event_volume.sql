@@ -3,6 +3,7 @@
 -- severity: info
 -- unit: events/booking
 -- returns: value
+-- requires: public.observability_events
 -- description: State-machine events per booking seen by the pipeline in the last hour (seed 001 Phase 4: coordinator_events ~ unique_bookings); no data when the pipeline saw none, which seed 001 troubleshoots once shadow mode is on.
 -- runbook: seed 001 "Troubleshooting: Shadow mode shows no events"
 SELECT

@@ -4,6 +4,7 @@
 -- warning: > 5
 -- unit: conflicts/day
 -- returns: value
+-- requires: public.observability_events
 -- description: Contended zone locks during auto-assignment, per day over the window (seed 000: target 0, alert > 5 per day).
 -- runbook: seed 000 "Monitoring & Alerts: Zone Lock Conflicts"
 SELECT

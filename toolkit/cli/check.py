@@ -53,7 +53,8 @@ def check(
     summary line counts each status.
 
     Exit 0 when every check is ok or warning; 1 when any is critical or errored; 5 when
-    none is but some had no data; 2 on bad input (unknown check or domain, which lists
+    none is but some had no data, a check named here does not apply to this database, or
+    no selected check applies (nothing was checked); 2 on bad input (unknown check or domain, which lists
     the valid ones; a choice that selects no check; a malformed check file).
     """
     from toolkit import checks as health
@@ -73,7 +74,7 @@ def check(
         target = resolve_target(database_url, out)
         while True:
             results = health.run_checks(target, chosen, days=days, timeout_ms=timeout)
-            status = health.overall(results)
+            status = health.overall(results, named=bool(names))
             if fmt == "prometheus":
                 typer.echo(health.prometheus(results), nl=False)
             elif fmt == "json":
