@@ -73,7 +73,7 @@ def test_cli_exit_2_on_an_invalid_flag(monkeypatch: pytest.MonkeyPatch, tmp_path
     result = invoke("flags", "--json")
     assert result.exit_code == 2
     document = as_json(result)
-    assert document["status"] == "error"
+    assert document["status"] == "bad_input"
     assert any("FEATURE_ALLOCATOR_K_MAX" in e for e in document["errors"])
     human = invoke("flags")
     assert human.exit_code == 2 and "getAllocatorKMax()" not in human.stdout

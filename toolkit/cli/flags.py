@@ -42,7 +42,7 @@ def flags(
         cautions += flag_store.disagreements(resolved, stored)
         if json_output:
             out.document(
-                "error" if problems else "ok",
+                "bad_input" if problems else "ok",
                 flags=[_as_dict(r, stored) for r in resolved],
                 database={"reachable": stored is not None, "note": note},
                 errors=problems,
