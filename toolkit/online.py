@@ -4,8 +4,9 @@
 of the revision's transaction (Alembic's autocommit block) and are idempotent: after
 a crash or a lock timeout, running the revision again finishes the job (an invalid
 index left by a failed concurrent build is dropped and rebuilt). In a rehearsal
-(`venuedb apply --rehearse`, everything inside one transaction that is rolled back)
-the plain transactional form runs instead, so the rehearsal still shows the result.
+(`venuedb apply --rehearse`: on a scratch copy of the target, or with
+`--rehearse-in-place` inside one transaction on the target that is rolled back) the plain
+transactional form runs instead, so the rehearsal still shows the result and the locks.
 """
 
 from __future__ import annotations
