@@ -566,26 +566,25 @@ def _rehearse(
         )
     recorder = rehearsal.LockRecorder(driver)
     config.attributes["on_version_apply"].append(recorder.end_revision)
-    if on_copy:
+
+    def run_and_describe() -> None:
         before = catalog.snapshot(conn)
-        conn.commit()
+        if on_copy:
+            conn.commit()  # each revision then commits on the copy, as in a real apply
         try:
             with recorder:
                 _upgrade_or_downgrade(config, direction, alembic_target)
         finally:
             result.locks = recorder.report()
         result.changes = catalog.diff(before, catalog.snapshot(conn))
+
+    if on_copy:
+        run_and_describe()
         conn.rollback()
         return
     trans = conn.begin()
     try:
-        before = catalog.snapshot(conn)
-        try:
-            with recorder:
-                _upgrade_or_downgrade(config, direction, alembic_target)
-        finally:
-            result.locks = recorder.report()
-        result.changes = catalog.diff(before, catalog.snapshot(conn))
+        run_and_describe()
     finally:
         trans.rollback()
 
