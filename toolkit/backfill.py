@@ -7,6 +7,12 @@ locks the batch's rows FOR NO KEY UPDATE (bounded by lock_timeout, so a live wri
 waits at most one batch), calls `function(from_key, to_key)` for the rows with
 from_key < key <= to_key, and records progress in the same transaction. A killed run
 therefore resumes from the last committed batch: nothing done twice, nothing skipped.
+
+Progress belongs to one apply of the backfill's release: a rollback drops what the
+backfill filled, so progress older than the release's current apply is stale. That is
+told from the toolkit's revision_checksums (written on every upgrade, removed on every
+downgrade, whoever ran it: venuedb or plain alembic), so `status` shows a stale run as
+"not started" and `run` archives it in the records and starts from the first key.
 """
 
 from __future__ import annotations
@@ -110,6 +116,7 @@ class Report:
     dry_run: bool = False
     stopped_by: str | None = None
     batch_sizes: list[int] = field(default_factory=list)
+    reset: str | None = None  # why an earlier run's progress was archived and started over
 
     def to_dict(self) -> dict[str, Any]:
         rate = self.rows / self.seconds if self.seconds > 0 else None
@@ -128,6 +135,7 @@ class Report:
             "batch_size_last": self.batch_sizes[-1] if self.batch_sizes else None,
             "batch_size_min": min(self.batch_sizes) if self.batch_sizes else None,
             "batch_size_max": max(self.batch_sizes) if self.batch_sizes else None,
+            "reset": self.reset,
         }
 
 
@@ -165,6 +173,55 @@ def _progress(conn: Any, name: str) -> dict[str, Any] | None:
     return dict(zip([d.name for d in cur.description], row, strict=True))
 
 
+def stale_reason(conn: Any, backfill: Backfill, progress: dict[str, Any]) -> str | None:
+    """Why `progress` no longer describes this database's data (None: it does).
+
+    Stale when the backfill's release is not applied at all (its rollback dropped what the
+    run filled), or when one of its revisions was applied after the run started (rolled
+    back and applied again: the run's work went with the rollback). Without a release, or
+    without checksum rows to date the apply (a stamped database), progress is trusted.
+    """
+    from toolkit import revisions as revs
+    from toolkit.migrate import current_heads
+    from toolkit.releases import find_release
+
+    release = find_release(backfill.release) if backfill.release else None
+    if release is None:
+        return None
+    applied = revs.applied_revisions(current_heads(conn))
+    if not any(r in applied for r in release.revisions):
+        return (
+            f"release {release.name} is not applied: its rollback undid the run started at "
+            f"{_when(progress['started_at'])}"
+        )
+    dated = "SELECT to_regclass('venuedb.revision_checksums') IS NOT NULL"
+    if not conn.execute(dated).fetchone()[0]:
+        return None
+    row = conn.execute(
+        "SELECT revision, applied_at FROM venuedb.revision_checksums "
+        "WHERE revision = ANY(%s) AND applied_at > %s ORDER BY applied_at DESC LIMIT 1",
+        (list(release.revisions), progress["started_at"]),
+    ).fetchone()
+    if row is None:
+        return None
+    return (
+        f"release {release.name} was applied again ({row[0]} at {_when(row[1])}) after "
+        f"the run started at {_when(progress['started_at'])}"
+    )
+
+
+def _when(value: Any) -> str:
+    return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else str(value)
+
+
+def _plain(progress: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (v.isoformat() if hasattr(v, "isoformat") else v)
+        for k, v in progress.items()
+        if k != "name"
+    }
+
+
 def status(target: db.Target, name: str | None = None) -> list[dict[str, Any]]:
     declared = load_backfills()
     if name is not None:
@@ -186,14 +243,14 @@ def status(target: db.Target, name: str | None = None) -> list[dict[str, Any]]:
                 "description": backfill.description,
                 "state": "not started",
             }
-            if progress:
-                entry.update(
-                    {
-                        k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                        for k, v in progress.items()
-                        if k != "name"
-                    }
-                )
+            stale = stale_reason(conn, backfill, progress) if progress else None
+            if progress and stale:
+                # Read-only: the next run archives and resets it; until then the truth is
+                # that nothing of the current apply's data was backfilled.
+                entry["note"] = f"{stale}; the next run starts from the first key"
+                entry["earlier_run"] = _plain(progress)
+            elif progress:
+                entry.update(_plain(progress))
             out.append(entry)
     return out
 
@@ -304,6 +361,8 @@ def _dry_run(conn: Any, backfill: Backfill, key_type: str, report: Report) -> Re
         ]
     ):
         progress = _progress(conn, backfill.name)
+        if progress and stale_reason(conn, backfill, progress):
+            progress = None  # the run resets it: every row still to do counts
         last = progress["last_key"] if progress and progress["state"] != "finished" else None
     count = conn.execute(
         f"SELECT count(*) FROM public.{backfill.table} "
@@ -314,6 +373,27 @@ def _dry_run(conn: Any, backfill: Backfill, key_type: str, report: Report) -> Re
     report.total = int(count)
     report.state = "dry-run"
     return report
+
+
+def _reset_if_stale(control: Any, backfill: Backfill) -> str | None:
+    """Archive a stale run's progress as a `backfill-reset` record and delete it, in one
+    transaction, under the runner's lock; say why (None: nothing was stale)."""
+    progress = _progress(control, backfill.name)
+    why = stale_reason(control, backfill, progress) if progress else None
+    if progress is None or why is None:
+        return None
+    # Archived, not just deleted: `venuedb records` keeps what the earlier run did.
+    with control.transaction():
+        records.record_once(
+            control,
+            command="backfill-reset",
+            target=backfill.name,
+            actor=records.default_actor(),
+            result="succeeded",
+            output=[f"reset: {why}"] + [f"{k}: {v}" for k, v in _plain(progress).items()],
+        )
+        control.execute("DELETE FROM venuedb.backfill_progress WHERE name = %s", (backfill.name,))
+    return why
 
 
 def _start(control: Any, backfill: Backfill, options: Options) -> dict[str, Any]:
@@ -356,6 +436,7 @@ def _run_locked(
 ) -> Report:
     import psycopg.errors
 
+    report.reset = _reset_if_stale(control, backfill)
     progress = _start(control, backfill, options)
     last = progress["last_key"]
     report.total = int(

@@ -370,7 +370,8 @@ def _backfills(target: db.Target, release: Release, record: Record, emit: Emit) 
     for backfill in [b for b in load_backfills() if b.release == release.name]:
         step = record.begin(f"backfill {backfill.name}")
         report = run_backfill(target, backfill, Options(adaptive=True))
-        record.end(step, "ok", f"{report.rows} rows, {report.changed} changed")
+        reset = f"; earlier progress reset: {report.reset}" if report.reset else ""
+        record.end(step, "ok", f"{report.rows} rows, {report.changed} changed{reset}")
         emit("step", f"backfill {backfill.name}: {report.rows} rows")
 
 

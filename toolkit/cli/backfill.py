@@ -208,6 +208,9 @@ def status(
                     ],
                 )
             )
+            for e in entries:
+                if e.get("note"):  # a run undone by a rollback: say why it shows not started
+                    out.line(f"{e['name']}: {e['note']}")
 
 
 def _run(
@@ -262,6 +265,8 @@ def _run(
         if report.dry_run:
             out.line(f"{name}: {report.total} rows would be touched (dry run, nothing changed)")
             return
+        if report.reset:
+            out.line(f"{name}: the earlier run's progress was archived and reset: {report.reset}")
         out.line(
             f"{name}: {report.state}"
             + (f" ({report.stopped_by})" if report.stopped_by else "")
