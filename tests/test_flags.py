@@ -206,3 +206,15 @@ def test_listing_without_a_database_still_works(
     assert document["database"]["reachable"] is False
     switching = next(f for f in document["flags"] if f["name"] == "ENABLE_SWITCHING_MODE")
     assert switching["database_value"] is None and switching["value"] is False
+
+
+def test_the_flags_a_rollout_is_read_for_are_declared_and_are_switches() -> None:
+    """A per-restaurant rollout is accepted only for a flag declared as read per restaurant
+    (toolkit.flags `per_restaurant`); its own value must be an on/off kill switch."""
+    from toolkit.flags import rollout_flags
+
+    assert {f.name for f in rollout_flags()} == {
+        "FEATURE_ASSIGNMENT_PIPELINE_V3",
+        "FEATURE_COMBINATION_PLANNER",
+    }
+    assert all(f.kind == "bool" and f.owner == "environment" for f in rollout_flags())

@@ -333,7 +333,12 @@ def test_rollout_bucketing_is_stable_and_close_to_the_percentage(conn: psycopg.C
     assert enabled() > first  # raising the percentage only adds restaurants
 
 
-def test_flags_rollout_command_sets_percentage_and_list(sample_db: str) -> None:
+def test_flags_rollout_command_sets_percentage_and_list(
+    sample_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The flag true lets the rollout pick the restaurants (false would kill it everywhere:
+    # tests/test_kill_switch.py).
+    monkeypatch.setenv("FEATURE_ASSIGNMENT_PIPELINE_V3", "true")
     with psycopg.connect(sample_db) as conn:
         slug = conn.execute(
             "SELECT slug FROM restaurants WHERE slug LIKE 'sample-9-%' LIMIT 1"
@@ -351,8 +356,9 @@ def test_flags_rollout_command_sets_percentage_and_list(sample_db: str) -> None:
         "--json",
     )
     assert result.exit_code == 0, result.output
-    (entry,) = as_json(result)["rollouts"]
+    (entry,) = [e for e in as_json(result)["rollouts"] if e["flag"].endswith("_V3")]
     assert entry["percentage"] == 0 and entry["enabled_restaurants"] == 1
+    assert entry["selected_restaurants"] == 1 and entry["state"] == "rolling out"
     routed = invoke("assign", "--database-url", sample_db, "--json")
     paths = as_json(routed)["paths"]
     assert paths.get("v3", 0) > 0 and paths.get("legacy", 0) > 0

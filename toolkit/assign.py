@@ -1,11 +1,15 @@
 """Auto-assignment of pending bookings: routing, workers and the summary.
 
-Per booking the route follows the seeds' flags: the V3 coordinator when
-FEATURE_ASSIGNMENT_PIPELINE_V3 is on or the restaurant is in its per-restaurant
-rollout; otherwise the legacy path (auto_assign_booking, with auto_assign.* events),
-preceded by a shadow run of the coordinator when FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW
-is on. Up to --parallel workers, each on its own connection, one short transaction
-per step.
+Per booking the route follows the seeds' flags, decided per restaurant by
+toolkit.feature_rollout.enabled_restaurants: the V3 coordinator when
+FEATURE_ASSIGNMENT_PIPELINE_V3 is true and the restaurant is in its rollout (every
+restaurant when the flag has no rollout row); otherwise the legacy path
+(auto_assign_booking, with auto_assign.* events), preceded by a shadow run of the
+coordinator when FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW is on. The flag false is a total
+kill switch: no booking goes through V3, whatever the rollout says. Likewise the planner
+plans combinations for a booking only when FEATURE_COMBINATION_PLANNER is true and its
+restaurant is in that flag's rollout. Up to --parallel workers, each on its own
+connection, one short transaction per step.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from psycopg.types.json import Jsonb
 from toolkit import connection as db
 from toolkit.coordinator import Coordinator, Outcome
 from toolkit.errors import BadInput
+from toolkit.feature_rollout import enabled_restaurants
 
 Progress = Callable[[int, int, dict[str, Any]], None]  # (done, total, last result)
 V3_FLAG = "FEATURE_ASSIGNMENT_PIPELINE_V3"
+PLANNER_FLAG = "FEATURE_COMBINATION_PLANNER"
 
 
 @dataclass(frozen=True)
@@ -144,18 +150,29 @@ def pending_bookings(
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
-def _v3_restaurants(conn: Any, restaurants: set[str]) -> set[str] | None:
-    """Restaurants in the V3 rollout; None when the assignment-pipeline-v3 release is absent."""
-    if (
+def _v3_release_applied(conn: Any) -> bool:
+    return (
         conn.execute("SELECT to_regclass('public.assignment_state_transitions')").fetchone()[0]
-        is None
-    ):
-        return None
-    rows = conn.execute(
-        "SELECT r FROM unnest(%s::uuid[]) r WHERE feature_enabled_for(%s, r)",
-        (list(restaurants), V3_FLAG),
-    ).fetchall()
-    return {str(r[0]) for r in rows}
+        is not None
+    )
+
+
+@dataclass(frozen=True)
+class _Routes:
+    """Per restaurant: which take V3, which may have combinations planned."""
+
+    v3: set[str]
+    combinations: set[str]
+
+
+def _routes(
+    conn: Any, routing: Routing, options: dict[str, Any], restaurants: set[str], v3_applied: bool
+) -> _Routes:
+    """Each flag's own value is its kill switch: enabled_restaurants checks it before any
+    rollout row, so false means no restaurant."""
+    v3 = enabled_restaurants(conn, V3_FLAG, restaurants, routing.v3) if v3_applied else set()
+    planner = bool(options.get("combination_planner", True))
+    return _Routes(v3, enabled_restaurants(conn, PLANNER_FLAG, restaurants, planner))
 
 
 def assign_pending(
@@ -186,9 +203,11 @@ def assign_pending(
         bookings = pending_bookings(conn, on=on, restaurant=restaurant)
         if limit is not None:
             bookings = bookings[:limit]
-        in_rollout = _v3_restaurants(conn, {r for _, r in bookings})
+        v3_applied = _v3_release_applied(conn)
+        routes = _routes(conn, routing, options, {r for _, r in bookings}, v3_applied)
         conn.commit()
-    if in_rollout is None and (routing.v3 or routing.shadow) and warn:
+    single_only = {**options, "combination_planner": False}
+    if not v3_applied and (routing.v3 or routing.shadow) and warn:
         warn(
             "the assignment-pipeline-v3 release is not applied: every booking takes the legacy path"
         )
@@ -213,9 +232,10 @@ def assign_pending(
                     booking, rest = work.get_nowait()
                 except queue.Empty:
                     return
-                use_v3 = in_rollout is not None and (routing.v3 or rest in in_rollout)
-                shadow = in_rollout is not None and routing.shadow and not use_v3
-                result = _one(wconn, coordinator, booking, rest, options, use_v3, shadow)
+                use_v3 = rest in routes.v3
+                shadow = v3_applied and routing.shadow and not use_v3
+                planned = options if rest in routes.combinations else single_only
+                result = _one(wconn, coordinator, booking, rest, planned, use_v3, shadow)
                 with lock:
                     summary.add(*result)
                     done[0] += 1
@@ -247,9 +267,11 @@ def _one(
 ) -> tuple[Any, ...]:
     started = time.perf_counter()
     if use_v3:
-        outcome = coordinator.process(booking, mode="v3")
+        outcome = coordinator.process(booking, mode="v3", options=options)
         return _from_outcome("v3", outcome)
-    shadow_outcome: Outcome | None = coordinator.process(booking, mode="shadow") if shadow else None
+    shadow_outcome: Outcome | None = (
+        coordinator.process(booking, mode="shadow", options=options) if shadow else None
+    )
     conn.execute(
         "INSERT INTO observability_events (source, event_type, restaurant_id, booking_id, "
         "context) VALUES ('auto_assign', 'auto_assign.attempt.start', %s, %s, %s)",

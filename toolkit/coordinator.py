@@ -105,8 +105,13 @@ class Coordinator:
             )
         return to
 
-    def process(self, booking: str, *, mode: str = "v3") -> Outcome:
-        """mode 'v3' persists; mode 'shadow' rolls everything back and logs what it would do."""
+    def process(
+        self, booking: str, *, mode: str = "v3", options: dict[str, Any] | None = None
+    ) -> Outcome:
+        """mode 'v3' persists; mode 'shadow' rolls everything back and logs what it would do.
+        `options`: the planner's options for this booking (its restaurant's rollout of
+        FEATURE_COMBINATION_PLANNER), else the coordinator's."""
+        planner = self.options if options is None else options
         started = time.perf_counter()
         outcome = Outcome(booking, mode, "error")
         shadow = mode == "shadow"
@@ -136,7 +141,7 @@ class Coordinator:
             )
             return self._finish(outcome, started, restaurant)
         try:
-            self._run(booking, restaurant, outcome, mode)
+            self._run(booking, restaurant, outcome, mode, planner)
         except Exception as exc:  # unexpected: recorded, never raised into the batch
             self.conn.rollback()
             if shadow:
@@ -169,10 +174,17 @@ class Coordinator:
             self.conn.commit()
         return outcome
 
-    def _run(self, booking: str, restaurant: str | None, outcome: Outcome, mode: str) -> None:
+    def _run(
+        self,
+        booking: str,
+        restaurant: str | None,
+        outcome: Outcome,
+        mode: str,
+        options: dict[str, Any],
+    ) -> None:
         for attempt in range(self.max_retries + 1):
             try:
-                self._attempt(booking, outcome, mode, attempt)
+                self._attempt(booking, outcome, mode, attempt, options)
                 return
             except _Retry as retry:
                 if attempt == self.max_retries:
@@ -213,7 +225,9 @@ class Coordinator:
         self._commit()
         outcome.status, outcome.reason = "manual_review", reason
 
-    def _attempt(self, booking: str, outcome: Outcome, mode: str, attempt: int) -> None:
+    def _attempt(
+        self, booking: str, outcome: Outcome, mode: str, attempt: int, options: dict[str, Any]
+    ) -> None:
         began = time.perf_counter()
         row = self.conn.execute(
             "SELECT restaurant_id, status, assignment_state, party_size FROM bookings "
@@ -243,7 +257,7 @@ class Coordinator:
         plan = self.conn.execute(
             "SELECT zone_id, table_ids, is_combination FROM plan_booking_tables(%s, %s) "
             "ORDER BY rank LIMIT 1",
-            (booking, Jsonb(self.options)),
+            (booking, Jsonb(options)),
         ).fetchone()
         if plan is None:
             self._escalate(booking, restaurant, outcome, mode, "no_tables")

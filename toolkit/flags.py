@@ -5,6 +5,12 @@ invalid value (FEATURE_ALLOCATOR_K_MAX=0, =abc) is an error naming the flag, the
 and what is allowed, never a silent default. A flag whose owner is "database"
 (ENABLE_SWITCHING_MODE since the bar-integrity release) is decided by the database's
 public.feature_flags, not by this value: toolkit.flag_store reads and writes it.
+
+A flag with `per_restaurant` (the code path that reads it per restaurant) can also be
+rolled out restaurant by restaurant (`venuedb flags rollout`, toolkit.feature_rollout).
+Its value here stays the kill switch: false turns the feature off for every restaurant,
+whatever the rollout says; true lets the rollout decide, or every restaurant when the flag
+has no rollout row. A flag without `per_restaurant` refuses a rollout: nothing would read it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class Flag:
     choices: tuple[str, ...] = ()
     owner: str = "environment"  # environment | database (public.feature_flags decides)
     release: str | None = None  # the release that created the database's row (owner database)
+    per_restaurant: str | None = None  # what reads it per restaurant; None: no rollout
 
     def parse(self, raw: str) -> Any:
         text = raw.strip()
@@ -71,6 +78,8 @@ FLAGS: tuple[Flag, ...] = (
         "000",
         "isCombinationPlannerEnabled()",
         "combination_planner",
+        per_restaurant="`venuedb assign` passes combination_planner=false to the planner for "
+        "the bookings of restaurants outside the rollout",
     ),
     Flag(
         "FEATURE_ALLOCATOR_MERGES_ENABLED",
@@ -129,6 +138,7 @@ FLAGS: tuple[Flag, ...] = (
         "Route bookings through the V3 coordinator (state machine) instead of the legacy loop.",
         "001/004",
         "isAssignmentPipelineV3Enabled()",
+        per_restaurant="`venuedb assign` routes each booking by its restaurant",
     ),
     Flag(
         "FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW",
@@ -233,6 +243,11 @@ def warnings(resolved: list[Resolved], overrides: Mapping[str, Any] | None = Non
             "would offer a mode that is not enforced"
         )
     return out
+
+
+def rollout_flags() -> tuple[Flag, ...]:
+    """The flags a per-restaurant rollout is honoured for."""
+    return tuple(f for f in FLAGS if f.per_restaurant)
 
 
 def flag_named(name: str) -> Flag | None:

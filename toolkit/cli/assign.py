@@ -34,9 +34,12 @@ def assign(
 ) -> None:
     """Assign tables to pending bookings with the flags from `venuedb flags`.
 
-    Route per booking: the V3 coordinator when FEATURE_ASSIGNMENT_PIPELINE_V3 is on or the
-    restaurant is in its rollout (`venuedb flags rollout`), else the legacy path (with a
-    shadow run of the coordinator when FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW is on). One
+    Route per booking: the V3 coordinator when FEATURE_ASSIGNMENT_PIPELINE_V3 is true and the
+    restaurant is in its rollout (`venuedb flags rollout`; every restaurant when the flag has
+    none), else the legacy path (with a shadow run of the coordinator when
+    FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW is on). The flag false is a total kill switch: no
+    booking takes V3, whatever the rollout says. FEATURE_COMBINATION_PLANNER is read the same
+    way per restaurant: false, or a restaurant outside its rollout, plans single tables. One
     short transaction per step; bookings of one zone are serialised by an advisory lock.
     Exit 1 when a booking could not be assigned.
     """

@@ -24,7 +24,9 @@ def flags(
 
     ENABLE_SWITCHING_MODE is owned by the database (public.feature_flags, release
     bar-integrity): its value there is shown when a database is reachable, with a warning
-    when the environment says otherwise."""
+    when the environment says otherwise. A per-restaurant rollout that does nothing is
+    warned about: one of a flag that nothing reads per restaurant (ignored), or one whose
+    flag is false here (the flag is the kill switch: off for every restaurant)."""
     if ctx.invoked_subcommand is not None:
         return
     from toolkit import flag_store
@@ -40,6 +42,7 @@ def flags(
         problems = errors(resolved)
         cautions = warnings(resolved, flag_store.decided_values(stored))
         cautions += flag_store.disagreements(resolved, stored)
+        cautions += _rollout_cautions(target, resolved)
         if json_output:
             out.document(
                 "bad_input" if problems else "ok",
@@ -117,7 +120,13 @@ def set_(
 
 @app.command()
 def rollout(
-    flag: Annotated[str | None, typer.Argument(help="Flag to change (omit to show all).")] = None,
+    flag: Annotated[
+        str | None,
+        typer.Argument(
+            help="Flag to change (omit to show all): FEATURE_ASSIGNMENT_PIPELINE_V3 or "
+            "FEATURE_COMBINATION_PLANNER, the flags read per restaurant."
+        ),
+    ] = None,
     percent: Annotated[
         int | None,
         typer.Option("--percent", help="Share of restaurants (0-100), bucketed deterministically."),
@@ -134,12 +143,23 @@ def rollout(
     json_output: JsonFlag = False,
 ) -> None:
     """Per-restaurant rollout stored in the database: show it, or set a flag's percentage and
-    explicit restaurant list. The same restaurant always lands on the same side."""
+    explicit restaurant list. The same restaurant always lands on the same side.
+
+    The flag's own value (environment or .env) is the kill switch and always wins: false
+    turns the feature off for every restaurant, whatever the rollout says; true lets the
+    rollout pick the restaurants (every restaurant when the flag has no rollout). "enabled"
+    counts the restaurants that get the feature with this environment's value. Exit 2 for
+    a flag that nothing reads per restaurant (its rollout would be ignored)."""
     from toolkit import feature_rollout as rollouts
+    from toolkit.flags import resolve, rollout_flags, value_of
     from toolkit.records import default_actor
 
     out = Output(json_output)
     with handled(out):
+        if flag is not None:
+            rollouts.rollout_flag(flag)
+        resolved = resolve()
+        switches = {f.name: bool(value_of(resolved, f.name)) for f in rollout_flags()}
         target = resolve_target(database_url, out)
         if flag is not None and (percent is not None or add or remove):
             rollouts.set_rollout(
@@ -150,24 +170,61 @@ def rollout(
                 remove=remove or [],
                 actor=default_actor(),
             )
-        entries = rollouts.show(target)
-        out.document("ok", rollouts=entries)
+        entries = rollouts.show(target, switches)
+        cautions = rollouts.cautions(entries)
+        out.document("ok", rollouts=entries, warnings=cautions)
         if not json_output:
             out.out.print(
                 table(
                     "Per-restaurant rollout",
-                    ["flag", "percent", "listed", "restaurants enabled"],
+                    ["flag", "flag value", "percent", "listed", "restaurants enabled"],
                     [
                         [
                             e["flag"],
-                            e["percentage"],
+                            _switch(e),
+                            "none (all)" if e["percentage"] is None else e["percentage"],
                             len(e["restaurants"]),
-                            f"{e['enabled_restaurants']} of {e['total_restaurants']}",
+                            _enabled(e),
                         ]
                         for e in entries
                     ],
                 )
             )
+            for caution in cautions:
+                out.emit("warning", caution)
+
+
+def _switch(entry: dict[str, Any]) -> str:
+    if entry["switch"] is None:
+        return "-"
+    return "true" if entry["switch"] else "false (off everywhere)"
+
+
+def _enabled(entry: dict[str, Any]) -> str:
+    if entry["state"] == "ignored":
+        return "ignored: not read per restaurant"
+    return f"{entry['enabled_restaurants']} of {entry['total_restaurants']}"
+
+
+def _rollout_cautions(target: Any, resolved: Any) -> list[str]:
+    """Rollout rows that are ignored or switched off. Best effort, like the database's
+    values: the listing of flags never fails because the database cannot be read."""
+    import psycopg
+
+    from toolkit import connection as db
+    from toolkit import feature_rollout as rollouts
+    from toolkit.flags import rollout_flags
+
+    if target is None:
+        return []
+    switches = {
+        r.flag.name: bool(r.value) for r in resolved if r.flag in rollout_flags() and not r.error
+    }
+    try:
+        with db.connect(target, purpose="flags") as conn:
+            return rollouts.cautions(rollouts.read(conn, switches))
+    except psycopg.Error:
+        return []
 
 
 def _value_and_source(r: Any, stored: Any) -> list[str]:
