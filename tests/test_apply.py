@@ -180,7 +180,7 @@ def test_rehearse_reports_changes_and_changes_nothing(empty_db_url: str) -> None
 
 def test_rollback_refuses_without_yes_when_not_a_terminal(db_url: str) -> None:
     before = _heads(db_url)
-    result = invoke("rollback", "bar-baseline", "--database-url", db_url)
+    result = invoke("rollback", "bar-baseline", "--cascade", "--database-url", db_url)
     assert result.exit_code == 2
     assert "bar_001" in result.stdout  # the plan is shown first
     assert "--yes" in result.stderr
@@ -189,7 +189,9 @@ def test_rollback_refuses_without_yes_when_not_a_terminal(db_url: str) -> None:
 
 def test_rollback_of_a_release_touches_only_its_branch(db_url: str) -> None:
     before = _heads(db_url)
-    result = invoke("rollback", "bar-baseline", "--yes", "--database-url", db_url, "--json")
+    result = invoke(
+        "rollback", "bar-baseline", "--cascade", "--yes", "--database-url", db_url, "--json"
+    )
     assert result.exit_code == 0, result.output
     after = _heads(db_url)
     assert after["bar"] is None
@@ -201,7 +203,7 @@ def test_rollback_of_a_release_touches_only_its_branch(db_url: str) -> None:
 
 
 def test_rollback_of_core_takes_its_dependents_first(db_url: str) -> None:
-    result = invoke("rollback", "core", "--yes", "--database-url", db_url, "--json")
+    result = invoke("rollback", "core", "--cascade", "--yes", "--database-url", db_url, "--json")
     assert result.exit_code == 0, result.output
     done = as_json(result)["done"]
     assert done[-1] == "core_001"
@@ -229,17 +231,28 @@ def test_env_py_uses_a_passed_engine_or_connection(empty_db_url: str, connectabl
     assert all(_heads(empty_db_url).values())
 
 
-def test_rollback_reports_the_data_it_drops_before_asking(db_url: str) -> None:
+def test_rollback_reports_the_data_it_drops_before_asking(db_url: str, tmp_path: Path) -> None:
     from tests.conftest import DATA, load_sql
 
     load_sql(db_url, DATA / "rows" / "core_001.sql")
     load_sql(db_url, DATA / "rows" / "bar_001.sql")
-    refused = invoke("rollback", "bar-baseline", "--database-url", db_url)
+    refused = invoke("rollback", "bar-baseline", "--cascade", "--database-url", db_url)
     assert refused.exit_code == 2
     assert "table sales: 60 rows dropped" in refused.stdout
-    done = invoke("rollback", "bar-baseline", "--yes", "--database-url", db_url, "--json")
+    done = invoke(
+        "rollback",
+        "bar-baseline",
+        "--cascade",
+        "--allow-data-loss",
+        "--backup-dir",
+        str(tmp_path),
+        "--yes",
+        "--database-url",
+        db_url,
+        "--json",
+    )
     risk = as_json(done)["data_at_risk"]
-    assert {"table": "sales", "rows": 60} in risk["tables"]
+    assert {"table": "sales", "rows": 60, "release": "bar-baseline"} in risk["tables"]
 
 
 def _record_result(url: str) -> tuple:

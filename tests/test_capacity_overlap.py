@@ -235,7 +235,7 @@ def test_v13_is_installed_and_v12_then_v11_come_back_on_rollback(db_url: str) ->
     assert result.exit_code == 0, result.output
     with psycopg.connect(db_url) as conn:
         assert conn.execute(version).fetchone() == ("venuedb:version=12",)
-    result = invoke("rollback", "booking_006", "--yes", "--database-url", db_url)
+    result = invoke("rollback", "booking_006", "--cascade", "--yes", "--database-url", db_url)
     assert result.exit_code == 0, result.output
     with psycopg.connect(db_url) as conn:
         assert conn.execute(version).fetchone() == ("venuedb:version=11",)

@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -861,11 +862,23 @@ def _snapshot(url: str) -> dict:
         return {k: v for k, v in catalog.snapshot(conn).items() if k[0] != "extension"}
 
 
-def test_rollback_mode_switching_returns_to_bar_001_exactly(fixture_db: tuple[str, Any]) -> None:
+def test_rollback_mode_switching_returns_to_bar_001_exactly(
+    fixture_db: tuple[str, Any], tmp_path: Path
+) -> None:
     url, _ = fixture_db
     _run_backfills(url)
     applied = _snapshot(url)
-    result = invoke("rollback", "mode-switching", "--yes", "--database-url", url)
+    result = invoke(
+        "rollback",
+        "mode-switching",
+        "--cascade",
+        "--allow-data-loss",
+        "--backup-dir",
+        str(tmp_path),
+        "--yes",
+        "--database-url",
+        url,
+    )
     assert result.exit_code == 0, result.output
     with psycopg.connect(url) as conn:
         versions = {r[0] for r in conn.execute("SELECT version_num FROM alembic_version")}

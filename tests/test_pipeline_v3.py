@@ -407,11 +407,21 @@ def test_every_query_of_seeds_001_and_004_runs_verbatim_and_returns_rows(
 
 
 def test_rollback_restores_legacy_only_and_keeps_the_history(
-    sample_db: str, monkeypatch: pytest.MonkeyPatch
+    sample_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("FEATURE_ASSIGNMENT_PIPELINE_V3", "true")
     invoke("assign", "--limit", "10", "--database-url", sample_db)
-    result = invoke("rollback", "assignment-pipeline-v3", "--yes", "--database-url", sample_db)
+    result = invoke(
+        "rollback",
+        "assignment-pipeline-v3",
+        "--cascade",
+        "--allow-data-loss",
+        "--backup-dir",
+        str(tmp_path),
+        "--yes",
+        "--database-url",
+        sample_db,
+    )
     assert result.exit_code == 0, result.output
     with psycopg.connect(sample_db) as conn:
         assert (

@@ -14,7 +14,15 @@ from toolkit.urls import database_name
 
 
 def test_show_prints_one_record_in_full_and_exit_2_for_an_unknown_id(db_url: str) -> None:
-    down = invoke("rollback", "assignment-pipeline-v3", "--yes", "--database-url", db_url, "--json")
+    down = invoke(
+        "rollback",
+        "assignment-pipeline-v3",
+        "--cascade",
+        "--yes",
+        "--database-url",
+        db_url,
+        "--json",
+    )
     assert down.exit_code == 0, down.output
     record_id = as_json(down)["deployment_id"]
     shown = invoke("records", "show", str(record_id), "--database-url", db_url, "--json")
@@ -59,7 +67,15 @@ def test_two_databases_never_write_the_same_record_file(tmp_path: Path) -> None:
 def test_cli_records_of_two_databases_share_a_folder(db_url: str, empty_db_url: str) -> None:
     one = as_json(invoke("apply", "core", "--database-url", empty_db_url, "--json"))
     two = as_json(
-        invoke("rollback", "assignment-pipeline-v3", "--yes", "--database-url", db_url, "--json")
+        invoke(
+            "rollback",
+            "assignment-pipeline-v3",
+            "--cascade",
+            "--yes",
+            "--database-url",
+            db_url,
+            "--json",
+        )
     )
     names = {Path(one["record"]).name, Path(two["record"]).name}
     assert len(names) == 2

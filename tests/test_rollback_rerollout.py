@@ -33,8 +33,19 @@ def _rollout(url: str, release: str, tmp_path: Path):  # type: ignore[no-untyped
     )
 
 
-def _rollback(url: str, release: str):  # type: ignore[no-untyped-def]
-    return invoke("rollback", release, "--yes", "--database-url", url, "--json")
+def _rollback(url: str, release: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    # The rollback drops server_id columns holding data: consent, and a backup first.
+    return invoke(
+        "rollback",
+        release,
+        "--allow-data-loss",
+        "--backup-dir",
+        str(tmp_path / "backups"),
+        "--yes",
+        "--database-url",
+        url,
+        "--json",
+    )
 
 
 def _filled(url: str) -> dict[str, int]:
@@ -88,7 +99,7 @@ def test_rollout_after_rollback_backfills_again(empty_db_url: str, tmp_path: Pat
     assert {status[n]["state"] for n in NAMES} == {"finished"}
     assert status["sales_server_id"]["rows_done"] == 60
 
-    back = _rollback(url, "mode-switching")
+    back = _rollback(url, "mode-switching", tmp_path)
     assert back.exit_code == 0, back.output
     assert _filled(url) == dict.fromkeys(TABLES, -1)  # the columns, and what filled them, gone
     # The truth after the rollback: nothing of that run is in the data any more.
@@ -124,7 +135,7 @@ def test_backfill_run_after_rollback_and_apply_runs_again(
     url = empty_db_url
     _bar_with_rows(url, tmp_path)
     assert _rollout(url, "mode-switching", tmp_path).exit_code == 0
-    assert _rollback(url, "mode-switching").exit_code == 0
+    assert _rollback(url, "mode-switching", tmp_path).exit_code == 0
 
     # Rolled back: the backfill cannot run (its table column and function are gone), exit 2.
     gone = invoke("backfill", "run", "sales_server_id", "--database-url", url, "--json")

@@ -136,7 +136,7 @@ def test_every_release_points_at_a_runbook_that_says_what_to_do_next() -> None:
 def test_a_failing_preflight_check_stops_before_anything_changes(
     db_url: str, tmp_path: Path
 ) -> None:
-    down = invoke("rollback", "capacity-overlap", "--yes", "--database-url", db_url)
+    down = invoke("rollback", "capacity-overlap", "--cascade", "--yes", "--database-url", db_url)
     assert down.exit_code == 0, down.output
     with psycopg.connect(db_url, autocommit=True) as conn:  # a production that lost it
         conn.execute("ALTER TABLE allocations DROP CONSTRAINT allocations_resource_window_excl")
@@ -168,7 +168,7 @@ def test_a_failing_preflight_check_stops_before_anything_changes(
 
 
 def test_capacity_overlap_record_carries_seed_003_artifacts(db_url: str, tmp_path: Path) -> None:
-    down = invoke("rollback", "capacity-overlap", "--yes", "--database-url", db_url)
+    down = invoke("rollback", "capacity-overlap", "--cascade", "--yes", "--database-url", db_url)
     assert down.exit_code == 0, down.output
     document = as_json(_rollout(db_url, "capacity-overlap", tmp_path))
     record = Path(document["record"]).read_text()
@@ -238,7 +238,15 @@ def test_apply_rollback_backfill_and_restore_leave_markdown_records(
 
     directory = Path(os.environ["VENUEDB_RECORDS_DIR"])
     down = as_json(
-        invoke("rollback", "assignment-pipeline-v3", "--yes", "--database-url", db_url, "--json")
+        invoke(
+            "rollback",
+            "assignment-pipeline-v3",
+            "--cascade",
+            "--yes",
+            "--database-url",
+            db_url,
+            "--json",
+        )
     )
     up = as_json(invoke("apply", "--database-url", db_url, "--json"))
     assert Path(down["record"]).exists() and Path(up["record"]).exists()

@@ -165,7 +165,7 @@ def test_downgrade_preflight_protects_cross_restaurant_rows(db_url: str) -> None
                 "'[2031-01-01 19:00+00,2031-01-01 21:00+00)')",
                 (restaurant, resource),
             )
-    result = invoke("rollback", "capacity-overlap", "--yes", "--database-url", db_url)
+    result = invoke("rollback", "capacity-overlap", "--cascade", "--yes", "--database-url", db_url)
     assert result.exit_code == 1
     assert "would violate allocations_resource_window_excl" in result.stderr
 

@@ -218,7 +218,9 @@ DROP FUNCTION IF EXISTS validate_booking_has_assignments;
 
 
 def test_downgrade_removes_exactly_the_release_objects(db_url: str) -> None:
-    result = invoke("rollback", "booking_002", "--yes", "--database-url", db_url, "--json")
+    result = invoke(
+        "rollback", "booking_002", "--cascade", "--yes", "--database-url", db_url, "--json"
+    )
     assert result.exit_code == 0, result.output
     with psycopg.connect(db_url) as conn:
         for sql in (s for s, _ in SEED_000_VERIFICATION):

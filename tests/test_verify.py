@@ -171,7 +171,7 @@ def test_unknown_release_is_bad_input(db_url: str) -> None:
 
 @pytest.mark.parametrize("release", [r.name for r in load_releases() if r.name not in ("core",)])
 def test_verify_after_each_release_rollback_and_reapply(db_url: str, release: str) -> None:
-    down = invoke("rollback", release, "--yes", "--database-url", db_url)
+    down = invoke("rollback", release, "--cascade", "--yes", "--database-url", db_url)
     assert down.exit_code == 0, down.output
     code, report = _verify(db_url)
     # Not at the heads: the reference is a scratch database at the live revisions.

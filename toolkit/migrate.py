@@ -43,6 +43,8 @@ class RunOptions:
     rehearsal_copy_of: str | None = None  # set on the copy's run: the masked URL it copies
     # toolkit.lint_gate.LintGate: an upgrade's plan is linted before anything changes.
     lint_gate: Any = None
+    # Lines for the deployment record only (rollback: the backup it took before the run).
+    record_notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -302,6 +304,7 @@ def _run_locked(
             result.notices.append(message)
         emit(kind, message)
 
+    deployment.output.extend(f"info: {line}" for line in options.record_notes)
     if options.lint_gate is not None and direction == "upgrade":
         for line in options.lint_gate.issues(s.revision for s in planned):
             note("warning", line)  # findings applied with --skip-lint, in the record

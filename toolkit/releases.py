@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from toolkit.errors import BadInput
 from toolkit.paths import migrations_dir
@@ -66,3 +67,28 @@ def release_of(revision: str, releases: list[Release] | None = None) -> Release 
         if revision in release.revisions:
             return release
     return None
+
+
+NO_RELEASE = "(no release)"
+
+
+def undone_by(steps: list[Any]) -> dict[str, list[str]]:
+    """The releases a downgrade plan undoes, in plan order (latest first), each with its
+    revisions in the plan; revisions that belong to no release are grouped as NO_RELEASE."""
+    undone: dict[str, list[str]] = {}
+    for step in steps:
+        undone.setdefault(step.release or NO_RELEASE, []).append(step.revision)
+    return undone
+
+
+def dependent_releases(steps: list[Any], named: str | None) -> list[str]:
+    """The releases a rollback undoes besides the one it was asked for.
+
+    A release target asks for that release alone. Any other target (a revision, bar@-1,
+    base) asks for the release the plan ends in, the earliest it reaches: every later one
+    it also undoes is built on it."""
+    undone = list(undone_by(steps))
+    if not undone:
+        return []
+    asked = named if named is not None else undone[-1]
+    return [name for name in undone if name != asked]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -247,7 +248,8 @@ def rollback(
     target_name: Annotated[
         str,
         typer.Argument(
-            help="A release name (rolls back to before it), a revision id (keeps it), bar@-1, booking@base, or base.",
+            help="A release name (rolls back to before it), a revision id (keeps it), bar@-1, "
+            "booking@base, or base.",
             show_default=False,
         ),
     ],
@@ -256,6 +258,29 @@ def rollback(
         bool,
         typer.Option("--yes", help="Do it without asking (required when stdin is not a terminal)."),
     ] = False,
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            "--cascade",
+            help="Also undo the later releases the plan reaches (a downgrade to before a "
+            "release undoes every later release on its branch). Without it such a rollback is "
+            "refused (exit 2), naming them and what of theirs it would drop.",
+        ),
+    ] = False,
+    allow_data_loss: Annotated[
+        bool,
+        typer.Option(
+            "--allow-data-loss",
+            help="Run a plan that drops tables or columns holding data (or whose data at risk "
+            "cannot be counted): a verified backup is taken first (see --backup-dir) and named "
+            "in the output and the deployment record. Without it such a rollback is refused "
+            "(exit 2). Dropping an empty table or an all-NULL column needs no flag.",
+        ),
+    ] = False,
+    backup_dir: Annotated[
+        Path,
+        typer.Option(help="Where the backup before a rollback that drops data goes."),
+    ] = Path("backups"),
     lock_wait: LockWait = "30s",
     lock_timeout: LockTimeout = "1s",
     statement_timeout: StatementTimeout = "0",
@@ -263,7 +288,12 @@ def rollback(
     actor: Actor = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Downgrade to TARGET: shows the plan first and asks (or needs --yes)."""
+    """Downgrade to TARGET: shows the plan and the data it drops first, then asks (or needs --yes).
+
+    Refused with nothing changed (exit 2, in this order): an unknown target; a plan that
+    also undoes later releases, unless --cascade; a plan that drops data, unless
+    --allow-data-loss (which takes a verified backup first: if it fails, nothing is rolled
+    back, exit 1)."""
     from toolkit.migrate import plan_for, run
 
     out = Output(json_output)
@@ -274,7 +304,9 @@ def rollback(
         if not steps:
             if not _swaps_left_behind(target):
                 out.line("nothing to roll back: the database is already at or below the target")
-                out.document("ok", planned=[], done=[])
+                out.document(
+                    "ok", planned=[], done=[], dependent_releases=[], data_at_risk=None, backup=None
+                )
                 return
             # Nothing to downgrade, but a dead run's half-done swap to abandon (issue 16).
             require_tty_or_yes(
@@ -283,7 +315,15 @@ def rollback(
                 lambda: typer.confirm("Abandon the interrupted swap?", default=False),
             )
             result = run(target, "downgrade", target_name, options, emit=out.emit)
-            _report(out, result, False, record=_markdown(result, target, options.actor))
+            _report(
+                out,
+                result,
+                False,
+                dependent_releases=[],
+                data_at_risk=None,
+                backup=None,
+                record=_markdown(result, target, options.actor),
+            )
             return
         out.progress.print(
             table(
@@ -302,24 +342,149 @@ def rollback(
             )
         )
         from toolkit.migrate import current_heads
-        from toolkit.risk import data_at_risk, describe
+        from toolkit.releases import dependent_releases, find_release
+        from toolkit.risk import data_at_risk, describe, holds_data
 
         with _connect(target) as conn:
             heads = current_heads(conn)
-        risk = data_at_risk(target, alembic_target, heads)
+        risk = data_at_risk(target, alembic_target, heads, steps)
         for line in describe(risk):
             out.emit(
                 "warning" if "values dropped" in line or "rows dropped" in line else "info", line
             )
+        named = find_release(target_name)
+        dependents = dependent_releases(steps, named.name if named else None)
+        facts: dict[str, Any] = {
+            "planned": [s.to_dict() for s in steps],
+            "dependent_releases": _dependents(steps, dependents, risk),
+            "data_at_risk": risk,
+            "backup": None,
+        }
+        if dependents and not cascade:
+            _refuse(out, _cascade_message(target_name, steps, dependents, risk), facts)
+        drops = holds_data(risk)
+        if drops is not False and not allow_data_loss:
+            _refuse(out, _data_loss_message(risk, drops), facts)
         require_tty_or_yes(
             yes,
             "rollback",
             lambda: typer.confirm(f"Roll back {len(steps)} revision(s)?", default=False),
         )
+        record_facts: dict[str, str] = {}
+        if drops is not False:
+            # Before anything changes: a failed backup raises and nothing is rolled back.
+            from toolkit.backup import backup
+
+            made = backup(target, backup_dir)
+            facts["backup"] = str(made.path)
+            said = (
+                f"backup {made.path} ({made.size_bytes:,} bytes, {made.objects} objects, "
+                "verified) taken before the rollback"
+            )
+            out.emit("step", said)
+            options.record_notes.append(said)
+            record_facts["Database backup created"] = (
+                f"{made.path} ({made.size_bytes:,} bytes, {made.objects} objects)"
+            )
         result = run(target, "downgrade", target_name, options, emit=out.emit)
         _report(
-            out, result, False, data_at_risk=risk, record=_markdown(result, target, options.actor)
+            out,
+            result,
+            False,
+            dependent_releases=facts["dependent_releases"],
+            data_at_risk=risk,
+            backup=facts["backup"],
+            record=_markdown(result, target, options.actor, facts=record_facts),
         )
+
+
+def _dependents(
+    steps: list[Any], dependents: list[str], risk: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Each later release the plan also undoes: its revisions and what its downgrade drops."""
+    from toolkit.releases import undone_by
+
+    undone = undone_by(steps)
+    return [
+        {
+            "release": name,
+            "revisions": undone[name],
+            "drops": _drops_of(name, risk),
+        }
+        for name in dependents
+    ]
+
+
+def _drops_of(release: str, risk: dict[str, Any]) -> list[str]:
+    if "unknown" in risk:
+        return []
+    drops = [
+        f"table {t['table']} ({t['rows']:,} rows"
+        + (
+            f", {t['from_migrations']:,} written by its migrations"
+            if t.get("from_migrations")
+            else ""
+        )
+        + ")"
+        for t in risk["tables"]
+        if t.get("release") == release
+    ]
+    drops += [
+        f"column {c['table']}.{c['column']} ({c['values']:,} values)"
+        for c in risk["columns"]
+        if c.get("release") == release
+    ]
+    return drops
+
+
+def _cascade_message(
+    target_name: str, steps: list[Any], dependents: list[str], risk: dict[str, Any]
+) -> str:
+    from toolkit.releases import undone_by
+
+    undone = undone_by(steps)
+    named = [
+        f"{name} ({', '.join(undone[name])}; drops "
+        + (", ".join(_drops_of(name, risk)) or "no table or column")
+        + ")"
+        for name in dependents
+    ]
+    return (
+        f"`rollback {target_name}` would also undo {len(dependents)} later release(s) built on "
+        f"it: {'; '.join(named)}. Nothing was changed. Roll back the latest release first, or "
+        "give --cascade to undo them all (the plan above lists every revision)"
+    )
+
+
+def _data_loss_message(risk: dict[str, Any], drops: bool | None) -> str:
+    if drops is None:
+        what = f"cannot tell whether it drops data ({risk['unknown']})"
+    else:
+        from toolkit.risk import lost_rows
+
+        lost = [
+            f"table {t['table']} ({lost_rows(t):,} rows)" for t in risk["tables"] if lost_rows(t)
+        ]
+        lost += [
+            f"column {c['table']}.{c['column']} ({c['values']:,} values)"
+            for c in risk["columns"]
+            if c["values"]
+        ]
+        what = "it drops data: " + ", ".join(lost)
+    return (
+        f"this rollback is refused: {what}. Nothing was changed. Give --allow-data-loss to "
+        "run it: a verified backup is taken first (--backup-dir) and named in the deployment "
+        "record"
+    )
+
+
+def _refuse(out: Output, message: str, facts: dict[str, Any]) -> NoReturn:
+    """Exit 2 with the plan and what it would undo and drop in the JSON document."""
+    if out.as_json:
+        out.document("bad_input", error=message, exit_code=2, **facts)
+    else:
+        out.err.print(f"error: {message}", style="bold red", markup=False)
+    raise typer.Exit(2)
 
 
 def history(
@@ -411,7 +576,13 @@ def _connect(target: Any) -> Any:
     return connect(target, purpose="rollback plan")
 
 
-def _markdown(result: Any, target: Any, actor: str, lint_gate: Any = None) -> str | None:
+def _markdown(
+    result: Any,
+    target: Any,
+    actor: str,
+    lint_gate: Any = None,
+    facts: dict[str, str] | None = None,
+) -> str | None:
     """The Markdown twin of the deployment record the run wrote in the database. Lint
     findings applied with --skip-lint are Issues, and the status says so."""
     if result.deployment_id is None:
@@ -424,6 +595,7 @@ def _markdown(result: Any, target: Any, actor: str, lint_gate: Any = None) -> st
         "From": str(result.from_heads),
         "To": str(result.to_heads),
         "Duration": f"{result.duration_ms} ms",
+        **(facts or {}),
     }
     if lint_gate is not None and applied and lint_gate.clean(applied):
         facts["Lint"] = lint_gate.summary(applied)
