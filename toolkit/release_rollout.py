@@ -144,7 +144,9 @@ def _next_after_checks(control: Any, release: Release, failing: list[Any]) -> st
         f"The migration itself is applied ({release.branch} at {heads.get(release.branch)}): "
         f"the rollout stopped on its health checks. Next: {runbook_for(release.name)}, "
         f'"When a rollout stops on a critical check": investigate with `venuedb check {names}`, '
-        f"and roll back with `venuedb rollback {release.name} --yes` if the runbook says so"
+        f"and roll back with `venuedb rollback {release.name} --yes` if the runbook says so "
+        "(it refuses, saying why, when it would undo a later release or drop data: "
+        "`--allow-data-loss` then takes a verified backup first)"
     )
 
 
@@ -243,7 +245,8 @@ def _steps(
             raise OperationFailed(
                 f"postconditions failed after {revision}: {detail}. The database is at "
                 f"{revision} (the last revision applied). Next: fix and run `venuedb rollout "
-                f"{release.name}` again, or `venuedb rollback {release.name} --yes`"
+                f"{release.name}` again, or `venuedb rollback {release.name} --yes` "
+                "(with `--allow-data-loss` when its plan drops data)"
             )
         record.end(step, "ok", f"{result.duration_ms} ms, notices: {len(result.notices)}")
         output = [f"[{revision}] {n}" for n in result.notices] or [f"[{revision}] (no notices)"]
