@@ -30,3 +30,37 @@ def spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(VENUEDB), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+
+
+def rollout(url: str, release: str, tmp_path: Path, *extra: str) -> Result:
+    """`venuedb rollout RELEASE --yes --json`, its backups and records under tmp_path."""
+    return invoke(
+        "rollout",
+        release,
+        "--yes",
+        "--database-url",
+        url,
+        "--backup-dir",
+        str(tmp_path / "backups"),
+        "--records-dir",
+        str(tmp_path / "records"),
+        "--json",
+        *extra,
+    )
+
+
+def rollback_with_data_loss(url: str, target: str, backup_dir: Path, *extra: str) -> Result:
+    """`venuedb rollback TARGET` consenting to undo later releases and to drop data (a
+    verified backup goes to backup_dir first)."""
+    return invoke(
+        "rollback",
+        target,
+        "--cascade",
+        "--allow-data-loss",
+        "--backup-dir",
+        str(backup_dir),
+        "--yes",
+        "--database-url",
+        url,
+        *extra,
+    )

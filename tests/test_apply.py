@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.clihelpers import as_json, invoke, spawn
+from tests.clihelpers import as_json, invoke, rollback_with_data_loss, spawn
 from toolkit import revisions as revs
 from toolkit.locks import DEPLOY_LOCK, NAMESPACE
 
@@ -239,16 +239,10 @@ def test_rollback_reports_the_data_it_drops_before_asking(db_url: str, tmp_path:
     refused = invoke("rollback", "bar-baseline", "--cascade", "--database-url", db_url)
     assert refused.exit_code == 2
     assert "table sales: 60 rows dropped" in refused.stdout
-    done = invoke(
-        "rollback",
-        "bar-baseline",
-        "--cascade",
-        "--allow-data-loss",
-        "--backup-dir",
-        str(tmp_path),
-        "--yes",
-        "--database-url",
+    done = rollback_with_data_loss(
         db_url,
+        "bar-baseline",
+        tmp_path,
         "--json",
     )
     risk = as_json(done)["data_at_risk"]

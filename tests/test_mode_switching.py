@@ -19,7 +19,7 @@ import pytest
 from psycopg import errors
 
 from tests import actors
-from tests.clihelpers import as_json, invoke, spawn
+from tests.clihelpers import as_json, invoke, rollback_with_data_loss, spawn
 from toolkit import catalog
 from toolkit.bar_sample import load_bar_sample
 
@@ -868,17 +868,7 @@ def test_rollback_mode_switching_returns_to_bar_001_exactly(
     url, _ = fixture_db
     _run_backfills(url)
     applied = _snapshot(url)
-    result = invoke(
-        "rollback",
-        "mode-switching",
-        "--cascade",
-        "--allow-data-loss",
-        "--backup-dir",
-        str(tmp_path),
-        "--yes",
-        "--database-url",
-        url,
-    )
+    result = rollback_with_data_loss(url, "mode-switching", tmp_path)
     assert result.exit_code == 0, result.output
     with psycopg.connect(url) as conn:
         versions = {r[0] for r in conn.execute("SELECT version_num FROM alembic_version")}

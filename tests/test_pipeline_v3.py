@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.clihelpers import as_json, invoke
+from tests.clihelpers import as_json, invoke, rollback_with_data_loss
 from tests.test_baseline_rules import _booking, _restaurant_with_tables
 from toolkit.coordinator import Coordinator
 from toolkit.flags import planner_options, resolve
@@ -411,17 +411,7 @@ def test_rollback_restores_legacy_only_and_keeps_the_history(
 ) -> None:
     monkeypatch.setenv("FEATURE_ASSIGNMENT_PIPELINE_V3", "true")
     invoke("assign", "--limit", "10", "--database-url", sample_db)
-    result = invoke(
-        "rollback",
-        "assignment-pipeline-v3",
-        "--cascade",
-        "--allow-data-loss",
-        "--backup-dir",
-        str(tmp_path),
-        "--yes",
-        "--database-url",
-        sample_db,
-    )
+    result = rollback_with_data_loss(sample_db, "assignment-pipeline-v3", tmp_path)
     assert result.exit_code == 0, result.output
     with psycopg.connect(sample_db) as conn:
         assert (

@@ -11,26 +11,11 @@ from pathlib import Path
 
 import psycopg
 
-from tests.clihelpers import as_json, invoke
+from tests.clihelpers import as_json, invoke, rollout
 from tests.conftest import DATA, load_sql
 
 TABLES = {"sales": 60, "consignments": 8, "returns": 5}  # rows of tests/data/rows/bar_001.sql
 NAMES = ("sales_server_id", "consignments_server_id", "returns_server_id")
-
-
-def _rollout(url: str, release: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    return invoke(
-        "rollout",
-        release,
-        "--yes",
-        "--database-url",
-        url,
-        "--backup-dir",
-        str(tmp_path / "backups"),
-        "--records-dir",
-        str(tmp_path / "records"),
-        "--json",
-    )
 
 
 def _rollback(url: str, release: str, tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -74,7 +59,7 @@ def _status(url: str) -> dict[str, dict]:
 
 def _bar_with_rows(url: str, tmp_path: Path) -> None:
     for release in ("core", "bar-baseline"):
-        result = _rollout(url, release, tmp_path)
+        result = rollout(url, release, tmp_path)
         assert result.exit_code == 0, result.output
     for rows in ("core_001", "bar_001"):
         load_sql(url, DATA / "rows" / f"{rows}.sql")
@@ -92,7 +77,7 @@ def test_rollout_after_rollback_backfills_again(empty_db_url: str, tmp_path: Pat
     url = empty_db_url
     _bar_with_rows(url, tmp_path)
 
-    first = _rollout(url, "mode-switching", tmp_path)
+    first = rollout(url, "mode-switching", tmp_path)
     assert first.exit_code == 0, first.output
     assert _filled(url) == TABLES
     status = _status(url)
@@ -110,7 +95,7 @@ def test_rollout_after_rollback_backfills_again(empty_db_url: str, tmp_path: Pat
         assert status[name]["earlier_run"]["state"] == "finished"
         assert "rows_done" not in status[name]
 
-    again = _rollout(url, "mode-switching", tmp_path)
+    again = rollout(url, "mode-switching", tmp_path)
     assert again.exit_code == 0, again.output
     assert as_json(again)["outcome"] == "SUCCESS"
     assert "earlier progress reset: release mode-switching was applied again" in (
@@ -134,7 +119,7 @@ def test_backfill_run_after_rollback_and_apply_runs_again(
     """The same without rollout: rollback, `apply`, `backfill run` (the plain path)."""
     url = empty_db_url
     _bar_with_rows(url, tmp_path)
-    assert _rollout(url, "mode-switching", tmp_path).exit_code == 0
+    assert rollout(url, "mode-switching", tmp_path).exit_code == 0
     assert _rollback(url, "mode-switching", tmp_path).exit_code == 0
 
     # Rolled back: the backfill cannot run (its table column and function are gone), exit 2.
@@ -180,7 +165,7 @@ def test_plain_alembic_downgrade_and_upgrade_reset_the_progress(
 
     url = empty_db_url
     _bar_with_rows(url, tmp_path)
-    assert _rollout(url, "mode-switching", tmp_path).exit_code == 0
+    assert rollout(url, "mode-switching", tmp_path).exit_code == 0
     engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
     try:
         config = revs.alembic_config(engine)

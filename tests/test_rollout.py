@@ -7,33 +7,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.clihelpers import as_json, invoke
+from tests.clihelpers import as_json, invoke, rollout
 from tests.conftest import DATA, load_sql
 from toolkit.releases import load_releases
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _rollout(url: str, release: str, tmp_path: Path, *extra: str):  # type: ignore[no-untyped-def]
-    return invoke(
-        "rollout",
-        release,
-        "--yes",
-        "--database-url",
-        url,
-        "--backup-dir",
-        str(tmp_path / "backups"),
-        "--records-dir",
-        str(tmp_path / "records"),
-        "--json",
-        *extra,
-    )
-
-
 def test_every_release_rolls_out_on_a_database_with_data(empty_db_url: str, tmp_path: Path) -> None:
     loaded = False
     for release in load_releases():
-        result = _rollout(empty_db_url, release.name, tmp_path)
+        result = rollout(empty_db_url, release.name, tmp_path)
         assert result.exit_code == 0, result.output
         document = as_json(result)
         assert document["outcome"] == "SUCCESS"
@@ -66,7 +50,7 @@ def _spread_over_the_last_week(url: str) -> None:
 def test_a_critical_post_deploy_check_fails_the_rollout(empty_db_url: str, tmp_path: Path) -> None:
     """Issue 17: the rollout printed SUCCESS and exited 0 with a critical health check."""
     for release in ("core", "booking-baseline"):
-        assert _rollout(empty_db_url, release, tmp_path).exit_code == 0
+        assert rollout(empty_db_url, release, tmp_path).exit_code == 0
     for rows in ("core_001", "booking_001"):
         load_sql(empty_db_url, DATA / "rows" / f"{rows}.sql")
     result = invoke(
@@ -102,7 +86,7 @@ def test_a_critical_post_deploy_check_fails_the_rollout(empty_db_url: str, tmp_p
     assert "When a rollout stops on a critical check" in record
 
     # Run again: nothing is left to apply, but the checks still decide the outcome.
-    again = _rollout(empty_db_url, "table-combinations", tmp_path)
+    again = rollout(empty_db_url, "table-combinations", tmp_path)
     document = as_json(again)
     assert again.exit_code == 1 and document["status"] == "failed"
     assert [c["name"] for c in document["failed_checks"]] == ["confirmation_rate"]
@@ -111,7 +95,7 @@ def test_a_critical_post_deploy_check_fails_the_rollout(empty_db_url: str, tmp_p
     # Healthy again (the pending bookings cancelled): SUCCESS; no data is listed, not fatal.
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute("UPDATE bookings SET status = 'cancelled' WHERE status = 'pending'")
-    fixed = _rollout(empty_db_url, "table-combinations", tmp_path)
+    fixed = rollout(empty_db_url, "table-combinations", tmp_path)
     document = as_json(fixed)
     assert fixed.exit_code == 0, fixed.output
     assert (document["status"], document["outcome"], document["failed_checks"]) == (
@@ -152,7 +136,7 @@ def test_a_failing_preflight_check_stops_before_anything_changes(
                 "\"window\") VALUES (%s, 'table', '99999999-9999-4999-8999-999999999999', %s)",
                 (restaurant, window),
             )
-    result = _rollout(db_url, "capacity-overlap", tmp_path)
+    result = rollout(db_url, "capacity-overlap", tmp_path)
     assert result.exit_code == 1, result.output
     error = as_json(result)["error"]
     assert "pre-flight: 1 rows that would violate allocations_no_overlap" in error
@@ -170,7 +154,7 @@ def test_a_failing_preflight_check_stops_before_anything_changes(
 def test_capacity_overlap_record_carries_seed_003_artifacts(db_url: str, tmp_path: Path) -> None:
     down = invoke("rollback", "capacity-overlap", "--cascade", "--yes", "--database-url", db_url)
     assert down.exit_code == 0, down.output
-    document = as_json(_rollout(db_url, "capacity-overlap", tmp_path))
+    document = as_json(rollout(db_url, "capacity-overlap", tmp_path))
     record = Path(document["record"]).read_text()
     assert "allocations_no_overlap" in record  # the new constraint's definition
     assert "constraint check timing" in record and "Execution Time" in record
@@ -180,7 +164,7 @@ def test_capacity_overlap_record_carries_seed_003_artifacts(db_url: str, tmp_pat
 def test_a_failed_postcondition_stops_at_the_last_good_revision(
     empty_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert _rollout(empty_db_url, "booking-baseline", tmp_path).exit_code == 0
+    assert rollout(empty_db_url, "booking-baseline", tmp_path).exit_code == 0
     forced = tmp_path / "postconditions.toml"
     forced.write_text(
         (ROOT / "migrations" / "postconditions.toml").read_text()
@@ -193,7 +177,7 @@ expect = "absent"
 """
     )
     monkeypatch.setenv("VENUEDB_POSTCONDITIONS_FILE", str(forced))
-    result = _rollout(empty_db_url, "table-combinations", tmp_path)
+    result = rollout(empty_db_url, "table-combinations", tmp_path)
     assert result.exit_code == 1
     error = as_json(result)["error"]
     assert "postconditions failed after booking_003" in error
@@ -225,10 +209,10 @@ def test_plan_changes_nothing_and_a_pipeline_needs_yes(empty_db_url: str) -> Non
 def test_preflight_refuses_out_of_order_and_unknown_releases(
     empty_db_url: str, tmp_path: Path
 ) -> None:
-    early = _rollout(empty_db_url, "capacity-overlap", tmp_path)
+    early = rollout(empty_db_url, "capacity-overlap", tmp_path)
     assert early.exit_code == 2
     assert "must be applied before capacity-overlap" in as_json(early)["error"]
-    assert _rollout(empty_db_url, "no-such", tmp_path).exit_code == 2
+    assert rollout(empty_db_url, "no-such", tmp_path).exit_code == 2
 
 
 def test_apply_rollback_backfill_and_restore_leave_markdown_records(
