@@ -135,10 +135,7 @@ def run(
         from toolkit import rehearsal
 
         return rehearsal.on_a_scratch_copy(target, direction, target_name, options, emit, run)
-    if direction == "upgrade":
-        alembic_target, release = revs.upgrade_target(target_name)
-    else:
-        alembic_target, release = revs.downgrade_target(target_name or "")
+    alembic_target, release = revs.target_for(direction, target_name)
     command = (
         "rehearse" if options.rehearse else ("apply" if direction == "upgrade" else "rollback")
     )
@@ -252,10 +249,7 @@ def plan_for(
     target: db.Target, direction: str, target_name: str | None
 ) -> tuple[list[revs.Step], dict[str, str | None], str]:
     """The plan without running it (for `rollback` confirmation and `status`)."""
-    if direction == "upgrade":
-        alembic_target, _ = revs.upgrade_target(target_name)
-    else:
-        alembic_target, _ = revs.downgrade_target(target_name or "")
+    alembic_target, _ = revs.target_for(direction, target_name)
     with db.connect(target, purpose="plan") as conn:
         heads = current_heads(conn)
     return revs.plan(direction, alembic_target, heads), revs.heads_by_branch(heads), alembic_target

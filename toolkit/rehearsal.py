@@ -284,10 +284,7 @@ def on_a_scratch_copy(
     from toolkit import revisions as revs
     from toolkit.migrate import RunResult, current_heads
 
-    if direction == "upgrade":
-        alembic_target, release = revs.upgrade_target(target_name)
-    else:
-        alembic_target, release = revs.downgrade_target(target_name or "")
+    alembic_target, release = revs.target_for(direction, target_name)
     with db.connect(target, purpose="rehearse (plan)") as conn:
         heads = current_heads(conn)
         planned = revs.plan(direction, alembic_target, heads)

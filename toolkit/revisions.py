@@ -185,6 +185,13 @@ def downgrade_target(name: str) -> tuple[str, Release | None]:
     return name, None
 
 
+def target_for(direction: str, name: str | None) -> tuple[str, Release | None]:
+    """The Alembic target (and the release named, if any) of an upgrade or a downgrade."""
+    if direction == "upgrade":
+        return upgrade_target(name)
+    return downgrade_target(name or "")
+
+
 def plan(direction: str, target: str, heads: tuple[str, ...]) -> list[Step]:
     """The revisions Alembic will run, in order (uses the same planner as `alembic upgrade`)."""
     script = script_directory()
