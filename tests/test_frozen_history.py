@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.clihelpers import as_json, invoke
+from tests.clihelpers import as_json, invoke, rollout
 from toolkit import frozen
 from toolkit import revisions as revs
 from toolkit.releases import load_releases
@@ -478,17 +478,7 @@ def test_rollout_refuses_an_edited_released_file_before_its_backup(
     """The rollout checks the released files in its pre-flight: a refusal takes no backup
     and applies nothing, and its record says why."""
     backups = tmp_path / "backups"
-    result = invoke(
-        "rollout",
-        "core",
-        "--yes",
-        "--database-url",
-        empty_db_url,
-        "--backup-dir",
-        str(backups),
-        "--records-dir",
-        str(tmp_path / "records"),
-    )
+    result = rollout(empty_db_url, "core", tmp_path)
     assert result.exit_code == 3, result.output
     assert "SUCCESS" not in result.output and "released files differ" in result.output
     assert not backups.exists() or not any(backups.iterdir())

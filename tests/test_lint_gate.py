@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.clihelpers import as_json, invoke
+from tests.clihelpers import as_json, invoke, rollout
 from toolkit import revisions as revs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,18 +244,7 @@ def test_rollout_refuses_before_its_backup_and_changes_nothing(
 ) -> None:
     in_project(_project(tmp_path, HAZARD, release=True))
     before = _state(db_url)
-    result = invoke(
-        "rollout",
-        "hazards",
-        "--yes",
-        "--database-url",
-        db_url,
-        "--backup-dir",
-        str(tmp_path / "backups"),
-        "--records-dir",
-        str(tmp_path / "records"),
-        "--json",
-    )
+    result = rollout(db_url, "hazards", tmp_path)
     assert result.exit_code == 1, result.output
     document = as_json(result)
     assert document["status"] == "lint_failed"
@@ -271,20 +260,7 @@ def test_rollout_with_skip_lint_records_the_reason_and_the_findings(
     tmp_path: Path, in_project: Callable[[Path], None], db_url: str
 ) -> None:
     in_project(_project(tmp_path, HAZARD, release=True))
-    result = invoke(
-        "rollout",
-        "hazards",
-        "--yes",
-        "--database-url",
-        db_url,
-        "--backup-dir",
-        str(tmp_path / "backups"),
-        "--records-dir",
-        str(tmp_path / "records"),
-        "--skip-lint",
-        REASON,
-        "--json",
-    )
+    result = rollout(db_url, "hazards", tmp_path, "--skip-lint", REASON)
     assert result.exit_code == 0, result.output
     assert "bar_099" in _state(db_url)[0]
     markdown = Path(as_json(result)["record"]).read_text()
