@@ -322,6 +322,11 @@ def _run_locked(
     after = current_heads(control)
     result.to_heads = revs.heads_by_branch(after)
     result.duration_ms = round((time.monotonic() - started) * 1000)
+    if direction == "downgrade" and not options.rehearse:
+        from toolkit import levels
+
+        for release in levels.forget_unapplied(control):
+            note("info", f"{release} is no longer applied: its rollback level record is gone")
     records.finish(
         control,
         deployment,

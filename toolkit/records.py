@@ -83,6 +83,21 @@ CREATE TABLE IF NOT EXISTS venuedb.revision_checksums (
 )
 
 
+# One row per release whose level 2 is applied; a restore (`venuedb rollout RELEASE`)
+# deletes it. `details` is what the steps decided on this database (e.g. whether a
+# function version was restored), so the restore undoes exactly that.
+LEVELS_DDL = """
+CREATE TABLE IF NOT EXISTS venuedb.release_levels (
+    release text PRIMARY KEY,
+    level integer NOT NULL CONSTRAINT release_levels_level_check CHECK (level = 2),
+    details jsonb NOT NULL DEFAULT '{}'::jsonb,
+    applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    deployment_id bigint REFERENCES venuedb.deployments (id) ON DELETE SET NULL,
+    actor text NOT NULL
+);
+"""
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
     """Create the toolkit schema if missing; serialised so two first runs cannot race."""
     from toolkit.locks import NAMESPACE
@@ -91,6 +106,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NAMESPACE,))
         conn.execute(SCHEMA_DDL)
         conn.execute(BACKFILL_DDL)
+        conn.execute(LEVELS_DDL)
     _upgrade_schema(conn)
     reap(conn)
 

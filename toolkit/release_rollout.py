@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import connection as db
-from toolkit import postconditions, records
+from toolkit import levels, postconditions, records
 from toolkit import revisions as revs
 from toolkit.deploy_record import Record, write
 from toolkit.errors import BadInput, OperationFailed, VenuedbError
@@ -208,6 +208,8 @@ def _steps(
     record.end(step, "ok", f"{len(pending)} revision(s) pending")
     emit("step", f"pre-flight ok: {', '.join(pending) or 'nothing pending'}")
     if not pending:
+        if _restore_level(target, release, record, options, emit):
+            return _checks(target, release, record, emit)
         # Still run the checks: a rerun after a rollout stopped on a critical check must
         # not turn into SUCCESS just because there is nothing left to apply.
         record.issues.append(f"{release.name} was already applied; nothing to apply")
@@ -255,6 +257,39 @@ def _steps(
     _artifacts(target, release, record, before)
     _backfills(target, release, record, emit)
     return _checks(target, release, record, emit)
+
+
+def _restore_level(
+    target: db.Target, release: Release, record: Record, options: RunOptions, emit: Emit
+) -> bool:
+    """A release at rollback level 2: restore what the level removed (its steps' inverse,
+    online like the level itself), then hold it to its own postconditions again."""
+    from toolkit import levels
+    from toolkit.level_run import RESTORE, run_level
+
+    with db.connect(target, purpose="rollout levels") as conn:
+        state = next((a for a in levels.applied(conn) if a.release == release.name), None)
+    if state is None:
+        return False
+    step = record.begin(f"restore {release.name} level {state.level}")
+    result = run_level(target, levels.find_level(release.name, state.level), RESTORE, options, emit)
+    failures = _postcondition_failures(target, release)
+    if failures:
+        detail = "; ".join(
+            f"{f['kind']} {f['object']}: expected {f['expected']}, got {f['actual']}"
+            for f in failures
+        )
+        record.end(step, "failed", detail)
+        raise OperationFailed(
+            f"postconditions failed after restoring {release.name} level {state.level}: "
+            f"{detail}. Fix and run `venuedb rollout {release.name}` again"
+        )
+    record.end(step, "ok", f"{result.duration_ms} ms (deployment #{result.deployment_id})")
+    record.facts["Restored"] = f"{state.describe()}: restored"
+    output = [f"[level {state.level}] {n}" for n in result.notices]
+    if output:
+        record.artifacts["command output"] = "\n".join(output)
+    return True
 
 
 def _preflight(target: db.Target, release: Release, record: Record) -> list[str]:
@@ -318,6 +353,7 @@ def _postcondition_failures(target: db.Target, release: Release) -> list[dict[st
             checks = [c for c in postconditions.effective(every, applied) if c.key not in changing]
         else:
             checks = postconditions.effective(every, applied)
+        checks = levels.with_levels(checks, levels.applied(conn))
         results = postconditions.evaluate(conn, checks)
     return [r.to_dict() for r in results if not r.ok]
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -381,10 +382,13 @@ class ScratchUnavailable(OperationFailed):
 
 
 def build(
-    server_url: str, targets: list[str] | None = None
+    server_url: str,
+    targets: list[str] | None = None,
+    after: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, dict[str, str]], list[str]]:
     """Migrate a scratch database beside `server_url` to every head (or to exactly the
-    revisions in `targets`, one per branch) and snapshot it.
+    revisions in `targets`, one per branch), run `after` on its URL (the rollback levels
+    a database is at), and snapshot it.
 
     Raises ScratchUnavailable when the database cannot be created (no CREATEDB) or the
     migration fails; the scratch database is always dropped."""
@@ -411,6 +415,8 @@ def build(
         options = RunOptions(actor="snapshot")
         for name in targets if targets is not None else [None]:  # type: ignore[list-item]
             run(Target(url, "snapshot"), "upgrade", name, options)
+        if after is not None:
+            after(url)
         with psycopg.connect(url) as conn:
             objects = take(conn)
             heads = [h for h in revs.heads_by_branch(current_heads(conn)).values() if h]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolkit import checksums, interrupted_swaps, postconditions, snapshot
+from toolkit import checksums, interrupted_swaps, levels, postconditions, snapshot
 from toolkit import connection as db
 from toolkit import revisions as revs
 from toolkit.errors import BadInput
@@ -49,6 +49,7 @@ class Report:
     drift_status: str = "compared"
     drift_reference: str = ""  # what the live schema was compared with
     not_compared: list[str] = field(default_factory=list)  # why something went unchecked
+    levels: list[dict[str, Any]] = field(default_factory=list)  # releases at level 2
     seconds: float = 0.0
 
     @property
@@ -84,6 +85,7 @@ class Report:
             "tamper": self.tamper,
             "in_progress": self.in_progress,
             "not_compared": self.not_compared,
+            "levels": self.levels,
             "notes": self.notes,
             "seconds": round(self.seconds, 3),
         }
@@ -122,15 +124,24 @@ def verify(
                 f"release {release} is not (fully) applied: none of its postconditions checked"
             )
         checks = postconditions.effective(postconditions.load_checks(), names)
+        # A release at level 2 is held to the level's postconditions, not its own.
+        at_level = levels.applied(conn)
+        checks = levels.with_levels(checks, at_level)
+        report.levels = [a.to_dict() for a in at_level]
+        for state in at_level:
+            report.notes.append(
+                f"{state.describe()}: compared as such (`venuedb rollout {state.release}` "
+                "restores it)"
+            )
         if release is not None:
-            checks = [c for c in checks if c.release == release]
+            checks = [c for c in checks if c.release.split(" level ")[0] == release]
         report.postconditions = [r.to_dict() for r in postconditions.evaluate(conn, checks)]
         _tamper(conn, heads, release, report)
         report.in_progress = [
             s.to_dict() | {"what": s.describe()} for s in interrupted_swaps.find(conn)
         ]
         if release is None:
-            _drift(conn, heads, unknown, report, scratch_url or target.url, progress)
+            _drift(conn, heads, unknown, report, scratch_url or target.url, progress, at_level)
         else:
             report.drift_status = "not_asked"
             report.notes.append("drift is compared for the whole schema only (without --release)")
@@ -168,6 +179,7 @@ def _drift(
     report: Report,
     scratch_server: str,
     progress: Progress,
+    at_level: list[levels.AppliedLevel],
 ) -> None:
     if unknown:
         report.drift_status = "not_compared"
@@ -182,7 +194,8 @@ def _drift(
     live = snapshot.take(conn)
     path = snapshot.snapshot_file()
     committed = snapshot.load(path) if path.exists() else None
-    if committed is not None and sorted(committed["heads"]) == live_heads:
+    where = ", ".join(live_heads) + "".join(f" + {a.release} level {a.level}" for a in at_level)
+    if committed is not None and sorted(committed["heads"]) == live_heads and not at_level:
         reference = committed["objects"]
         report.drift_reference = f"{path.name} (the heads: {', '.join(live_heads)})"
     else:
@@ -190,21 +203,28 @@ def _drift(
 
         server = urlsplit(scratch_server)
         progress(
-            f"the database is at {', '.join(live_heads)}, not at the heads the committed "
-            f"snapshot describes: building the expected schema in a scratch database on "
+            f"the database is at {where}, not at the heads the committed snapshot "
+            f"describes: building the expected schema in a scratch database on "
             f"{server.hostname}:{server.port or 5432} (a few seconds)"
         )
+        from toolkit.level_run import replay
+
         try:
-            reference, _ = snapshot.build(scratch_server, targets=list(heads))
+            reference, _ = snapshot.build(
+                scratch_server,
+                targets=list(heads),
+                after=(lambda url: replay(url, at_level)) if at_level else None,
+            )
         except snapshot.ScratchUnavailable as exc:
             report.drift_status = "not_compared"
             report.not_compared.append(
-                f"drift not compared: no reference schema at {', '.join(live_heads)}: {exc}; "
+                f"drift not compared: no reference schema at {where}: {exc}; "
                 "pass --scratch-url URL (a server where a scratch database may be created), "
-                "or verify at the heads (`venuedb apply`)"
+                "or verify at the heads (`venuedb apply`, `venuedb rollout RELEASE` for a "
+                "release at a rollback level)"
             )
             return
-        report.drift_reference = f"a scratch database migrated to {', '.join(live_heads)}"
+        report.drift_reference = f"a scratch database migrated to {where}"
         for kind in snapshot.CLUSTER_KINDS:
             # A scratch database on the same server sees the very same (cluster-wide)
             # roles: the committed snapshot is their reference at every revision.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -286,116 +288,215 @@ def rollback(
     statement_timeout: StatementTimeout = "0",
     retries: Retries = 3,
     actor: Actor = None,
+    level: Annotated[
+        int | None,
+        typer.Option(
+            "--level",
+            help="Run one rollback level of the release TARGET, as its seed defines it "
+            "(migrations/rollback_levels.toml): 1 turns its features off (flags), 2 removes one "
+            "piece surgically with forward steps and no data loss, leaving every release "
+            "applied (`venuedb rollout TARGET` restores it), 3 is the full revert (level 1, "
+            "then the release's schema downgrade). Without --level: the schema downgrade.",
+            show_default=False,
+        ),
+    ] = None,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Print the steps, the data at risk counted on the database and the dependent "
+            "releases, and change nothing (exit 0).",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Downgrade to TARGET: shows the plan and the data it drops first, then asks (or needs --yes).
+    """Downgrade to TARGET, or run one rollback level of a release (--level): shows the plan
+    and the data it drops first, then asks (or needs --yes). `--plan` only shows it.
 
-    Refused with nothing changed (exit 2, in this order): an unknown target; a plan that
-    also undoes later releases, unless --cascade; a plan that drops data, unless
+    Refused with nothing changed (exit 2, in this order): an unknown target or level; a
+    plan that also undoes later releases, unless --cascade; a plan that drops data, unless
     --allow-data-loss (which takes a verified backup first: if it fails, nothing is rolled
-    back, exit 1)."""
-    from toolkit.migrate import plan_for, run
-
+    back, exit 1). Level 1 exits 1 (`incomplete`) while a flag read from the environment
+    is still true where the command runs."""
     out = Output(json_output)
     with handled(out):
         options = _options(lock_wait, lock_timeout, statement_timeout, retries, actor)
         target = resolve_target(database_url, out)
-        steps, _, alembic_target = plan_for(target, "downgrade", target_name)
-        if not steps:
-            if not _swaps_left_behind(target):
-                out.line("nothing to roll back: the database is already at or below the target")
-                out.document(
-                    "ok", planned=[], done=[], dependent_releases=[], data_at_risk=None, backup=None
-                )
-                return
-            # Nothing to downgrade, but a dead run's half-done swap to abandon (issue 16).
-            require_tty_or_yes(
-                yes,
-                "rollback",
-                lambda: typer.confirm("Abandon the interrupted swap?", default=False),
-            )
-            result = run(target, "downgrade", target_name, options, emit=out.emit)
-            _report(
-                out,
-                result,
-                False,
+        guards = Guards(yes, cascade, allow_data_loss, backup_dir)
+        if level is not None:
+            from toolkit.cli.rollback_level import run_level
+
+            run_level(out, target, target_name, level, plan, guards, options, _downgrade)
+            return
+        _downgrade(out, target, target_name, options, guards, plan=plan)
+
+
+@dataclass(frozen=True)
+class Guards:
+    """What the operator consented to."""
+
+    yes: bool
+    cascade: bool
+    allow_data_loss: bool
+    backup_dir: Path
+
+
+def _downgrade(
+    out: Output,
+    target: Any,
+    target_name: str,
+    options: Any,
+    guards: Guards,
+    *,
+    plan: bool,
+    extra: dict[str, Any] | None = None,
+    before_run: Callable[[], None] | None = None,
+) -> None:
+    """The schema downgrade to `target_name` with its guards; `extra` joins the JSON
+    document, `before_run` runs once everything is consented to, just before it."""
+    from toolkit.migrate import plan_for, run
+
+    yes, cascade, allow_data_loss, backup_dir = (
+        guards.yes,
+        guards.cascade,
+        guards.allow_data_loss,
+        guards.backup_dir,
+    )
+    extra = extra or {}
+    steps, _, alembic_target = plan_for(target, "downgrade", target_name)
+    if not steps:
+        if plan or not _swaps_left_behind(target):
+            out.line("nothing to roll back: the database is already at or below the target")
+            out.document(
+                "ok",
+                **extra,
+                plan=plan,
+                planned=[],
+                done=[],
                 dependent_releases=[],
                 data_at_risk=None,
                 backup=None,
-                record=_markdown(result, target, options.actor),
             )
             return
-        out.progress.print(
-            table(
-                f"Rollback plan to {alembic_target} (in this order)",
-                ["#", "revision", "branch", "release", "what it undoes"],
-                [
-                    [
-                        i,
-                        s.revision,
-                        s.branch,
-                        s.release,
-                        s.message.splitlines()[0] if s.message else "",
-                    ]
-                    for i, s in enumerate(steps, 1)
-                ],
-            )
-        )
-        from toolkit.migrate import current_heads
-        from toolkit.releases import dependent_releases, find_release
-        from toolkit.risk import data_at_risk, describe, holds_data
-
-        with _connect(target) as conn:
-            heads = current_heads(conn)
-        risk = data_at_risk(target, alembic_target, heads, steps)
-        for line in describe(risk):
-            out.emit(
-                "warning" if "values dropped" in line or "rows dropped" in line else "info", line
-            )
-        named = find_release(target_name)
-        dependents = dependent_releases(steps, named.name if named else None)
-        facts: dict[str, Any] = {
-            "planned": [s.to_dict() for s in steps],
-            "dependent_releases": _dependents(steps, dependents, risk),
-            "data_at_risk": risk,
-            "backup": None,
-        }
-        if dependents and not cascade:
-            _refuse(out, _cascade_message(target_name, steps, dependents, risk), facts)
-        drops = holds_data(risk)
-        if drops is not False and not allow_data_loss:
-            _refuse(out, _data_loss_message(risk, drops), facts)
+        # Nothing to downgrade, but a dead run's half-done swap to abandon (issue 16).
         require_tty_or_yes(
             yes,
             "rollback",
-            lambda: typer.confirm(f"Roll back {len(steps)} revision(s)?", default=False),
+            lambda: typer.confirm("Abandon the interrupted swap?", default=False),
         )
-        record_facts: dict[str, str] = {}
-        if drops is not False:
-            # Before anything changes: a failed backup raises and nothing is rolled back.
-            from toolkit.backup import backup
-
-            made = backup(target, backup_dir)
-            facts["backup"] = str(made.path)
-            said = (
-                f"backup {made.path} ({made.size_bytes:,} bytes, {made.objects} objects, "
-                "verified) taken before the rollback"
-            )
-            out.emit("step", said)
-            options.record_notes.append(said)
-            record_facts["Database backup created"] = (
-                f"{made.path} ({made.size_bytes:,} bytes, {made.objects} objects)"
-            )
         result = run(target, "downgrade", target_name, options, emit=out.emit)
         _report(
             out,
             result,
             False,
-            dependent_releases=facts["dependent_releases"],
-            data_at_risk=risk,
-            backup=facts["backup"],
-            record=_markdown(result, target, options.actor, facts=record_facts),
+            **extra,
+            dependent_releases=[],
+            data_at_risk=None,
+            backup=None,
+            record=_markdown(result, target, options.actor),
         )
+        return
+    out.progress.print(
+        table(
+            f"Rollback plan to {alembic_target} (in this order)",
+            ["#", "revision", "branch", "release", "what it undoes"],
+            [
+                [i, s.revision, s.branch, s.release, s.message.splitlines()[0] if s.message else ""]
+                for i, s in enumerate(steps, 1)
+            ],
+        )
+    )
+    from toolkit.migrate import current_heads
+    from toolkit.releases import dependent_releases, find_release
+    from toolkit.risk import data_at_risk, describe, holds_data
+
+    with _connect(target) as conn:
+        heads = current_heads(conn)
+        at_level = _levels_undone(conn, steps)
+    risk = data_at_risk(target, alembic_target, heads, steps)
+    for line in describe(risk):
+        out.emit("warning" if "values dropped" in line or "rows dropped" in line else "info", line)
+    for state in at_level:
+        out.emit(
+            "info",
+            f"{state.describe()}: it is restored first (`venuedb rollout {state.release}`'s "
+            "forward steps), so that its downgrade finds what it undoes",
+        )
+    named = find_release(target_name)
+    dependents = dependent_releases(steps, named.name if named else None)
+    facts: dict[str, Any] = {
+        **extra,
+        "plan": plan,
+        "planned": [s.to_dict() for s in steps],
+        "dependent_releases": _dependents(steps, dependents, risk),
+        "data_at_risk": risk,
+        "levels_restored_first": [s.to_dict() for s in at_level],
+        "backup": None,
+    }
+    drops = holds_data(risk)
+    if plan:
+        refusals = []
+        if dependents and not cascade:
+            refusals.append(_cascade_message(target_name, steps, dependents, risk))
+        if drops is not False and not allow_data_loss:
+            refusals.append(_data_loss_message(risk, drops))
+        for line in refusals:
+            out.emit("warning", f"without the flags it needs: {line}")
+        out.line("plan only (--plan): nothing was changed")
+        out.document("ok", **facts, would_refuse=refusals)
+        return
+    if dependents and not cascade:
+        _refuse(out, _cascade_message(target_name, steps, dependents, risk), facts)
+    if drops is not False and not allow_data_loss:
+        _refuse(out, _data_loss_message(risk, drops), facts)
+    require_tty_or_yes(
+        yes,
+        "rollback",
+        lambda: typer.confirm(f"Roll back {len(steps)} revision(s)?", default=False),
+    )
+    record_facts: dict[str, str] = {}
+    if drops is not False:
+        # Before anything changes: a failed backup raises and nothing is rolled back.
+        from toolkit.backup import backup
+
+        made = backup(target, backup_dir)
+        facts["backup"] = str(made.path)
+        said = (
+            f"backup {made.path} ({made.size_bytes:,} bytes, {made.objects} objects, "
+            "verified) taken before the rollback"
+        )
+        out.emit("step", said)
+        options.record_notes.append(said)
+        record_facts["Database backup created"] = (
+            f"{made.path} ({made.size_bytes:,} bytes, {made.objects} objects)"
+        )
+    if before_run is not None:
+        before_run()
+    _restore_levels(target, at_level, options, out)
+    result = run(target, "downgrade", target_name, options, emit=out.emit)
+    _report(
+        out,
+        result,
+        False,
+        **{k: v for k, v in facts.items() if k not in ("planned",)},
+        record=_markdown(result, target, options.actor, facts=record_facts),
+    )
+
+
+def _levels_undone(conn: Any, steps: list[Any]) -> list[Any]:
+    """The level-2 states of releases this downgrade undoes (wholly or in part)."""
+    from toolkit import levels
+
+    undone = {s.release for s in steps if s.release}
+    return [a for a in levels.applied(conn) if a.release in undone]
+
+
+def _restore_levels(target: Any, states: list[Any], options: Any, out: Output) -> None:
+    from toolkit import levels
+    from toolkit.level_run import RESTORE, run_level
+
+    for state in states:
+        run_level(target, levels.find_level(state.release, state.level), RESTORE, options, out.emit)
 
 
 def _dependents(

@@ -1,0 +1,292 @@
+"""Run a level-2 rollback (or its restore) like a deploy: under the deploy lock, on a
+migration session with lock_timeout and bounded retries, every run recorded.
+
+The steps (migrations/levels/<steps>.py) are forward changes, not Alembic revisions:
+alembic_version does not move. They run inside Alembic's operations context (the same
+`op` and helpers as a revision, the shadow-table swap included), and the state they
+leave is recorded in venuedb.release_levels in the steps' last transaction, so the
+record and the change commit together.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolkit import checksums, levels, locks, records
+from toolkit import connection as db
+from toolkit import revisions as revs
+from toolkit.blockers import Blocker, BlockerWatcher
+from toolkit.durations import to_postgres
+from toolkit.errors import BadInput, LockBusy, OperationFailed
+from toolkit.migrate import (
+    Emit,
+    RunOptions,
+    _error_text,
+    _is_lock_timeout,
+    _notice_a_dead_client,
+    _quiet,
+    _refuse_an_orphaned_migration,
+    _take_the_work_lock,
+    current_heads,
+)
+
+APPLY, RESTORE = "apply", "restore"
+
+
+@dataclass
+class LevelResult:
+    release: str
+    level: int
+    direction: str  # apply | restore
+    done: bool = False  # False: nothing to do (already in that state)
+    notices: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    deployment_id: int | None = None
+    duration_ms: int = 0
+    attempts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "release": self.release,
+            "level": self.level,
+            "direction": self.direction,
+            "done": self.done,
+            "notices": self.notices,
+            "details": self.details,
+            "deployment_id": self.deployment_id,
+            "duration_ms": self.duration_ms,
+            "attempts": self.attempts,
+        }
+
+
+@contextmanager
+def operations(connection: Any) -> Iterator[None]:
+    """Alembic's `context` and `op` for code written like a revision, on `connection` (an
+    SQLAlchemy Connection), in one transaction that commits when the block ends."""
+    from alembic.operations import Operations
+    from alembic.runtime.environment import EnvironmentContext
+
+    config = revs.alembic_config(connection)
+    with EnvironmentContext(config, revs.script_directory()) as env:
+        env.configure(connection=connection, target_metadata=None)
+        with env.begin_transaction(), Operations.context(env.get_context()):
+            yield
+
+
+def run_level(
+    target: db.Target,
+    level: levels.Level,
+    direction: str,
+    options: RunOptions,
+    emit: Emit = _quiet,
+) -> LevelResult:
+    """Apply the level's steps (direction "apply") or restore what they removed ("restore")."""
+    assert level.steps is not None and direction in (APPLY, RESTORE)
+    module = levels.steps_module(level.steps)
+    result = LevelResult(level.release, level.level, direction)
+    for accepted in checksums.refuse_changed_files_of(target):
+        emit("warning", accepted)
+    started = time.monotonic()
+    command = "rollback" if direction == APPLY else "rollout"
+    control = db.connect(target, purpose=f"{command} level {level.level} (control)")
+    with control:
+        records.ensure_schema(control)
+        locks.acquire(control, locks.DEPLOY_LOCK, options.lock_wait, "deploy")
+        try:
+            _refuse_an_orphaned_migration(control)
+            state = _state_under_the_lock(control, level)
+            if (direction == APPLY) == (state is not None):
+                emit("info", _nothing_to_do(level, direction, state))
+                return result
+            heads = revs.heads_by_branch(current_heads(control))
+            what = f"{level.release} level {level.level}" + (
+                "" if direction == APPLY else " (restore)"
+            )
+            deployment = records.start(
+                control,
+                command=command,
+                target=what,
+                actor=options.actor,
+                from_revisions=heads,
+                planned=[what],
+                lock_id=locks.DEPLOY_WORK_LOCK,
+            )
+            result.deployment_id = deployment.id
+            deployment.output.extend(f"info: {line}" for line in options.record_notes)
+            details = dict(state.details) if state is not None else {}
+
+            def note(kind: str, message: str) -> None:
+                deployment.output.append(f"{kind}: {message}")
+                if kind == "notice":
+                    result.notices.append(message)
+                emit(kind, message)
+
+            try:
+                _attempts(target, module, level, direction, details, options, result, note)
+            except (OperationFailed, LockBusy) as exc:
+                records.finish(
+                    _reconnected(control, target),
+                    deployment,
+                    result="failed",
+                    to_revisions=heads,
+                    done=[],
+                    error=str(exc),
+                )
+                raise
+            result.done = True
+            result.details = details
+            result.duration_ms = round((time.monotonic() - started) * 1000)
+            verb = "applied" if direction == APPLY else "restored"
+            note("step", f"{verb} {level.release} level {level.level} ({result.duration_ms} ms)")
+            records.finish(
+                _reconnected(control, target),
+                deployment,
+                result="succeeded",
+                to_revisions=heads,
+                done=[what],
+            )
+            return result
+        finally:
+            if not control.closed and not control.broken:
+                locks.release(control, locks.DEPLOY_LOCK)
+
+
+def _state_under_the_lock(control: Any, level: levels.Level) -> levels.AppliedLevel | None:
+    """The release must be applied (a level works on the release's objects); its
+    recorded level-2 state, if any."""
+    states = revs.releases_applied(current_heads(control))
+    state = next((s["state"] for s in states if s["release"] == level.release), "pending")
+    if state != "applied":
+        raise BadInput(
+            f"release {level.release} is {state}, not applied: level {level.level} works on "
+            f"its objects. Nothing was changed. `venuedb status` shows what is applied"
+        )
+    return next((a for a in levels.applied(control) if a.release == level.release), None)
+
+
+def _nothing_to_do(level: levels.Level, direction: str, state: Any) -> str:
+    if direction == APPLY:
+        return f"nothing to do: {state.describe()}"
+    return (
+        f"nothing to restore: release {level.release} is applied and its level {level.level} is not"
+    )
+
+
+def _reconnected(control: Any, target: db.Target) -> Any:
+    if not control.closed and not control.broken:
+        return control
+    return db.connect(target, purpose="record (reconnected)")
+
+
+def _attempts(
+    target: db.Target,
+    module: Any,
+    level: levels.Level,
+    direction: str,
+    details: dict[str, Any],
+    options: RunOptions,
+    result: LevelResult,
+    note: Emit,
+) -> None:
+    attempt = 0
+    while True:
+        attempt += 1
+        result.attempts = attempt
+        blockers: list[Blocker] = []
+        try:
+            _once(target, module, level, direction, details, options, note, blockers, result)
+            return
+        except Exception as exc:
+            if isinstance(exc, BadInput | OperationFailed | LockBusy):
+                raise
+            if not _is_lock_timeout(exc):
+                raise OperationFailed(
+                    f"{level.release} level {level.level} ({direction}) failed: "
+                    f"{_error_text(exc)}. Its open transaction was rolled back; steps that run "
+                    "outside it (a shadow-table swap's copy) are kept and resumed by running "
+                    "the same command again"
+                ) from None
+            who = "; ".join(b.describe() for b in blockers) or "a session that finished meanwhile"
+            if attempt > options.retries:
+                raise LockBusy(
+                    f"could not get the locks for {level.release} level {level.level} within "
+                    f"{options.lock_timeout:g}s after {attempt} attempts; blocked by {who}. "
+                    "Nothing of its open transaction was kept; run the same command again"
+                ) from None
+            delay = options.backoff * (2 ** (attempt - 1)) * (0.8 + 0.4 * random.random())
+            note(
+                "retry",
+                f"lock not granted within {options.lock_timeout:g}s (blocked by {who}); "
+                f"attempt {attempt + 1} of {options.retries + 1} in {delay:.1f}s",
+            )
+            time.sleep(delay)
+
+
+def _once(
+    target: db.Target,
+    module: Any,
+    level: levels.Level,
+    direction: str,
+    details: dict[str, Any],
+    options: RunOptions,
+    note: Emit,
+    blockers: list[Blocker],
+    result: LevelResult,
+) -> None:
+    """One attempt; `details` changes only when it commits (a retry starts from the same)."""
+    working = dict(details)
+    engine = db.engine(target, purpose=f"level {level.level}")
+    try:
+        with engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            driver.add_notice_handler(lambda diag: note("notice", diag.message_primary or ""))
+            conn.exec_driver_sql(f"SET lock_timeout = '{to_postgres(options.lock_timeout)}'")
+            conn.exec_driver_sql(
+                f"SET statement_timeout = '{to_postgres(options.statement_timeout)}'"
+            )
+            _notice_a_dead_client(conn)
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            _take_the_work_lock(conn)
+            conn.commit()
+            with BlockerWatcher(target, int(pid)) as watcher:
+                try:
+                    with operations(conn):
+                        if direction == APPLY:
+                            module.apply(working)
+                            levels.record_applied(
+                                driver, level.release, working, result.deployment_id, options.actor
+                            )
+                        else:
+                            module.restore(working)
+                            levels.forget(driver, level.release)
+                finally:
+                    blockers.extend(watcher.seen)
+                    if conn.in_transaction():
+                        conn.rollback()
+            details.clear()
+            details.update(working)
+    finally:
+        engine.dispose()
+
+
+def replay(url: str, states: list[levels.AppliedLevel]) -> None:
+    """Run the applied levels' steps on a scratch database (verify's reference), following
+    the decisions each recorded on the live database."""
+    from toolkit.connection import Target
+
+    target = Target(url, "scratch")
+    for state in states:
+        level = levels.find_level(state.release, state.level)
+        assert level.steps is not None
+        module = levels.steps_module(level.steps)
+        engine = db.engine(target, purpose="verify reference")
+        try:
+            with engine.connect() as conn, operations(conn):
+                module.apply(dict(state.details))
+        finally:
+            engine.dispose()
