@@ -1,0 +1,499 @@
+"""Issue 18, points 1 and 2: on-call's ladder, release by release, on data.
+
+Each release declares its rollback levels as its seed wrote them. `--plan` changes
+nothing; level 1 turns the flags off (and does not say done while one is still on where
+it runs); level 2 removes one piece with forward steps, loses no row, leaves every later
+release applied, is known to `verify`, and is restored by `rollout`; level 3 is level 1
+and the guarded schema downgrade.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.clihelpers import as_json, invoke, rollout
+from tests.conftest import DATA, load_sql
+from toolkit import levels, snapshot
+from toolkit.errors import BadInput
+
+ROW_FILES = ("core_001", "booking_001", "bar_001")
+COMBINATION_FLAGS = {
+    "FEATURE_COMBINATION_PLANNER": "false",
+    "FEATURE_ALLOCATOR_MERGES_ENABLED": "false",
+}
+OLD_DEF = (
+    'EXCLUDE USING gist (resource_type WITH =, resource_id WITH =, "window" WITH &&) '
+    "WHERE ((NOT shadow)) DEFERRABLE INITIALLY DEFERRED"
+)
+
+
+def _with_rows(url: str) -> str:
+    for name in ROW_FILES:
+        load_sql(url, DATA / "rows" / f"{name}.sql")
+    # A week of bookings made over the week, not in one instant (tests/test_runbooks.py):
+    # a rollout's confirmation-rate check reads the last day.
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE bookings SET created_at = created_at - interval '3 days'")
+    return url
+
+
+@pytest.fixture
+def data_url(db_url: str) -> str:
+    """The heads, holding the test rows (restaurants, tables, bookings, bars, sales)."""
+    return _with_rows(db_url)
+
+
+def _counts(url: str) -> dict[str, int]:
+    """Rows of every table in public: what a level must not lose."""
+    with psycopg.connect(url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+                "AND relkind = 'r' ORDER BY relname"
+            ).fetchall()
+        ]
+        return {t: conn.execute(f'SELECT count(*) FROM public."{t}"').fetchone()[0] for t in tables}
+
+
+def _state(url: str) -> tuple[dict[str, dict[str, str]], list[tuple[str, ...]], list[str]]:
+    with psycopg.connect(url) as conn:
+        heads = sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version"))
+        flags: list[tuple[str, ...]] = []
+        if conn.execute("SELECT to_regclass('public.feature_flags')").fetchone()[0]:
+            flags = conn.execute(
+                "SELECT name, enabled::text, bar_ids::text FROM feature_flags ORDER BY 1"
+            ).fetchall()
+        return snapshot.take(conn), flags, heads
+
+
+def _level_rows(url: str) -> list[tuple[str, int]]:
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('venuedb.release_levels')").fetchone()[0] is None:
+            return []
+        return conn.execute("SELECT release, level FROM venuedb.release_levels").fetchall()
+
+
+def _level(url: str, release: str, number: int, *extra: str):  # type: ignore[no-untyped-def]
+    return invoke(
+        "rollback", release, "--level", str(number), *extra, "--database-url", url, "--json"
+    )
+
+
+def _verify(url: str) -> dict:
+    result = invoke("verify", "--database-url", url, "--json")
+    doc = as_json(result)
+    assert result.exit_code == {"clean": 0}.get(doc["verdict"], result.exit_code)
+    return doc
+
+
+# ---- the declarations ---------------------------------------------------------------
+
+
+def test_every_seed_release_declares_its_ladder() -> None:
+    declared = {(lv.release, lv.level): lv for lv in levels.load_levels()}
+    assert set(declared) == {
+        ("table-combinations", 1),
+        ("table-combinations", 2),
+        ("table-combinations", 3),
+        ("capacity-overlap", 2),
+        ("capacity-overlap", 3),
+        ("assignment-pipeline-v3", 1),
+        ("assignment-pipeline-v3", 3),
+        ("mode-switching", 1),
+        ("mode-switching", 3),
+    }
+    for (release, number), level in declared.items():
+        assert level.duration and level.changes and level.seed, (release, number)
+        # The seeds: levels 1 and 2 lose nothing, the full revert drops what it added.
+        assert level.data_loss is (number == 3), (release, number)
+    assert declared[("table-combinations", 1)].flags == (
+        "FEATURE_COMBINATION_PLANNER",
+        "FEATURE_ALLOCATOR_MERGES_ENABLED",
+    )
+    assert "ENABLE_SWITCHING_MODE" in declared[("mode-switching", 1)].flags
+
+
+@pytest.mark.parametrize(
+    ("entry", "complaint"),
+    [
+        ('release = "nope"\nlevel = 2\nsteps = "table_combinations_2"', "unknown release"),
+        ('release = "table-combinations"\nlevel = 1\nflags = ["NOPE"]', "unknown flag NOPE"),
+        ('release = "table-combinations"\nlevel = 1', "names the flags"),
+        ('release = "table-combinations"\nlevel = 2\nsteps = "missing"', "needs its steps"),
+        ('release = "table-combinations"\nlevel = 7', "1, 2 or 3"),
+    ],
+)
+def test_a_wrong_declaration_is_refused_by_name(
+    tmp_path: Path, entry: str, complaint: str
+) -> None:
+    path = tmp_path / "levels.toml"
+    common = 'seed = "x"\nchanges = "x"\nduration = "x"\ndata_loss = false\n'
+    path.write_text(f"[[level]]\n{entry}\n{common}", encoding="utf-8")
+    with pytest.raises(BadInput, match=complaint):
+        levels.load_levels(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("booking-integrity", "--level", "2"), "declares no rollback levels"),
+        (("capacity-overlap", "--level", "1"), "declares level 2 (surgical), 3 (downgrade)"),
+        (("booking_003", "--level", "2"), "needs a release name"),
+        (("table-combinations", "--level", "4"), "1, 2 or 3"),
+    ],
+)
+def test_an_undeclared_level_is_refused_with_nothing_changed(
+    db_url: str, args: tuple[str, ...], says: str
+) -> None:
+    before = _state(db_url)
+    result = invoke("rollback", *args, "--yes", "--database-url", db_url, "--json")
+    assert result.exit_code == 2, result.output
+    doc = as_json(result)
+    assert doc["status"] == "bad_input"
+    assert says in doc["error"]
+    assert _state(db_url) == before
+
+
+# ---- --plan --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("release", "number"),
+    sorted((lv.release, lv.level) for lv in levels.load_levels()),
+)
+def test_the_plan_counts_on_the_database_and_changes_nothing(
+    data_url: str, release: str, number: int
+) -> None:
+    before, counts = _state(data_url), _counts(data_url)
+    result = _level(data_url, release, number, "--plan")
+    assert result.exit_code == 0, result.output
+    doc = as_json(result)
+    assert doc["status"] == "ok"
+    assert doc["plan"] is True
+    assert doc["level"]["release"] == release and doc["level"]["level"] == number
+    if number == 1:
+        assert [f["flag"] for f in doc["flags"]] == list(doc["level"]["flags"])
+    if number == 2:
+        assert doc["steps"]
+        assert doc["data_at_risk"]["rows_lost"] == 0
+        for table in doc["data_at_risk"]["tables"]:
+            assert table["rows"] == counts[table["table"]]
+        assert doc["dependent_releases"] == []
+    if number == 3:
+        # The downgrade's plan: its revisions, the rows it drops, the later releases.
+        assert doc["planned"]
+        assert doc["data_at_risk"]["tables"] or doc["data_at_risk"]["columns"]
+        assert "would_refuse" in doc
+        assert "restore" in doc["restore_if_corrupted"]
+    assert _state(data_url) == before
+    assert _counts(data_url) == counts
+    assert _level_rows(data_url) == []
+
+
+def test_the_full_revert_plan_names_the_releases_it_would_undo(data_url: str) -> None:
+    doc = as_json(_level(data_url, "table-combinations", 3, "--plan"))
+    assert [d["release"] for d in doc["dependent_releases"]] == [
+        "booking-integrity",
+        "allocation-lookups",
+        "assignment-pipeline-v3",
+        "capacity-overlap",
+    ]
+    assert any("--cascade" in line for line in doc["would_refuse"])
+    rows = {t["table"]: t["rows"] for t in doc["data_at_risk"]["tables"]}
+    assert rows["table_adjacencies"] == _counts(data_url)["table_adjacencies"]
+
+
+# ---- level 2 -------------------------------------------------------------------------
+
+
+def _triggers(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {
+            r[0]
+            for r in conn.execute(
+                "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
+                "AND tgrelid::regclass::text IN ('bookings', 'booking_table_assignments')"
+            ).fetchall()
+        }
+
+
+def _orphan_confirmation(url: str) -> None:
+    """A confirmed booking without tables: what table-combinations' rule forbids."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO bookings (restaurant_id, customer_name, party_size, booking_date, "
+            "start_at, end_at, status) SELECT restaurant_id, 'Orphan', 2, booking_date, start_at, "
+            "end_at, 'confirmed' FROM bookings LIMIT 1"
+        )
+
+
+def test_level_2_of_table_combinations_loses_nothing_and_is_restored(
+    data_url: str, tmp_path: Path
+) -> None:
+    counts = _counts(data_url)
+    before = _state(data_url)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        _orphan_confirmation(data_url)  # the rule holds before
+    result = _level(data_url, "table-combinations", 2, "--yes")
+    assert result.exit_code == 0, result.output
+    doc = as_json(result)
+    assert doc["result"]["done"] is True
+    assert doc["later_releases_kept"] == [
+        "capacity-overlap",
+        "assignment-pipeline-v3",
+        "allocation-lookups",
+        "booking-integrity",
+    ]
+    assert _counts(data_url) == counts
+    assert "booking_assignment_validation" not in _triggers(data_url)
+    assert "booking_assignment_removal_validation" not in _triggers(data_url)
+    assert _state(data_url)[2] == before[2]  # alembic_version did not move
+    assert _level_rows(data_url) == [("table-combinations", 2)]
+    # Known to verify: the level's own postconditions, the heads plus its steps.
+    report = _verify(data_url)
+    assert report["verdict"] == "clean", report
+    assert [lv["release"] for lv in report["levels"]] == ["table-combinations"]
+    assert "table-combinations level 2" in report["drift_reference"]
+    checked = {(p["kind"], p["object"]): p for p in report["postconditions"]}
+    assert checked[("trigger", "bookings.booking_assignment_validation")]["expected"] == "absent"
+    # The level really removed the rule, from SQL.
+    _orphan_confirmation(data_url)
+    # A second run changes nothing.
+    again = as_json(_level(data_url, "table-combinations", 2, "--yes"))
+    assert again["result"]["done"] is False
+    # The re-rollout restores exactly what was there, and its checks find the orphan the
+    # level let in: FAILED, naming it, with the rule back in place.
+    restored = rollout(data_url, "table-combinations", tmp_path)
+    assert restored.exit_code == 1, restored.output
+    doc = as_json(restored)
+    assert any(s["name"] == "restore table-combinations level 2" for s in doc["steps"])
+    assert [c["name"] for c in doc["failed_checks"]] == ["orphaned_confirmed_bookings"]
+    with psycopg.connect(data_url) as conn:  # the test's orphan goes (it was never real)
+        conn.execute("DELETE FROM bookings WHERE customer_name = 'Orphan'")
+    again = rollout(data_url, "table-combinations", tmp_path)
+    assert again.exit_code == 0, again.output
+    assert _level_rows(data_url) == []
+    assert _state(data_url)[0] == before[0]
+    report = _verify(data_url)
+    assert report["verdict"] == "clean" and report["levels"] == []
+    assert "schema_snapshot.json" in report["drift_reference"]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        _orphan_confirmation(data_url)
+
+
+def test_verify_still_finds_drift_beyond_the_level(data_url: str) -> None:
+    assert _level(data_url, "table-combinations", 2, "--yes").exit_code == 0
+    with psycopg.connect(data_url) as conn:
+        conn.execute("DROP TRIGGER allocations_table_restaurant_check ON allocations")
+    result = invoke("verify", "--database-url", data_url, "--json")
+    assert result.exit_code == 3
+    doc = as_json(result)
+    assert doc["verdict"] == "drift"
+    assert any("allocations_table_restaurant_check" in d["name"] for d in doc["drift"])
+
+
+def test_tampering_with_what_the_level_removed_is_drift(data_url: str) -> None:
+    """Someone re-creates half of the removed rule by hand: neither the heads nor the level."""
+    assert _level(data_url, "table-combinations", 2, "--yes").exit_code == 0
+    with psycopg.connect(data_url) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.validate_booking_has_assignments() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
+        )
+    result = invoke("verify", "--database-url", data_url, "--json")
+    assert result.exit_code == 3
+    assert as_json(result)["verdict"] in {"drift", "postconditions_failed"}
+
+
+def _constraints(url: str) -> dict[str, str]:
+    with psycopg.connect(url) as conn:
+        return dict(
+            conn.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = 'allocations'::regclass AND contype = 'x'"
+            ).fetchall()
+        )
+
+
+def _function_version(url: str, name: str) -> str | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p WHERE proname = %s", (name,)
+        ).fetchone()
+    return None if row is None else str(row[0]).removeprefix("venuedb:version=")
+
+
+def test_level_2_of_capacity_overlap_at_the_heads_keeps_v13(data_url: str, tmp_path: Path) -> None:
+    counts = _counts(data_url)
+    before = _state(data_url)
+    result = _level(data_url, "capacity-overlap", 2, "--yes")
+    assert result.exit_code == 0, result.output
+    doc = as_json(result)
+    assert doc["result"]["details"]["function_kept"] == "13"
+    assert _constraints(data_url) == {"allocations_resource_window_excl": OLD_DEF}
+    assert _function_version(data_url, "confirm_hold_assignment_tx") == "13"
+    assert _counts(data_url) == counts
+    report = _verify(data_url)
+    assert report["verdict"] == "clean", report
+    restored = rollout(data_url, "capacity-overlap", tmp_path)
+    assert restored.exit_code == 0, restored.output
+    assert _state(data_url)[0] == before[0]
+    assert _counts(data_url) == counts
+    assert _verify(data_url)["verdict"] == "clean"
+
+
+def test_level_2_of_capacity_overlap_at_its_own_head_restores_v11(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """Nothing later needs v12: the seed's function goes back too, and comes back after."""
+    for target in ("core_001", "booking_007", "bar_001"):
+        assert invoke("apply", target, "--database-url", empty_db_url).exit_code == 0
+    _with_rows(empty_db_url)
+    counts = _counts(empty_db_url)
+    result = _level(empty_db_url, "capacity-overlap", 2, "--yes")
+    assert result.exit_code == 0, result.output
+    assert as_json(result)["result"]["details"]["function_restored"] == "11"
+    assert _function_version(empty_db_url, "confirm_hold_assignment_tx") == "11"
+    assert _function_version(empty_db_url, "confirm_hold_conflicts") is None
+    assert _constraints(empty_db_url) == {"allocations_resource_window_excl": OLD_DEF}
+    # Away from the heads, verify builds its reference: booking_007 plus the level.
+    report = _verify(empty_db_url)
+    assert report["verdict"] == "clean", report
+    assert _counts(empty_db_url) == counts
+    restored = rollout(empty_db_url, "capacity-overlap", tmp_path)
+    assert restored.exit_code == 0, restored.output
+    assert _function_version(empty_db_url, "confirm_hold_assignment_tx") == "12"
+    assert _function_version(empty_db_url, "confirm_hold_conflicts") == "1"
+    assert _verify(empty_db_url)["verdict"] == "clean"
+
+
+def test_a_downgrade_of_a_release_at_level_2_restores_it_first(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    for target in ("core_001", "booking_007"):
+        assert invoke("apply", target, "--database-url", empty_db_url).exit_code == 0
+    assert _level(empty_db_url, "capacity-overlap", 2, "--yes").exit_code == 0
+    result = invoke(
+        "rollback",
+        "capacity-overlap",
+        "--yes",
+        "--allow-data-loss",
+        "--backup-dir",
+        str(tmp_path / "backups"),
+        "--database-url",
+        empty_db_url,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    doc = as_json(result)
+    assert [s["release"] for s in doc["levels_restored_first"]] == ["capacity-overlap"]
+    assert doc["to"]["booking"] == "booking_004"
+    assert _level_rows(empty_db_url) == []
+    assert _function_version(empty_db_url, "confirm_hold_assignment_tx") == "11"
+    assert _verify(empty_db_url)["verdict"] == "clean"
+
+
+def test_level_2_needs_the_release_applied(empty_db_url: str) -> None:
+    for target in ("core_001", "booking_004"):
+        assert invoke("apply", target, "--database-url", empty_db_url).exit_code == 0
+    result = _level(empty_db_url, "capacity-overlap", 2, "--yes")
+    assert result.exit_code == 2
+    assert "not applied" in as_json(result)["error"]
+
+
+# ---- level 1 -------------------------------------------------------------------------
+
+
+def _records(url: str) -> list[tuple[str, str, str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT command, target, result FROM venuedb.deployments ORDER BY id"
+        ).fetchall()
+
+
+def test_level_1_is_not_done_while_a_flag_is_still_on_where_it_runs(
+    data_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEATURE_COMBINATION_PLANNER", "true")
+    result = _level(data_url, "table-combinations", 1, "--yes")
+    assert result.exit_code == 1, result.output
+    doc = as_json(result)
+    assert doc["status"] == "incomplete"
+    assert "FEATURE_COMBINATION_PLANNER=false" in doc["error"]
+    assert "FEATURE_ALLOCATOR_MERGES_ENABLED=false" in doc["error"]
+    assert _records(data_url)[-1] == ("rollback", "table-combinations level 1", "failed")
+    for name, value in COMBINATION_FLAGS.items():
+        monkeypatch.setenv(name, value)
+    result = _level(data_url, "table-combinations", 1, "--yes")
+    assert result.exit_code == 0, result.output
+    assert all(f["done"] for f in as_json(result)["flags"])
+    assert _records(data_url)[-1] == ("rollback", "table-combinations level 1", "succeeded")
+
+
+def test_level_1_switches_the_flag_the_database_owns(data_url: str) -> None:
+    assert invoke("flags", "set", "ENABLE_SWITCHING_MODE", "on", "--database-url", data_url).exit_code == 0
+    with psycopg.connect(data_url) as conn:
+        assert conn.execute("SELECT switching_mode_enabled(id) FROM bars LIMIT 1").fetchone()[0]
+    counts = _counts(data_url)
+    result = _level(data_url, "mode-switching", 1, "--yes")
+    assert result.exit_code == 0, result.output
+    doc = as_json(result)
+    assert doc["done"] == ["ENABLE_SWITCHING_MODE switched off in the database (was on)"]
+    with psycopg.connect(data_url) as conn:
+        assert not conn.execute("SELECT bool_or(switching_mode_enabled(id)) FROM bars").fetchone()[
+            0
+        ]
+    # The columns and their data stay (seed 002, Option A).
+    assert _counts(data_url) == counts
+
+
+# ---- level 3 -------------------------------------------------------------------------
+
+
+def test_level_3_starts_with_level_1(data_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEATURE_COMBINATION_PLANNER", "true")
+    before = _state(data_url)
+    result = _level(data_url, "table-combinations", 3, "--yes", "--cascade", "--allow-data-loss")
+    assert result.exit_code == 2
+    assert "starts with its level 1" in as_json(result)["error"]
+    assert _state(data_url) == before
+
+
+def test_level_3_is_the_guarded_downgrade(
+    data_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOW_SWITCHING_MODE_UI", "false")
+    backfilled = invoke("backfill", "run", "sales_server_id", "--database-url", data_url)
+    assert backfilled.exit_code == 0, backfilled.output
+    with psycopg.connect(data_url) as conn:
+        filled = conn.execute("SELECT count(server_id) FROM sales").fetchone()[0]
+    assert filled > 0
+    before = _state(data_url)
+    refused = _level(data_url, "mode-switching", 3, "--yes")
+    assert refused.exit_code == 2
+    assert "--cascade" in as_json(refused)["error"]
+    assert _state(data_url) == before
+    result = _level(
+        data_url,
+        "mode-switching",
+        3,
+        "--yes",
+        "--cascade",
+        "--allow-data-loss",
+        "--backup-dir",
+        str(tmp_path / "backups"),
+    )
+    assert result.exit_code == 0, result.output
+    doc = as_json(result)
+    assert doc["to"]["bar"] == "bar_001"
+    columns = {(c["table"], c["column"]): c["values"] for c in doc["data_at_risk"]["columns"]}
+    assert columns[("sales", "server_id")] == filled
+    assert Path(doc["backup"]).is_file()  # taken before the server_id values were dropped
+    assert [d["release"] for d in doc["dependent_releases"]] == [
+        "bar-integrity",
+        "bar-owner-lookups",
+    ]
