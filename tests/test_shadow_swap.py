@@ -10,9 +10,11 @@ import uuid
 
 import psycopg
 import pytest
+from psycopg import sql as psql
 
 from tests.clihelpers import as_json, invoke
 from tests.conftest import DATA, load_sql
+from tests.seating import assign_table
 from toolkit.revisions import script_directory
 
 NEW_DEF = (
@@ -563,3 +565,552 @@ def test_killing_the_lock_session_mid_swap_never_lets_a_second_deploy_run(
     state = _state(before_swap)
     assert state["constraints"] == {"allocations_no_overlap": NEW_DEF}
     assert state["leftovers"] == 0
+
+
+# Triggers, row-level security and policies carried by the swap (issue 18, rollback
+# level 2: the downgrade swap runs at the heads, where allocations has both).
+CARRIED_SETUP = """
+CREATE TABLE swap_test_fired (n int NOT NULL);
+INSERT INTO swap_test_fired VALUES (0);
+CREATE FUNCTION swap_test_too_early() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'swap test: window before 2000' USING ERRCODE = 'check_violation'; END $$;
+CREATE TRIGGER swap_test_before BEFORE INSERT OR UPDATE OF "window" ON allocations
+    FOR EACH ROW WHEN (lower(NEW."window") < '2000-01-01') EXECUTE FUNCTION swap_test_too_early();
+CREATE FUNCTION swap_test_no_maintenance_left() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM allocations WHERE id = NEW.id AND is_maintenance) THEN
+        RAISE EXCEPTION 'swap test: maintenance row % left at commit', NEW.id
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER swap_test_deferred AFTER INSERT OR UPDATE OF is_maintenance
+    ON allocations DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION swap_test_no_maintenance_left();
+COMMENT ON TRIGGER swap_test_deferred ON allocations IS 'checked at commit';
+CREATE FUNCTION swap_test_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN UPDATE swap_test_fired SET n = n + 1; RETURN NULL; END $$;
+CREATE TRIGGER swap_test_counted AFTER INSERT ON allocations
+    FOR EACH ROW EXECUTE FUNCTION swap_test_count();
+ALTER TABLE allocations ENABLE ALWAYS TRIGGER swap_test_counted;
+CREATE FUNCTION swap_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'swap test: % fired', TG_NAME; END $$;
+CREATE TRIGGER swap_test_disabled BEFORE INSERT ON allocations
+    FOR EACH ROW EXECUTE FUNCTION swap_test_refuse();
+ALTER TABLE allocations DISABLE TRIGGER swap_test_disabled;
+CREATE SCHEMA "swap test";  -- off the search_path: pg_get_triggerdef qualifies it
+CREATE FUNCTION "swap test".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'swap test: % fired', TG_NAME; END $$;
+CREATE TRIGGER swap_test_replica BEFORE DELETE ON allocations
+    FOR EACH ROW EXECUTE FUNCTION "swap test".refuse();
+ALTER TABLE allocations ENABLE REPLICA TRIGGER swap_test_replica;
+ALTER TABLE allocations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE allocations FORCE ROW LEVEL SECURITY;
+CREATE POLICY "no shadow rows" ON allocations AS RESTRICTIVE FOR ALL TO PUBLIC
+    USING (NOT shadow) WITH CHECK (NOT shadow AND NOT isempty("window"));
+CREATE POLICY staff_reads_its_restaurant ON allocations FOR SELECT TO {role}, authenticated
+    USING (restaurant_id = '{restaurant}'::uuid);
+COMMENT ON POLICY staff_reads_its_restaurant ON allocations IS 'staff''s view';
+GRANT SELECT ON allocations TO {role};
+GRANT SELECT (id, "window") ON allocations TO authenticated WITH GRANT OPTION;
+COMMENT ON TABLE allocations IS 'who holds what, when';
+INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window", shadow)
+VALUES ('{restaurant}', 'table', gen_random_uuid(), '[2031-04-01 19:00+00,2031-04-01 21:00+00)',
+        true);
+"""
+
+
+def _carried(url: str) -> dict:
+    """What the swap must carry, as the catalogs say it (names only, never oids)."""
+    with psycopg.connect(url) as conn:
+
+        def rows(sql: str) -> list:
+            return [tuple(r) for r in conn.execute(sql).fetchall()]
+
+        return {
+            "triggers": rows(
+                "SELECT tgname, pg_get_triggerdef(oid), tgenabled, "
+                "obj_description(oid, 'pg_trigger'), tgconstraint <> 0 FROM pg_trigger "
+                "WHERE tgrelid = 'allocations'::regclass AND NOT tgisinternal ORDER BY tgname"
+            ),
+            "table": rows(
+                "SELECT relrowsecurity, relforcerowsecurity, relowner::regrole::text, "
+                "obj_description(oid, 'pg_class'), relreplident, reloptions "
+                "FROM pg_class WHERE oid = 'allocations'::regclass"
+            ),
+            "policies": rows(
+                "SELECT p.policyname, p.permissive, p.roles, p.cmd, p.qual, p.with_check, "
+                "obj_description(o.oid, 'pg_policy') FROM pg_policies p JOIN pg_policy o "
+                "ON o.polrelid = 'allocations'::regclass AND o.polname = p.policyname "
+                "WHERE p.schemaname = 'public' AND p.tablename = 'allocations' "
+                "ORDER BY p.policyname"
+            ),
+            "statistics": rows(
+                "SELECT pg_get_statisticsobjdef(oid), obj_description(oid, 'pg_statistic_ext') "
+                "FROM pg_statistic_ext WHERE stxrelid = 'allocations'::regclass ORDER BY 1"
+            ),
+            "publications": rows(
+                "SELECT pubname, attnames, rowfilter FROM pg_publication_tables "
+                "WHERE schemaname = 'public' AND tablename = 'allocations' ORDER BY 1"
+            ),
+            "privileges": rows(
+                "SELECT grantee, privilege_type, is_grantable, '' FROM "
+                "information_schema.role_table_grants WHERE table_name = 'allocations' "
+                "UNION ALL SELECT grantee, privilege_type, is_grantable, column_name FROM "
+                "information_schema.column_privileges WHERE table_name = 'allocations' "
+                "AND grantee = 'authenticated' ORDER BY 1, 2, 4"
+            ),
+        }
+
+
+def _visible_to(url: str, role: str) -> int:
+    with psycopg.connect(url) as conn:
+        conn.execute(psql.SQL("SET ROLE {}").format(psql.Identifier(role)))
+        return int(conn.execute("SELECT count(*) FROM allocations").fetchone()[0])
+
+
+def test_the_swap_carries_triggers_row_level_security_and_policies(before_swap: str) -> None:
+    role = f"Swap Staff {uuid.uuid4().hex[:6]}"
+    with psycopg.connect(before_swap, autocommit=True) as conn:
+        conn.execute(psql.SQL("CREATE ROLE {} NOLOGIN").format(psql.Identifier(role)))
+    try:
+        with psycopg.connect(before_swap, autocommit=True) as conn:
+            conn.execute(
+                CARRIED_SETUP.format(
+                    role=psql.Identifier(role).as_string(conn), restaurant=RESTAURANT
+                ).encode()
+            )
+            expected_visible = conn.execute(
+                "SELECT count(*) FROM allocations WHERE restaurant_id = %s AND NOT shadow",
+                (RESTAURANT,),
+            ).fetchone()[0]
+        before = _carried(before_swap)
+        assert len(before["triggers"]) == 5 and len(before["policies"]) == 2
+        assert {t[2] for t in before["triggers"]} == {"O", "D", "A", "R"}
+        assert any('"swap test".refuse()' in t[1] for t in before["triggers"])
+        assert _visible_to(before_swap, role) == expected_visible
+        content = _state(before_swap)["content"]
+        with psycopg.connect(before_swap) as conn:
+            assert conn.execute("SELECT n FROM swap_test_fired").fetchone()[0] == 1
+
+        notices = _apply(before_swap, "booking_005")["notices"]
+
+        assert any(n.startswith("path: shadow table") for n in notices), notices
+        state = _state(before_swap)
+        assert state["constraints"] == {"allocations_no_overlap": NEW_DEF}
+        assert state["content"] == content and state["leftovers"] == 0
+        assert _carried(before_swap) == before
+        # The policies filter as before: the restrictive one hides the shadow row.
+        assert _visible_to(before_swap, role) == expected_visible
+        _triggers_fire_on_the_new_table(before_swap)
+    finally:
+        with psycopg.connect(before_swap, autocommit=True) as conn:
+            conn.execute(psql.SQL("DROP OWNED BY {}").format(psql.Identifier(role)))
+            conn.execute(psql.SQL("DROP ROLE {}").format(psql.Identifier(role)))
+
+
+def test_the_swap_carries_statistics_storage_replica_identity_publications_and_owner(
+    before_swap: str,
+) -> None:
+    role = f"swap_owner_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(before_swap, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        conn.execute(
+            "CREATE STATISTICS swap_test_stats (dependencies) ON resource_type, resource_id "
+            "FROM allocations;"
+            "COMMENT ON STATISTICS swap_test_stats IS 'resources by type';"
+            "ALTER TABLE allocations SET (fillfactor = 80, autovacuum_enabled = false);"
+            "ALTER TABLE allocations REPLICA IDENTITY USING INDEX allocations_pkey;"
+            'CREATE PUBLICATION swap_test_pub FOR TABLE allocations (id, "window") '
+            "WHERE (NOT shadow) WITH (publish = 'insert');"
+            f"ALTER TABLE allocations OWNER TO {role};"
+            "GRANT SELECT ON allocations TO authenticated"
+        )
+    try:
+        before = _carried(before_swap)
+        assert before["statistics"] and before["publications"]
+        assert before["table"][0][2] == role and before["table"][0][4] == "i"
+        _apply(before_swap, "booking_005")
+        assert _state(before_swap)["constraints"] == {"allocations_no_overlap": NEW_DEF}
+        assert _carried(before_swap) == before
+    finally:
+        with psycopg.connect(before_swap, autocommit=True) as conn:
+            conn.execute("DROP PUBLICATION IF EXISTS swap_test_pub")
+            conn.execute("ALTER TABLE allocations OWNER TO CURRENT_USER")
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def _triggers_fire_on_the_new_table(url: str) -> None:
+    insert = (
+        'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window", '
+        "is_maintenance) VALUES (%s, 'table', gen_random_uuid(), %s, %s) RETURNING id"
+    )
+    later = "[2031-05-01 19:00+00,2031-05-01 21:00+00)"
+    with psycopg.connect(url) as conn:
+        # The copy wrote every row into the shadow: no user trigger fired there (the one
+        # count is the setup's own insert).
+        assert conn.execute("SELECT n FROM swap_test_fired").fetchone()[0] == 1
+        with pytest.raises(psycopg.errors.CheckViolation, match="window before 2000"):
+            conn.execute(insert, (RESTAURANT, "[1999-01-01,1999-01-02)", False))
+        conn.rollback()
+        # Deferred: a maintenance row cleared before commit passes; one left fails at commit.
+        (row,) = conn.execute(insert, (RESTAURANT, later, True)).fetchone()
+        conn.execute("UPDATE allocations SET is_maintenance = false WHERE id = %s", (row,))
+        conn.commit()
+        conn.execute(insert, (RESTAURANT, "[2031-06-01 19:00+00,2031-06-01 21:00+00)", True))
+        with pytest.raises(psycopg.errors.CheckViolation, match="left at commit"):
+            conn.commit()
+        # The disabled trigger stays disabled (the insert above passed it); the ALWAYS
+        # one counted the one committed insert; the REPLICA one stays out of a delete.
+        assert conn.execute("SELECT n FROM swap_test_fired").fetchone()[0] == 2
+        conn.execute("DELETE FROM allocations WHERE id = %s", (row,))
+        conn.commit()
+
+
+@pytest.mark.parametrize(
+    ("setup", "problem"),
+    [
+        (
+            "CREATE TABLE swap_test_ref (a uuid REFERENCES allocations (id))",
+            "foreign key swap_test_ref_a_fkey on swap_test_ref references it",
+        ),
+        (
+            "CREATE VIEW swap_test_view AS SELECT id FROM allocations",
+            "view swap_test_view depends on it",
+        ),
+        (
+            "CREATE RULE swap_test_rule AS ON DELETE TO allocations DO ALSO NOTIFY swap_test",
+            "rule swap_test_rule",
+        ),
+        (
+            "CREATE FUNCTION swap_test_rows() RETURNS SETOF allocations LANGUAGE sql "
+            "AS 'SELECT * FROM allocations'",
+            "function swap_test_rows() depends on it",
+        ),
+    ],
+)
+def test_the_swap_refuses_what_it_cannot_carry(before_swap: str, setup: str, problem: str) -> None:
+    with psycopg.connect(before_swap, autocommit=True) as conn:
+        conn.execute(setup)
+    before = _state(before_swap)
+    result = invoke("apply", "booking_005", "--database-url", before_swap)
+    assert result.exit_code == 1, result.output
+    assert f"cannot carry: {problem}" in result.stderr
+    assert "Nothing was changed" in result.stderr
+    assert _state(before_swap) == before
+
+
+def test_the_swap_refuses_when_row_level_security_hides_rows_from_it(
+    before_swap: str,
+) -> None:
+    """A role that owns a FORCE ROW LEVEL SECURITY table reads only what its policies
+    allow: copying as that role would lose the other rows without a word."""
+    from toolkit.alembic_context import operations
+    from toolkit.connection import Target, engine
+    from toolkit.shadow_swap import replace_exclusion_constraint
+
+    role = f"swap_owner_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(before_swap, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        conn.execute(f"ALTER TABLE allocations OWNER TO {role}")
+        conn.execute("ALTER TABLE allocations ENABLE ROW LEVEL SECURITY")
+        conn.execute("ALTER TABLE allocations FORCE ROW LEVEL SECURITY")
+        conn.execute(f"CREATE POLICY most ON allocations TO {role} USING (NOT is_maintenance)")
+        conn.execute(
+            "UPDATE allocations SET is_maintenance = true "
+            "WHERE id = (SELECT min(id::text)::uuid FROM allocations)"
+        )
+    before = _state(before_swap)
+    bind = engine(Target(before_swap, "tests"))
+    try:
+        with bind.connect() as conn:
+            conn.exec_driver_sql(f"SET ROLE {role}")
+            conn.commit()
+            with (
+                pytest.raises(RuntimeError, match="row-level security applies to the migrating"),
+                operations(conn),
+            ):
+                replace_exclusion_constraint(_revision_module().UPGRADE)
+        assert _state(before_swap) == before
+    finally:
+        bind.dispose()
+        with psycopg.connect(before_swap, autocommit=True) as conn:
+            conn.execute("ALTER TABLE allocations OWNER TO CURRENT_USER")
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def _seated(url: str, bookings: int) -> list[str]:
+    """A restaurant at the heads with `bookings` confirmed bookings, each seated on one of
+    four tables (an assignment and an allocation), and as many merge-group allocations."""
+    restaurant, zone = RESTAURANT, "20000000-0000-4000-8000-000000000001"
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO restaurants (id, name, slug) VALUES (%s, 'R', 'r-swap')", (restaurant,)
+        )
+        conn.execute(
+            "INSERT INTO zones (id, restaurant_id, name) VALUES (%s, %s, 'Z')", (zone, restaurant)
+        )
+        tables = [
+            conn.execute(
+                "INSERT INTO table_inventory (restaurant_id, zone_id, table_number, capacity) "
+                "VALUES (%s, %s, %s, 4) RETURNING id",
+                (restaurant, zone, f"T{i}"),
+            ).fetchone()[0]
+            for i in range(4)
+        ]
+        ids = []
+        for i in range(bookings):
+            (booking,) = conn.execute(
+                "INSERT INTO bookings (restaurant_id, party_size, booking_date, start_at, "
+                "end_at) VALUES (%s, 2, current_date, now() + make_interval(hours => %s), "
+                "now() + make_interval(hours => %s + 2)) RETURNING id",
+                (restaurant, i * 3, i * 3),
+            ).fetchone()
+            assign_table(conn, str(booking), str(tables[i % 4]))
+            conn.execute("UPDATE bookings SET status = 'confirmed' WHERE id = %s", (booking,))
+            ids.append(str(booking))
+        conn.execute(
+            'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window") '
+            "SELECT %s, 'merge_group', gen_random_uuid(), "
+            "tstzrange(now(), now() + interval '1 hour') FROM generate_series(1, %s)",
+            (restaurant, bookings),
+        )
+    return ids
+
+
+def test_the_downgrade_swap_runs_at_the_heads_from_an_operations_context(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rollback level 2 of capacity-overlap: booking_005's DOWNGRADE swap, called outside
+    Alembic's revisions, on allocations as the heads have it (two triggers, row-level
+    security enabled)."""
+    from toolkit.alembic_context import operations
+    from toolkit.connection import Target, engine
+    from toolkit.shadow_swap import replace_exclusion_constraint
+
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_BATCH", "7")
+    bookings = _seated(db_url, 12)
+    before, state = _carried(db_url), _state(db_url)
+    assert [t[0] for t in before["triggers"]] == [
+        "allocations_booking_validation",
+        "allocations_table_restaurant_check",
+    ]
+    assert before["table"][0][:2] == (True, False)
+    assert state["constraints"] == {"allocations_no_overlap": NEW_DEF}
+    assert state["content"][1] == 24
+
+    notices: list[str] = []
+    bind = engine(Target(db_url, "tests"))
+    try:
+        with bind.connect() as conn:
+            conn.connection.driver_connection.add_notice_handler(
+                lambda diag: notices.append(diag.message_primary or "")
+            )
+            with operations(conn):
+                replace_exclusion_constraint(_revision_module().DOWNGRADE)
+    finally:
+        bind.dispose()
+
+    assert any(n.startswith("path: shadow table") for n in notices), notices
+    assert any(n.startswith("swap held the lock") for n in notices), notices
+    after = _state(db_url)
+    assert after["constraints"] == {"allocations_resource_window_excl": OLD_DEF}
+    assert after["content"] == state["content"]  # every row, unchanged
+    assert after["leftovers"] == 0 and after["triggers"] == 2
+    assert _carried(db_url) == before
+    with psycopg.connect(db_url) as conn:
+        # allocations_table_restaurant_check: a 'table' allocation naming no table.
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match="not a table at all"):
+            conn.execute(
+                "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
+                "\"window\") VALUES (%s, 'table', gen_random_uuid(), "
+                "'[2031-01-01 19:00+00,2031-01-01 21:00+00)')",
+                (RESTAURANT,),
+            )
+        conn.rollback()
+        # allocations_booking_validation, deferred: a confirmed booking losing its
+        # allocation is refused at commit, not at the delete.
+        conn.execute("DELETE FROM allocations WHERE booking_id = %s", (bookings[0],))
+        with pytest.raises(psycopg.errors.CheckViolation, match="allocations disagree") as info:
+            conn.commit()
+        assert info.value.diag.constraint_name == "booking_allocations_in_step"
+        # The old rule is back: the same resource in two restaurants overlaps.
+        conn.execute(
+            "INSERT INTO restaurants (id, name, slug) VALUES (%s, 'S', 's-swap')",
+            ("10000000-0000-4000-8000-000000000002",),
+        )
+        resource = uuid.uuid4()
+        for restaurant in (RESTAURANT, "10000000-0000-4000-8000-000000000002"):
+            conn.execute(
+                "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
+                "\"window\") VALUES (%s, 'merge_group', %s, "
+                "'[2031-03-01 19:00+00,2031-03-01 21:00+00)')",
+                (restaurant, resource),
+            )
+        with pytest.raises(psycopg.errors.ExclusionViolation, match="resource_window_excl"):
+            conn.commit()
+    assert _state(db_url)["content"] == state["content"]
+
+
+def test_operations_refuses_a_connection_in_a_transaction(db_url: str) -> None:
+    from toolkit.alembic_context import operations
+    from toolkit.connection import Target, engine
+
+    bind = engine(Target(db_url, "tests"))
+    try:
+        with bind.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")  # SQLAlchemy autobegins a transaction
+            with pytest.raises(RuntimeError, match="not in a transaction"), operations(conn):
+                pass
+    finally:
+        bind.dispose()
+
+
+def test_a_trigger_created_while_the_swap_waits_for_its_lock_is_carried(
+    before_swap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The swap reads what it carries under its lock, not before: a trigger created while
+    it retries for that lock (after the copy) is on the new table."""
+    from tests.clihelpers import spawn
+
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "40")
+    reader = psycopg.connect(before_swap)
+    reader.execute("SELECT 1 FROM allocations LIMIT 1")  # the swap cannot take its lock
+    try:
+        swap = spawn(
+            "apply", "booking_005", "--database-url", before_swap, "--lock-timeout", "200ms"
+        )
+        with psycopg.connect(before_swap, autocommit=True) as admin:
+            deadline = time.monotonic() + 60
+            # The swap's own ACCESS EXCLUSIVE request on the shadow's live table, waiting:
+            # it is past the copy and inside its retry loop.
+            while not admin.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'allocations'::regclass "
+                "AND mode = 'AccessExclusiveLock' AND NOT granted) "
+                "AND to_regclass('allocations__venuedb_shadow') IS NOT NULL"
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline and swap.poll() is None, "no swap waiting"
+                time.sleep(0.05)
+            admin.execute("SET lock_timeout = '30s'")  # gets in between two attempts
+            admin.execute(
+                "CREATE FUNCTION swap_test_late() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'swap test: late trigger' USING ERRCODE = "
+                "'check_violation'; END $$"
+            )
+            admin.execute(
+                "CREATE TRIGGER swap_test_late BEFORE INSERT ON allocations FOR EACH ROW "
+                "WHEN (NEW.is_maintenance) EXECUTE FUNCTION swap_test_late()"
+            )
+    finally:
+        reader.rollback()
+        reader.close()
+    out, err = swap.communicate(timeout=120)
+    assert swap.returncode == 0, out + err
+    state = _state(before_swap)
+    assert state["constraints"] == {"allocations_no_overlap": NEW_DEF}
+    assert state["leftovers"] == 0 and state["triggers"] == 1
+    with (
+        psycopg.connect(before_swap) as conn,
+        pytest.raises(psycopg.errors.CheckViolation, match="late trigger"),
+    ):
+        conn.execute(
+            'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window", '
+            "is_maintenance) VALUES (%s, 'table', gen_random_uuid(), "
+            "'[2031-07-01 19:00+00,2031-07-01 21:00+00)', true)",
+            (RESTAURANT,),
+        )
+
+
+def test_application_roles_write_while_the_shadow_mirrors(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the heads the application writes as service_role, which has no privilege on the
+    shadow table: the sync trigger must still mirror its writes (and a swap stopped by a
+    busy lock must leave the table writable for it until the next run resumes)."""
+    import psycopg.errors
+
+    from toolkit.alembic_context import operations
+    from toolkit.connection import Target, engine
+    from toolkit.shadow_swap import replace_exclusion_constraint
+
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_BATCH", "7")
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "1")
+    _seated(db_url, 6)
+    downgrade = _revision_module().DOWNGRADE
+    bind = engine(Target(db_url, "tests"))
+    reader = psycopg.connect(db_url)
+    reader.execute("SELECT 1 FROM allocations LIMIT 1")  # the swap cannot take its lock
+    try:
+        with bind.connect() as conn:
+            conn.exec_driver_sql("SET lock_timeout = '100ms'")
+            conn.commit()
+            with pytest.raises(psycopg.errors.LockNotAvailable), operations(conn):
+                replace_exclusion_constraint(downgrade)
+    finally:
+        reader.rollback()
+        reader.close()
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SET ROLE service_role")
+        conn.execute(
+            'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window") '
+            "VALUES (%s, 'merge_group', gen_random_uuid(), "
+            "'[2031-08-01 19:00+00,2031-08-01 21:00+00)')",
+            (RESTAURANT,),
+        )
+        conn.execute(
+            "DELETE FROM allocations WHERE id = (SELECT min(id::text)::uuid "
+            "FROM allocations WHERE resource_type = 'merge_group')"
+        )
+        conn.commit()
+        conn.execute("RESET ROLE")
+        live, shadow = conn.execute(
+            "SELECT (SELECT md5(string_agg(a::text, ',' ORDER BY id)) FROM allocations a), "
+            "(SELECT md5(string_agg(s::text, ',' ORDER BY id)) FROM allocations__venuedb_shadow s)"
+        ).fetchone()
+        assert live == shadow
+    content = _state(db_url)["content"]
+    try:
+        with bind.connect() as conn, operations(conn):
+            replace_exclusion_constraint(downgrade)
+    finally:
+        bind.dispose()
+    after = _state(db_url)
+    assert after["constraints"] == {"allocations_resource_window_excl": OLD_DEF}
+    assert after["content"] == content and after["leftovers"] == 0
+
+
+def test_the_swap_refuses_a_table_its_role_could_not_drop(before_swap: str) -> None:
+    """DROP TABLE needs the owner: a role that only may read and write the table would
+    fail at the very end, after the whole copy. It is refused before anything is built."""
+    from toolkit.alembic_context import operations
+    from toolkit.connection import Target, engine
+    from toolkit.shadow_swap import replace_exclusion_constraint
+
+    role = f"swap_writer_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(before_swap, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON allocations TO {role}")
+        conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+    before = _state(before_swap)
+    bind = engine(Target(before_swap, "tests"))
+    try:
+        with bind.connect() as conn:
+            conn.exec_driver_sql(f"SET ROLE {role}")
+            conn.commit()
+            with (
+                pytest.raises(
+                    RuntimeError, match=r"it is owned by .+, which the migrating role cannot"
+                ),
+                operations(conn),
+            ):
+                replace_exclusion_constraint(_revision_module().UPGRADE)
+        assert _state(before_swap) == before
+    finally:
+        bind.dispose()
+        with psycopg.connect(before_swap, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")

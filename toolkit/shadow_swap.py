@@ -11,7 +11,12 @@ EXCLUSIVE lock while it builds the GiST index (seconds on a million rows). Inste
    FOR KEY SHARE so that a concurrent delete cannot leave a ghost copy behind;
 3. under a brief ACCESS EXCLUSIVE lock (lock_timeout, retried with backoff) the live
    table is dropped and the shadow renamed into its place with the original index and
-   constraint names, grants and publication memberships.
+   constraint names; under the same lock the new table gets what the live one had beyond
+   them (read there, so nothing added meanwhile is lost): grants, publication
+   memberships, user triggers (and their enabled state), row-level security and every
+   policy, statistics objects, storage parameters, replica identity, owner and comment.
+   The shadow carries no user trigger while it mirrors: the rows it receives already
+   passed the live table's triggers, and a deferred constraint trigger must not fire twice.
 
 Every step is idempotent: running the revision again after a crash or a lock timeout
 resumes (the copy skips rows already there) and finishes. Small tables take the plain
@@ -290,49 +295,87 @@ def replace_exclusion_constraint(swap: ExclusionSwap) -> None:
 
 
 def _refuse_unsupported(swap: ExclusionSwap) -> None:
-    """The swap recreates indexes, constraints, grants and publications; nothing else."""
+    """The swap carries indexes, constraints, grants, publications, triggers, row-level
+    security and policies, statistics objects, storage parameters, replica identity, the
+    owner and the table comment (_carried). It refuses whatever else the dropped table
+    would take with it, or would make the DROP fail after the whole copy."""
     problems = []
+    table = {"t": f"public.{swap.table}"}
     incoming = _rows(
         "SELECT conname, conrelid::regclass::text FROM pg_constraint "
         "WHERE confrelid = to_regclass(%(t)s) AND contype = 'f'",
-        {"t": f"public.{swap.table}"},
+        table,
     )
     problems += [f"foreign key {n} on {t} references it" for n, t in incoming]
-    triggers = _rows(
-        "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass(%(t)s) AND NOT tgisinternal "
-        "AND tgname <> %(ours)s",
-        {"t": f"public.{swap.table}", "ours": f"{swap.table}{SHADOW_SUFFIX}_sync"},
+    kind = _rows(
+        "SELECT relkind, relispartition OR EXISTS (SELECT 1 FROM pg_inherits "
+        "WHERE inhrelid = c.oid OR inhparent = c.oid), row_security_active(c.oid), "
+        "pg_has_role(current_user, relowner, 'USAGE'), relowner::regrole::text "
+        "FROM pg_class c WHERE c.oid = to_regclass(%(t)s)",
+        table,
     )
-    problems += [f"trigger {t[0]}" for t in triggers]
-    rls = _rows(
-        "SELECT relrowsecurity OR EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = c.oid), "
-        "relkind FROM pg_class c WHERE c.oid = to_regclass(%(t)s)",
-        {"t": f"public.{swap.table}"},
-    )
-    if rls and rls[0][0]:
-        problems.append("row-level security or policies")
-    if rls and rls[0][1] != "r":
-        problems.append("it is not a plain table")
+    if kind and not kind[0][3]:
+        # Only its owner (or a member, or a superuser) may drop it, at the very end.
+        problems.append(f"it is owned by {kind[0][4]}, which the migrating role cannot act as")
+    if kind and (kind[0][0] != "r" or kind[0][1]):
+        problems.append("it is not a plain table (partitioned, a partition or inherited)")
+    if kind and kind[0][2]:
+        # The copy would read only the rows the policies show this role: a silent loss.
+        problems.append(
+            "row-level security applies to the migrating role (FORCE ROW LEVEL SECURITY "
+            "on a table it owns, without BYPASSRLS), so the copy would see only the rows "
+            "its policies allow; run as a superuser or a role with BYPASSRLS"
+        )
     serials = _rows(
         "SELECT attname FROM pg_attribute a LEFT JOIN pg_attrdef d "
         "ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
         "WHERE a.attrelid = to_regclass(%(t)s) AND a.attnum > 0 AND NOT a.attisdropped "
         "AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%')",
-        {"t": f"public.{swap.table}"},
+        table,
     )
     problems += [f"sequence-backed column {s[0]}" for s in serials]
-    views = _rows(
-        "SELECT DISTINCT v.oid::regclass::text FROM pg_depend d "
-        "JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
-        "WHERE d.refobjid = to_regclass(%(t)s) AND v.oid <> d.refobjid",
-        {"t": f"public.{swap.table}"},
-    )
-    problems += [f"view {v[0]} depends on it" for v in views]
+    rules = _rows("SELECT rulename FROM pg_rewrite WHERE ev_class = to_regclass(%(t)s)", table)
+    problems += [f"rule {r[0]}" for r in rules]
+    problems += [f"{d[0]} depends on it" for d in _rows(_DEPENDENTS, table)]
     if problems:
         raise RuntimeError(
             f"the shadow-table swap of {swap.table} cannot carry: {', '.join(problems)}. "
             "Nothing was changed; extend toolkit/shadow_swap.py or use a maintenance window."
         )
+
+
+# Objects outside the table that depend on it or on its row type (views, policies of
+# other tables reading it, functions taking or returning its rows, columns of its type):
+# DROP TABLE would refuse them (or CASCADE would drop them). Its own parts are carried.
+_DEPENDENTS = """
+SELECT DISTINCT coalesce(
+    (SELECT 'view ' || r.ev_class::regclass::text FROM pg_rewrite r
+     WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid AND r.rulename = '_RETURN'),
+    pg_describe_object(d.classid, d.objid, d.objsubid))
+FROM pg_depend d, pg_class t
+WHERE t.oid = to_regclass(%(t)s) AND d.deptype = 'n'
+  AND ((d.refclassid = 'pg_class'::regclass AND d.refobjid = t.oid)
+       OR (d.refclassid = 'pg_type'::regclass AND d.refobjid = t.reltype))
+  AND NOT (d.classid = 'pg_class'::regclass AND d.objid = t.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE d.classid = 'pg_constraint'::regclass
+                  AND c.oid = d.objid AND c.conrelid = t.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE d.classid = 'pg_trigger'::regclass
+                  AND g.oid = d.objid AND g.tgrelid = t.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE d.classid = 'pg_policy'::regclass
+                  AND p.oid = d.objid AND p.polrelid = t.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE d.classid = 'pg_class'::regclass
+                  AND i.indexrelid = d.objid AND i.indrelid = t.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_attrdef a WHERE d.classid = 'pg_attrdef'::regclass
+                  AND a.oid = d.objid AND a.adrelid = t.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_statistic_ext x WHERE d.classid = 'pg_statistic_ext'::regclass
+                  AND x.oid = d.objid AND x.stxrelid = t.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr
+                  WHERE d.classid = 'pg_publication_rel'::regclass
+                  AND pr.oid = d.objid AND pr.prrelid = t.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE d.classid = 'pg_rewrite'::regclass
+                  AND r.oid = d.objid AND r.ev_class = t.oid)
+ORDER BY 1
+"""
 
 
 def _columns(table: str) -> list[str]:
@@ -382,11 +425,15 @@ def _create_shadow(swap: ExclusionSwap) -> None:
     # The live table still enforces the old constraint (deferred); the shadow's copy of
     # the new one is deferred too while mirroring, so a transaction that is valid on the
     # live table at commit never fails on the shadow midway.
+    # SECURITY DEFINER: the application's roles write to the live table but have no
+    # privilege on the shadow (it gets the grants at the swap), so the mirror writes as
+    # the shadow's owner; it only copies NEW/OLD into a qualified table (no caller can
+    # call a trigger function directly), with a search_path no one else controls.
     from toolkit.sqlfiles import execute_sql
 
     execute_sql(f"""
 CREATE OR REPLACE FUNCTION public.{swap.sync_function}() RETURNS trigger
-LANGUAGE plpgsql SET search_path = public AS $sync$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $sync$
 BEGIN
     SET CONSTRAINTS public.{temp_constraint} DEFERRED;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
@@ -504,23 +551,154 @@ def _index_renames(swap: ExclusionSwap) -> list[str]:
     return statements
 
 
+# What the new table must carry over from the live one, as statements run under the swap's
+# lock after the rename, each query reading the live table (%(t)s, still under its name)
+# in that same lock transaction. Reading there rather than before the lock costs a few
+# catalog lookups (well under a millisecond) and loses nothing: CREATE TRIGGER, CREATE
+# POLICY and ALTER TABLE wait for the ACCESS EXCLUSIVE lock, and a GRANT or COMMENT
+# committed before it is seen (each statement takes a new snapshot). Definitions are
+# deparsed and executed in one transaction of one session, so an unqualified function or
+# table name in them resolves under the same search_path to the same object.
+_CARRIED = (
+    # Table and column privileges, as granted (the owner's own ones included).
+    """
+    SELECT format('GRANT %%s%%s ON public.%%I TO %%s%%s', a.privilege_type,
+                  CASE WHEN x.attname IS NULL THEN '' ELSE format(' (%%I)', x.attname) END,
+                  c.relname,
+                  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,
+                  CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+    FROM pg_class c
+    CROSS JOIN LATERAL (
+        SELECT NULL::name AS attname, c.relacl AS acl
+        UNION ALL
+        SELECT attname, attacl FROM pg_attribute
+        WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped AND attacl IS NOT NULL
+    ) x
+    CROSS JOIN LATERAL aclexplode(x.acl) a
+    LEFT JOIN pg_roles r ON r.oid = a.grantee
+    WHERE c.oid = to_regclass(%(t)s)
+    ORDER BY x.attname NULLS FIRST, a.grantee, a.privilege_type
+    """,
+    # Publication memberships, with their column lists and row filters.
+    """
+    SELECT format('ALTER PUBLICATION %%I ADD TABLE public.%%I%%s%%s', p.pubname, c.relname,
+                  (SELECT ' (' || string_agg(quote_ident(attname), ', ' ORDER BY attnum) || ')'
+                   FROM pg_attribute WHERE attrelid = c.oid
+                   AND attnum = ANY (pr.prattrs::int2[])),
+                  ' WHERE (' || pg_get_expr(pr.prqual, pr.prrelid) || ')')
+    FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+    JOIN pg_class c ON c.oid = pr.prrelid
+    WHERE pr.prrelid = to_regclass(%(t)s) ORDER BY p.pubname
+    """,
+    # The table's comment (the shadow's says when the swap started), replica identity and
+    # storage parameters: CREATE TABLE ... LIKE copies none of them.
+    """
+    SELECT format('COMMENT ON TABLE public.%%I IS %%L', relname, obj_description(oid, 'pg_class'))
+    FROM pg_class WHERE oid = to_regclass(%(t)s)
+    UNION ALL
+    SELECT format('ALTER TABLE public.%%I REPLICA IDENTITY %%s', c.relname,
+                  CASE c.relreplident WHEN 'n' THEN 'NOTHING' WHEN 'f' THEN 'FULL'
+                  ELSE 'USING INDEX ' || quote_ident(i.relname) END)
+    FROM pg_class c LEFT JOIN pg_index x ON x.indrelid = c.oid AND x.indisreplident
+    LEFT JOIN pg_class i ON i.oid = x.indexrelid
+    WHERE c.oid = to_regclass(%(t)s) AND c.relreplident <> 'd'
+    UNION ALL
+    SELECT format('ALTER TABLE public.%%I SET (%%s)', relname,
+                  (SELECT string_agg(format('%%s = %%L', split_part(o, '=', 1),
+                                            substr(o, strpos(o, '=') + 1)), ', ')
+                   FROM unnest(reloptions) o))
+    FROM pg_class WHERE oid = to_regclass(%(t)s) AND reloptions IS NOT NULL
+    """,
+    # Extended statistics objects (the next ANALYZE fills them).
+    """
+    SELECT s FROM pg_statistic_ext x
+    CROSS JOIN LATERAL (VALUES (1, pg_get_statisticsobjdef(x.oid)),
+        (2, format('COMMENT ON STATISTICS %%s.%%I IS %%L', x.stxnamespace::regnamespace,
+                   x.stxname, obj_description(x.oid, 'pg_statistic_ext')))) v(n, s)
+    WHERE x.stxrelid = to_regclass(%(t)s) AND s IS NOT NULL
+      AND (n = 1 OR obj_description(x.oid, 'pg_statistic_ext') IS NOT NULL)
+    ORDER BY x.stxname, n
+    """,
+    # User triggers, as defined (CREATE [CONSTRAINT] TRIGGER ... ON public.T ...), then
+    # their enabled state and comments (a constraint trigger's constraint has its own).
+    """
+    SELECT s FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+    CROSS JOIN LATERAL (VALUES
+        (1, pg_get_triggerdef(g.oid)),
+        (2, CASE g.tgenabled
+            WHEN 'D' THEN format('ALTER TABLE public.%%I DISABLE TRIGGER %%I', c.relname, g.tgname)
+            WHEN 'R' THEN format('ALTER TABLE public.%%I ENABLE REPLICA TRIGGER %%I',
+                                 c.relname, g.tgname)
+            WHEN 'A' THEN format('ALTER TABLE public.%%I ENABLE ALWAYS TRIGGER %%I',
+                                 c.relname, g.tgname)
+            END),
+        (3, 'COMMENT ON TRIGGER ' || quote_ident(g.tgname) || ' ON public.'
+            || quote_ident(c.relname) || ' IS '
+            || quote_literal(obj_description(g.oid, 'pg_trigger'))),
+        (4, 'COMMENT ON CONSTRAINT ' || quote_ident(g.tgname) || ' ON public.'
+            || quote_ident(c.relname) || ' IS '
+            || quote_literal(obj_description(g.tgconstraint, 'pg_constraint')))
+    ) v(n, s)
+    WHERE g.tgrelid = to_regclass(%(t)s) AND NOT g.tgisinternal AND g.tgname <> %(sync)s
+      AND s IS NOT NULL
+    ORDER BY g.tgname, n
+    """,
+    # Row-level security, then every policy with its comment: all under the one lock, so
+    # the table is never open without them.
+    """
+    SELECT format('ALTER TABLE public.%%I ENABLE ROW LEVEL SECURITY', relname)
+    FROM pg_class WHERE oid = to_regclass(%(t)s) AND relrowsecurity
+    UNION ALL
+    SELECT format('ALTER TABLE public.%%I FORCE ROW LEVEL SECURITY', relname)
+    FROM pg_class WHERE oid = to_regclass(%(t)s) AND relforcerowsecurity
+    """,
+    """
+    SELECT s FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+    CROSS JOIN LATERAL (VALUES
+        (1, format('CREATE POLICY %%I ON public.%%I AS %%s FOR %%s TO %%s%%s%%s',
+            p.polname, c.relname,
+            CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+            CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+            (SELECT string_agg(CASE WHEN u.role = 0 THEN 'PUBLIC'
+                               ELSE quote_ident(r.rolname) END, ', ' ORDER BY u.n)
+             FROM unnest(p.polroles) WITH ORDINALITY u(role, n)
+             LEFT JOIN pg_roles r ON r.oid = u.role),
+            ' USING (' || pg_get_expr(p.polqual, p.polrelid) || ')',
+            ' WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')')),
+        (2, 'COMMENT ON POLICY ' || quote_ident(p.polname) || ' ON public.'
+            || quote_ident(c.relname) || ' IS '
+            || quote_literal(obj_description(p.oid, 'pg_policy')))
+    ) v(n, s)
+    WHERE p.polrelid = to_regclass(%(t)s) AND s IS NOT NULL
+    ORDER BY p.polname, n
+    """,
+    # Last: the owner (a superuser's swap leaves the shadow its own; privileges granted
+    # above by the shadow's owner move to the table's owner with it).
+    """
+    SELECT format('ALTER TABLE public.%%I OWNER TO %%s', relname, relowner::regrole)
+    FROM pg_class WHERE oid = to_regclass(%(t)s) AND relowner <> (
+        SELECT relowner FROM pg_class WHERE oid = to_regclass(%(shadow)s))
+    """,
+)
+
+
+def _carried(driver: Any, swap: ExclusionSwap) -> list[str]:
+    """The statements that give the new table what the live one has beyond its columns,
+    indexes and constraints (those the shadow got from LIKE and _index_renames)."""
+    params = {
+        "t": f"public.{swap.table}",
+        "shadow": f"public.{swap.shadow}",
+        "sync": f"{swap.table}{SHADOW_SUFFIX}_sync",
+    }
+    return [row[0] for query in _CARRIED for row in driver.execute(query, params).fetchall()]
+
+
 def _swap(swap: ExclusionSwap) -> None:
     """Drop the live table and rename the shadow into its place, under one brief lock."""
     import psycopg.errors
 
     renames = _index_renames(swap)
-    grants = _rows(
-        "SELECT format('GRANT %%s ON public.%%I TO %%s', a.privilege_type, %(t)s::text, "
-        "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END) "
-        "FROM pg_class c, aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee "
-        "WHERE c.oid = to_regclass(%(q)s)",
-        {"t": swap.table, "q": f"public.{swap.table}"},
-    )
-    publications = _rows(
-        "SELECT p.pubname FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid "
-        "WHERE pr.prrelid = to_regclass(%(q)s)",
-        {"q": f"public.{swap.table}"},
-    )
     driver = _driver()
     for attempt in range(1, swap.swap_attempts + 1):
         try:
@@ -529,6 +707,7 @@ def _swap(swap: ExclusionSwap) -> None:
                 driver.execute(
                     f"LOCK TABLE public.{swap.table}, public.{swap.shadow} IN ACCESS EXCLUSIVE MODE"
                 )
+                carried = _carried(driver, swap)  # under the lock: nothing added meanwhile
                 driver.execute(
                     f"DROP TRIGGER {swap.table}{SHADOW_SUFFIX}_sync ON public.{swap.table}"
                 )
@@ -539,10 +718,8 @@ def _swap(swap: ExclusionSwap) -> None:
                 driver.execute(f"DROP TABLE public.{swap.table}{OLD_SUFFIX}")
                 for statement in renames:
                     driver.execute(statement)
-                for (grant,) in grants:
-                    driver.execute(grant)
-                for (publication,) in publications:
-                    driver.execute(f"ALTER PUBLICATION {publication} ADD TABLE public.{swap.table}")
+                for statement in carried:
+                    driver.execute(statement)
                 driver.execute(f"DROP FUNCTION public.{swap.sync_function}()")
                 held_ms = (time.monotonic() - started) * 1000
             _notice(f"swap held the lock for {held_ms:.0f} ms (attempt {attempt})")
