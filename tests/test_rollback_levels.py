@@ -127,9 +127,7 @@ def test_every_seed_release_declares_its_ladder() -> None:
         ('release = "table-combinations"\nlevel = 7', "1, 2 or 3"),
     ],
 )
-def test_a_wrong_declaration_is_refused_by_name(
-    tmp_path: Path, entry: str, complaint: str
-) -> None:
+def test_a_wrong_declaration_is_refused_by_name(tmp_path: Path, entry: str, complaint: str) -> None:
     path = tmp_path / "levels.toml"
     common = 'seed = "x"\nchanges = "x"\nduration = "x"\ndata_loss = false\n'
     path.write_text(f"[[level]]\n{entry}\n{common}", encoding="utf-8")
@@ -435,7 +433,10 @@ def test_level_1_is_not_done_while_a_flag_is_still_on_where_it_runs(
 
 
 def test_level_1_switches_the_flag_the_database_owns(data_url: str) -> None:
-    assert invoke("flags", "set", "ENABLE_SWITCHING_MODE", "on", "--database-url", data_url).exit_code == 0
+    assert (
+        invoke("flags", "set", "ENABLE_SWITCHING_MODE", "on", "--database-url", data_url).exit_code
+        == 0
+    )
     with psycopg.connect(data_url) as conn:
         assert conn.execute("SELECT switching_mode_enabled(id) FROM bars LIMIT 1").fetchone()[0]
     counts = _counts(data_url)
@@ -497,3 +498,25 @@ def test_level_3_is_the_guarded_downgrade(
         "bar-integrity",
         "bar-owner-lookups",
     ]
+
+
+def test_level_2_of_capacity_overlap_runs_online_by_the_shadow_swap(
+    data_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The swap path (forced on small data): the triggers and row-level security of
+    allocations at the heads come across, and every row is kept, both ways."""
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_BATCH", "7")
+    counts = _counts(data_url)
+    before = _state(data_url)
+    result = _level(data_url, "capacity-overlap", 2, "--yes")
+    assert result.exit_code == 0, result.output
+    notices = as_json(result)["result"]["notices"]
+    assert any("shadow-table swap" in n for n in notices), notices
+    assert _constraints(data_url) == {"allocations_resource_window_excl": OLD_DEF}
+    assert _counts(data_url) == counts
+    assert _verify(data_url)["verdict"] == "clean"
+    restored = rollout(data_url, "capacity-overlap", tmp_path)
+    assert restored.exit_code == 0, restored.output
+    assert _state(data_url)[0] == before[0]
+    assert _counts(data_url) == counts

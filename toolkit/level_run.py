@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit import checksums, levels, locks, records
 from toolkit import connection as db
 from toolkit import revisions as revs
+from toolkit.alembic_context import operations
 from toolkit.blockers import Blocker, BlockerWatcher
 from toolkit.durations import to_postgres
 from toolkit.errors import BadInput, LockBusy, OperationFailed
@@ -62,20 +61,6 @@ class LevelResult:
             "duration_ms": self.duration_ms,
             "attempts": self.attempts,
         }
-
-
-@contextmanager
-def operations(connection: Any) -> Iterator[None]:
-    """Alembic's `context` and `op` for code written like a revision, on `connection` (an
-    SQLAlchemy Connection), in one transaction that commits when the block ends."""
-    from alembic.operations import Operations
-    from alembic.runtime.environment import EnvironmentContext
-
-    config = revs.alembic_config(connection)
-    with EnvironmentContext(config, revs.script_directory()) as env:
-        env.configure(connection=connection, target_metadata=None)
-        with env.begin_transaction(), Operations.context(env.get_context()):
-            yield
 
 
 def run_level(
