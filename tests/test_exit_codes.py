@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import toolkit.cli.rollback_level
 import toolkit.frozen
 import toolkit.lint_gate
 import toolkit.snapshot  # noqa: F401  (defines an error class)

@@ -251,6 +251,10 @@ def test_level_2_of_table_combinations_loses_nothing_and_is_restored(
     assert "booking_assignment_removal_validation" not in _triggers(data_url)
     assert _state(data_url)[2] == before[2]  # alembic_version did not move
     assert _level_rows(data_url) == [("table-combinations", 2)]
+    status = as_json(invoke("status", "--database-url", data_url, "--json"))
+    by_release = {r["release"]: r for r in status["releases"]}
+    assert by_release["table-combinations"]["level"]["level"] == 2
+    assert by_release["capacity-overlap"]["level"] is None
     # Known to verify: the level's own postconditions, the heads plus its steps.
     report = _verify(data_url)
     assert report["verdict"] == "clean", report

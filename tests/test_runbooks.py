@@ -29,15 +29,48 @@ ORDER = [
 
 def blocks(path: Path) -> tuple[list[str], list[str]]:
     """(deploy and verify blocks, roll-back blocks) of one runbook."""
-    forward, back = [], []
+    forward: list[str] = []
+    back = [block for _, block in levelled_back(path)]
     section = ""
     for part in re.split(r"^(## .*)$", path.read_text(encoding="utf-8"), flags=re.M):
         if part.startswith("## "):
             section = part
             continue
-        for block in re.findall(r"```bash\n(.*?)```", part, re.S):
-            (back if section.startswith("## Roll back") else forward).append(block)
+        if not section.startswith("## Roll back"):
+            forward += re.findall(r"```bash\n(.*?)```", part, re.S)
     return forward, back
+
+
+def levelled_back(path: Path) -> list[tuple[int | None, str]]:
+    """The roll-back blocks, each with the rollback level its `### Level N` heading names."""
+    text = path.read_text(encoding="utf-8")
+    section = (
+        text.split("\n## Roll back\n", 1)[1].split("\n## ", 1)[0]
+        if "\n## Roll back\n" in text
+        else ""
+    )
+    out: list[tuple[int | None, str]] = []
+    level: int | None = None
+    for part in re.split(r"^(### .*)$", section, flags=re.M):
+        if part.startswith("### "):
+            found = re.match(r"### Level (\d)", part)
+            level = int(found.group(1)) if found else None
+            continue
+        out += [(level, block) for block in re.findall(r"```bash\n(.*?)```", part, re.S)]
+    return out
+
+
+def _rows(url: str) -> dict[str, int]:
+    """Rows of every table in public (the toolkit's own records live in schema venuedb)."""
+    with psycopg.connect(url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+                "AND relkind = 'r'"
+            ).fetchall()
+        ]
+        return {t: conn.execute(f'SELECT count(*) FROM public."{t}"').fetchone()[0] for t in tables}
 
 
 def run_block(block: str, url: str, cwd: Path) -> None:
@@ -78,6 +111,17 @@ def test_every_runbook_is_listed_and_has_commands() -> None:
         assert forward and back, name
 
 
+def test_each_seed_runbook_has_a_section_per_declared_level() -> None:
+    from toolkit.levels import load_levels
+
+    for level in load_levels():
+        path = RUNBOOKS / f"{level.release}.md"
+        sections = {n for n, _ in levelled_back(path) if n is not None}
+        assert level.level in sections, (level.release, level.level)
+        commands = "".join(b for n, b in levelled_back(path) if n == level.level)
+        assert f"venuedb rollback {level.release} --level {level.level}" in commands
+
+
 def test_runbook_commands_run(empty_db_url: str, tmp_path: Path) -> None:
     from tests.conftest import DATA, load_sql
 
@@ -96,9 +140,13 @@ def test_runbook_commands_run(empty_db_url: str, tmp_path: Path) -> None:
             # critical; tests/test_rollout.py). A real week of bookings was made over the week.
             with psycopg.connect(empty_db_url, autocommit=True) as conn:
                 conn.execute("UPDATE bookings SET created_at = created_at - interval '3 days'")
-        rollbacks.append(back)
+        rollbacks.append(levelled_back(RUNBOOKS / name))
     for back in reversed(rollbacks):
-        for block in back:
+        for level, block in back:
+            before = _rows(empty_db_url)
             run_block(block, empty_db_url, tmp_path)
+            if level in (1, 2):
+                # The seeds' promise for levels 1 and 2: no data loss (nor any change).
+                assert _rows(empty_db_url) == before, block
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT count(*) FROM alembic_version").fetchone() == (0,)

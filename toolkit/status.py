@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit import connection as db
-from toolkit import interrupted_swaps, records
+from toolkit import interrupted_swaps, levels, records
 from toolkit import revisions as revs
 from toolkit.migrate import current_heads
 
@@ -17,13 +17,18 @@ def status(target: db.Target) -> dict[str, Any]:
         last = records.last_deployment(conn)
         server_version = conn.execute("SHOW server_version").fetchone()[0]
         in_progress = [s.to_dict() | {"what": s.describe()} for s in interrupted_swaps.find(conn)]
+        at_level = {a.release: a for a in levels.applied(conn)}
     applied = revs.applied_revisions(heads)
     pending = [s.to_dict() for s in revs.all_steps() if s.revision not in applied]
     return {
         "server_version": server_version,
         "branches": revs.heads_by_branch(heads),
         "pending": pending,
-        "releases": revs.releases_applied(heads),
+        # A release at rollback level 2 is applied, minus the piece the level removed.
+        "releases": [
+            r | {"level": at_level[r["release"]].to_dict() if r["release"] in at_level else None}
+            for r in revs.releases_applied(heads)
+        ],
         "last_deployment": last,
         "in_progress": in_progress,
     }

@@ -110,7 +110,21 @@ def status(database_url: DatabaseUrl = None, json_output: JsonFlag = False) -> N
             table(
                 "Releases",
                 ["release", "branch", "state"],
-                [[r["release"], r["branch"], r["state"]] for r in info["releases"]],
+                [
+                    [
+                        r["release"],
+                        r["branch"],
+                        r["state"]
+                        + (
+                            f", rollback level {r['level']['level']} since "
+                            f"{r['level']['applied_at']} (`venuedb rollout {r['release']}` "
+                            "restores it)"
+                            if r["level"]
+                            else ""
+                        ),
+                    ]
+                    for r in info["releases"]
+                ],
             )
         )
         if info["pending"]:
