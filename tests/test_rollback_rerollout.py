@@ -182,3 +182,23 @@ def test_plain_alembic_downgrade_and_upgrade_reset_the_progress(
     assert "archived and reset" in result.output and "finished" in result.output
     assert _filled(url)["returns"] == 5
     assert _status(url)["returns_server_id"]["rows_done"] == 5
+
+
+def test_rollout_of_a_release_applied_by_apply_runs_its_backfills(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """A release put back by `apply` (say after a level-3 rollback and a cascade) has its
+    revisions but not its data: `rollout` then runs what is not finished, and a rerun
+    skips what is."""
+    url = empty_db_url
+    _bar_with_rows(url, tmp_path)
+    applied = invoke("apply", "mode-switching", "--database-url", url, "--json")
+    assert applied.exit_code == 0, applied.output
+    assert _filled(url) == dict.fromkeys(TABLES, 0)
+    first = rollout(url, "mode-switching", tmp_path)
+    assert first.exit_code == 0, first.output
+    assert {s["name"] for s in as_json(first)["steps"]} >= {f"backfill {n}" for n in NAMES}
+    assert _filled(url) == TABLES
+    again = rollout(url, "mode-switching", tmp_path)
+    assert again.exit_code == 0, again.output
+    assert not [s for s in as_json(again)["steps"] if s["name"].startswith("backfill")]

@@ -208,11 +208,14 @@ def _steps(
     record.end(step, "ok", f"{len(pending)} revision(s) pending")
     emit("step", f"pre-flight ok: {', '.join(pending) or 'nothing pending'}")
     if not pending:
-        if _restore_level(target, release, record, options, emit):
-            return _checks(target, release, record, emit)
+        restored = _restore_level(target, release, record, options, emit)
+        if not restored:
+            record.issues.append(f"{release.name} was already applied; nothing to apply")
+        # A release applied by `apply` (or re-applied after a rollback) has not had its
+        # backfills run: they resume where they stopped, and a finished one does nothing.
+        _backfills(target, release, record, emit, unfinished=True)
         # Still run the checks: a rerun after a rollout stopped on a critical check must
         # not turn into SUCCESS just because there is nothing left to apply.
-        record.issues.append(f"{release.name} was already applied; nothing to apply")
         return _checks(target, release, record, emit)
     # Before the backup, as apply would (it checks again): a changed released file or an
     # unjustified lint finding refuses the rollout with nothing changed.
@@ -402,11 +405,22 @@ def _artifacts(
             record.artifacts["constraint check timing"] = "\n".join(r[0] for r in plan)
 
 
-def _backfills(target: db.Target, release: Release, record: Record, emit: Emit) -> None:
-    from toolkit.backfill import Options, load_backfills
+def _backfills(
+    target: db.Target, release: Release, record: Record, emit: Emit, *, unfinished: bool = False
+) -> None:
+    """Run the release's backfills; `unfinished`: only those not finished on the data the
+    current apply created (a rerun of an applied release)."""
+    from toolkit.backfill import Options, load_backfills, status
     from toolkit.backfill import run as run_backfill
 
+    done = (
+        {s["name"] for s in status(target) if s["state"] == "finished" and "note" not in s}
+        if unfinished
+        else set()
+    )
     for backfill in [b for b in load_backfills() if b.release == release.name]:
+        if backfill.name in done:
+            continue
         step = record.begin(f"backfill {backfill.name}")
         report = run_backfill(target, backfill, Options(adaptive=True))
         reset = f"; earlier progress reset: {report.reset}" if report.reset else ""
