@@ -524,3 +524,61 @@ def test_level_2_of_capacity_overlap_runs_online_by_the_shadow_swap(
     assert restored.exit_code == 0, restored.output
     assert _state(data_url)[0] == before[0]
     assert _counts(data_url) == counts
+
+
+# ---- faults --------------------------------------------------------------------------
+
+RESTAURANTS = ("10000000-0000-4000-8000-000000000001", "10000000-0000-4000-8000-000000000002")
+
+
+def test_level_2_refuses_rows_the_older_rule_forbids(data_url: str) -> None:
+    """Two restaurants' allocations of one resource overlap: legal under
+    allocations_no_overlap, not under the seed's older rule. Nothing changes."""
+    with psycopg.connect(data_url) as conn:
+        for restaurant in RESTAURANTS:
+            conn.execute(
+                "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
+                "\"window\") VALUES (%s, 'merge_group', '20000000-0000-4000-8000-0000000000aa', "
+                "'[2031-03-01 19:00+00,2031-03-01 21:00+00)')",
+                (restaurant,),
+            )
+    before = _state(data_url)
+    result = _level(data_url, "capacity-overlap", 2, "--yes")
+    assert result.exit_code == 1, result.output
+    doc = as_json(result)
+    assert doc["status"] == "failed"
+    assert "20000000-0000-4000-8000-0000000000aa" in doc["error"]
+    assert _state(data_url) == before
+    assert _level_rows(data_url) == []
+    assert _records(data_url)[-1] == ("rollback", "capacity-overlap level 2", "failed")
+
+
+def test_level_2_that_cannot_get_its_lock_resumes_on_the_next_run(
+    data_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "2")
+    counts = _counts(data_url)
+    reader = psycopg.connect(data_url)
+    reader.execute("SELECT 1 FROM allocations LIMIT 1")  # ACCESS SHARE until rollback
+    try:
+        result = _level(
+            data_url, "capacity-overlap", 2, "--yes", "--lock-timeout", "100ms", "--retries", "0"
+        )
+        assert result.exit_code == 4, result.output
+        assert "resumes" in as_json(result)["error"]
+    finally:
+        reader.rollback()
+        reader.close()
+    assert _level_rows(data_url) == []
+    assert "allocations_no_overlap" in _constraints(data_url)
+    # Half done is not clean: verify says so (exit 3), naming the swap.
+    half = invoke("verify", "--database-url", data_url, "--json")
+    assert half.exit_code == 3
+    assert as_json(half)["verdict"] == "in_progress"
+    done = _level(data_url, "capacity-overlap", 2, "--yes")
+    assert done.exit_code == 0, done.output
+    assert any("resuming" in n for n in as_json(done)["result"]["notices"])
+    assert _constraints(data_url) == {"allocations_resource_window_excl": OLD_DEF}
+    assert _counts(data_url) == counts
+    assert _verify(data_url)["verdict"] == "clean"

@@ -201,7 +201,9 @@ def _attempts(
                 raise LockBusy(
                     f"could not get the locks for {level.release} level {level.level} within "
                     f"{options.lock_timeout:g}s after {attempt} attempts; blocked by {who}. "
-                    "Nothing of its open transaction was kept; run the same command again"
+                    "Its open transaction was rolled back; steps that ran outside it (a "
+                    "shadow-table swap's copy) are kept, and running the same command again "
+                    "resumes them"
                 ) from None
             delay = options.backoff * (2 ** (attempt - 1)) * (0.8 + 0.4 * random.random())
             note(

@@ -148,6 +148,8 @@ def run(
         # Validate the target against the database before anything is written.
         _lint(options, direction, revs.plan(direction, alembic_target, current_heads(control)))
         records.ensure_schema(control)
+        if direction == "upgrade":
+            _warn_of_levels(control, emit)
         locks.acquire(control, locks.DEPLOY_LOCK, options.lock_wait, "deploy")
         try:
             _refuse_an_orphaned_migration(control)
@@ -165,6 +167,19 @@ def run(
         finally:
             if _alive(control):
                 locks.release(control, locks.DEPLOY_LOCK)
+
+
+def _warn_of_levels(control: Any, emit: Emit) -> None:
+    """A release at rollback level 2 lacks the piece the level removed: a revision applied
+    now is built on that, and one that needs the piece fails."""
+    from toolkit import levels
+
+    for state in levels.applied(control):
+        emit(
+            "warning",
+            f"{state.describe()}: revisions applied now are built on it (one that needs "
+            f"what the level removed fails); `venuedb rollout {state.release}` restores it",
+        )
 
 
 def _lint(options: RunOptions, direction: str, planned: list[revs.Step]) -> None:
