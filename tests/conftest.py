@@ -136,6 +136,23 @@ def load_sql(url: str, path: Path) -> None:
         conn.execute(path.read_text(encoding="utf-8"))
 
 
+def row_counts(url: str, schemas: tuple[str, ...] = ("public", "auth")) -> dict[str, int]:
+    """Rows per table of the project's schemas (the toolkit's own records, in schema
+    venuedb, are not the data a rollback must keep)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables "
+                "WHERE schemaname = ANY(%s) AND tablename <> 'alembic_version'",
+                (list(schemas),),
+            )
+        ]
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+
 @pytest.fixture(autouse=True)
 def records_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Markdown deployment records of a test go to its own directory, not the checkout."""

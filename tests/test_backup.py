@@ -11,20 +11,8 @@ from pathlib import Path
 import psycopg
 
 from tests.clihelpers import as_json, invoke
-from tests.conftest import DATA, Server, load_sql
+from tests.conftest import DATA, Server, load_sql, row_counts
 from toolkit.backup import list_contents
-
-
-def _counts(url: str) -> dict[str, int]:
-    with psycopg.connect(url) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-                "WHERE schemaname IN ('public', 'auth')"
-            )
-        ]
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
 
 
 def test_backup_then_restore_gives_identical_rows_and_a_clean_verify(
@@ -39,7 +27,7 @@ def test_backup_then_restore_gives_identical_rows_and_a_clean_verify(
     restored = invoke("restore", dump["path"], "--target-url", empty_db_url, "--json")
     assert restored.exit_code == 0, restored.output
     assert as_json(restored)["verify"]["clean"] is True
-    assert _counts(empty_db_url) == _counts(db_url)
+    assert row_counts(empty_db_url) == row_counts(db_url)
 
 
 def test_restore_refuses_a_non_empty_database(db_url: str, tmp_path: Path) -> None:
@@ -109,7 +97,7 @@ def test_a_truncated_dump_is_rolled_back_whole_and_a_rerun_with_a_good_one_works
 
     rerun = invoke("restore", str(good), "--target-url", empty_db_url)
     assert rerun.exit_code == 0, rerun.output
-    assert _counts(empty_db_url) == _counts(db_url)
+    assert row_counts(empty_db_url) == row_counts(db_url)
 
 
 def test_a_conflicting_object_in_the_target_fails_with_the_real_error_and_changes_nothing(
@@ -135,7 +123,7 @@ def test_a_conflicting_object_in_the_target_fails_with_the_real_error_and_change
         conn.execute("DROP SCHEMA auth")
     rerun = invoke("restore", str(good), "--target-url", empty_db_url)
     assert rerun.exit_code == 0, rerun.output
-    assert _counts(empty_db_url) == _counts(db_url)
+    assert row_counts(empty_db_url) == row_counts(db_url)
 
 
 def test_a_backup_is_written_mode_0600_whatever_the_umask(db_url: str, tmp_path: Path) -> None:

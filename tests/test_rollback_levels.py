@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke, rollout
-from tests.conftest import DATA, load_sql
+from tests.conftest import DATA, load_sql, row_counts
 from toolkit import levels, snapshot
 from toolkit.errors import BadInput
 
@@ -44,19 +44,6 @@ def _with_rows(url: str) -> str:
 def data_url(db_url: str) -> str:
     """The heads, holding the test rows (restaurants, tables, bookings, bars, sales)."""
     return _with_rows(db_url)
-
-
-def _counts(url: str) -> dict[str, int]:
-    """Rows of every table in public: what a level must not lose."""
-    with psycopg.connect(url) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
-                "AND relkind = 'r' ORDER BY relname"
-            ).fetchall()
-        ]
-        return {t: conn.execute(f'SELECT count(*) FROM public."{t}"').fetchone()[0] for t in tables}
 
 
 def _state(url: str) -> tuple[dict[str, dict[str, str]], list[tuple[str, ...]], list[str]]:
@@ -166,7 +153,7 @@ def test_an_undeclared_level_is_refused_with_nothing_changed(
 def test_the_plan_counts_on_the_database_and_changes_nothing(
     data_url: str, release: str, number: int
 ) -> None:
-    before, counts = _state(data_url), _counts(data_url)
+    before, counts = _state(data_url), row_counts(data_url)
     result = _level(data_url, release, number, "--plan")
     assert result.exit_code == 0, result.output
     doc = as_json(result)
@@ -179,7 +166,7 @@ def test_the_plan_counts_on_the_database_and_changes_nothing(
         assert doc["steps"]
         assert doc["data_at_risk"]["rows_lost"] == 0
         for table in doc["data_at_risk"]["tables"]:
-            assert table["rows"] == counts[table["table"]]
+            assert table["rows"] == counts[f"public.{table['table']}"]
         assert doc["dependent_releases"] == []
     if number == 3:
         # The downgrade's plan: its revisions, the rows it drops, the later releases.
@@ -188,7 +175,7 @@ def test_the_plan_counts_on_the_database_and_changes_nothing(
         assert "would_refuse" in doc
         assert "restore" in doc["restore_if_corrupted"]
     assert _state(data_url) == before
-    assert _counts(data_url) == counts
+    assert row_counts(data_url) == counts
     assert _level_rows(data_url) == []
 
 
@@ -202,7 +189,7 @@ def test_the_full_revert_plan_names_the_releases_it_would_undo(data_url: str) ->
     ]
     assert any("--cascade" in line for line in doc["would_refuse"])
     rows = {t["table"]: t["rows"] for t in doc["data_at_risk"]["tables"]}
-    assert rows["table_adjacencies"] == _counts(data_url)["table_adjacencies"]
+    assert rows["table_adjacencies"] == row_counts(data_url)["public.table_adjacencies"]
 
 
 # ---- level 2 -------------------------------------------------------------------------
@@ -232,7 +219,7 @@ def _orphan_confirmation(url: str) -> None:
 def test_level_2_of_table_combinations_loses_nothing_and_is_restored(
     data_url: str, tmp_path: Path
 ) -> None:
-    counts = _counts(data_url)
+    counts = row_counts(data_url)
     before = _state(data_url)
     with pytest.raises(psycopg.errors.CheckViolation):
         _orphan_confirmation(data_url)  # the rule holds before
@@ -246,7 +233,7 @@ def test_level_2_of_table_combinations_loses_nothing_and_is_restored(
         "allocation-lookups",
         "booking-integrity",
     ]
-    assert _counts(data_url) == counts
+    assert row_counts(data_url) == counts
     assert "booking_assignment_validation" not in _triggers(data_url)
     assert "booking_assignment_removal_validation" not in _triggers(data_url)
     assert _state(data_url)[2] == before[2]  # alembic_version did not move
@@ -330,7 +317,7 @@ def _function_version(url: str, name: str) -> str | None:
 
 
 def test_level_2_of_capacity_overlap_at_the_heads_keeps_v13(data_url: str, tmp_path: Path) -> None:
-    counts = _counts(data_url)
+    counts = row_counts(data_url)
     before = _state(data_url)
     result = _level(data_url, "capacity-overlap", 2, "--yes")
     assert result.exit_code == 0, result.output
@@ -338,13 +325,13 @@ def test_level_2_of_capacity_overlap_at_the_heads_keeps_v13(data_url: str, tmp_p
     assert doc["result"]["details"]["function_kept"] == "13"
     assert _constraints(data_url) == {"allocations_resource_window_excl": OLD_DEF}
     assert _function_version(data_url, "confirm_hold_assignment_tx") == "13"
-    assert _counts(data_url) == counts
+    assert row_counts(data_url) == counts
     report = _verify(data_url)
     assert report["verdict"] == "clean", report
     restored = rollout(data_url, "capacity-overlap", tmp_path)
     assert restored.exit_code == 0, restored.output
     assert _state(data_url)[0] == before[0]
-    assert _counts(data_url) == counts
+    assert row_counts(data_url) == counts
     assert _verify(data_url)["verdict"] == "clean"
 
 
@@ -355,7 +342,7 @@ def test_level_2_of_capacity_overlap_at_its_own_head_restores_v11(
     for target in ("core_001", "booking_007", "bar_001"):
         assert invoke("apply", target, "--database-url", empty_db_url).exit_code == 0
     _with_rows(empty_db_url)
-    counts = _counts(empty_db_url)
+    counts = row_counts(empty_db_url)
     result = _level(empty_db_url, "capacity-overlap", 2, "--yes")
     assert result.exit_code == 0, result.output
     assert as_json(result)["result"]["details"]["function_restored"] == "11"
@@ -365,7 +352,7 @@ def test_level_2_of_capacity_overlap_at_its_own_head_restores_v11(
     # Away from the heads, verify builds its reference: booking_007 plus the level.
     report = _verify(empty_db_url)
     assert report["verdict"] == "clean", report
-    assert _counts(empty_db_url) == counts
+    assert row_counts(empty_db_url) == counts
     restored = rollout(empty_db_url, "capacity-overlap", tmp_path)
     assert restored.exit_code == 0, restored.output
     assert _function_version(empty_db_url, "confirm_hold_assignment_tx") == "12"
@@ -443,7 +430,7 @@ def test_level_1_switches_the_flag_the_database_owns(data_url: str) -> None:
     )
     with psycopg.connect(data_url) as conn:
         assert conn.execute("SELECT switching_mode_enabled(id) FROM bars LIMIT 1").fetchone()[0]
-    counts = _counts(data_url)
+    counts = row_counts(data_url)
     result = _level(data_url, "mode-switching", 1, "--yes")
     assert result.exit_code == 0, result.output
     doc = as_json(result)
@@ -453,7 +440,7 @@ def test_level_1_switches_the_flag_the_database_owns(data_url: str) -> None:
             0
         ]
     # The columns and their data stay (seed 002, Option A).
-    assert _counts(data_url) == counts
+    assert row_counts(data_url) == counts
 
 
 # ---- level 3 -------------------------------------------------------------------------
@@ -511,19 +498,19 @@ def test_level_2_of_capacity_overlap_runs_online_by_the_shadow_swap(
     allocations at the heads come across, and every row is kept, both ways."""
     monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
     monkeypatch.setenv("VENUEDB_SHADOW_SWAP_BATCH", "7")
-    counts = _counts(data_url)
+    counts = row_counts(data_url)
     before = _state(data_url)
     result = _level(data_url, "capacity-overlap", 2, "--yes")
     assert result.exit_code == 0, result.output
     notices = as_json(result)["result"]["notices"]
     assert any("shadow-table swap" in n for n in notices), notices
     assert _constraints(data_url) == {"allocations_resource_window_excl": OLD_DEF}
-    assert _counts(data_url) == counts
+    assert row_counts(data_url) == counts
     assert _verify(data_url)["verdict"] == "clean"
     restored = rollout(data_url, "capacity-overlap", tmp_path)
     assert restored.exit_code == 0, restored.output
     assert _state(data_url)[0] == before[0]
-    assert _counts(data_url) == counts
+    assert row_counts(data_url) == counts
 
 
 # ---- faults --------------------------------------------------------------------------
@@ -558,7 +545,7 @@ def test_level_2_that_cannot_get_its_lock_resumes_on_the_next_run(
 ) -> None:
     monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
     monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "2")
-    counts = _counts(data_url)
+    counts = row_counts(data_url)
     reader = psycopg.connect(data_url)
     reader.execute("SELECT 1 FROM allocations LIMIT 1")  # ACCESS SHARE until rollback
     try:
@@ -580,5 +567,61 @@ def test_level_2_that_cannot_get_its_lock_resumes_on_the_next_run(
     assert done.exit_code == 0, done.output
     assert any("resuming" in n for n in as_json(done)["result"]["notices"])
     assert _constraints(data_url) == {"allocations_resource_window_excl": OLD_DEF}
-    assert _counts(data_url) == counts
+    assert row_counts(data_url) == counts
     assert _verify(data_url)["verdict"] == "clean"
+
+
+# ---- every declared level, the whole cycle -------------------------------------------
+
+ALL_FLAGS_OFF = {
+    **COMBINATION_FLAGS,
+    "FEATURE_ASSIGNMENT_PIPELINE_V3": "false",
+    "FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW": "false",
+    "ENABLE_SWITCHING_MODE": "false",
+    "SHOW_SWITCHING_MODE_UI": "false",
+}
+
+
+@pytest.mark.parametrize(
+    ("release", "number"),
+    sorted((lv.release, lv.level) for lv in levels.load_levels()),
+)
+def test_each_level_plan_run_verify_and_rerollout_on_data(
+    data_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: str, number: int
+) -> None:
+    for name, value in ALL_FLAGS_OFF.items():
+        monkeypatch.setenv(name, value)
+    for backfill in ("sales_server_id", "consignments_server_id", "returns_server_id"):
+        backfilled = invoke("backfill", "run", backfill, "--database-url", data_url)
+        assert backfilled.exit_code == 0, backfilled.output
+    before = row_counts(data_url)
+    schema = _state(data_url)[0]
+    plan = as_json(_level(data_url, release, number, "--plan"))
+    assert row_counts(data_url) == before
+    consent = (
+        ("--cascade", "--allow-data-loss", "--backup-dir", str(tmp_path / "b"))
+        if number == 3
+        else ()
+    )
+    result = _level(data_url, release, number, "--yes", *consent)
+    assert result.exit_code == 0, result.output
+    after = row_counts(data_url)
+    if number < 3:
+        assert after == before  # the seeds: no data loss
+    else:
+        # Exactly the rows the plan counted, in the tables it named; no other row.
+        dropped = {f"public.{t['table']}": t["rows"] for t in plan["data_at_risk"]["tables"]}
+        assert set(before) - set(after) == set(dropped)
+        assert {t: before[t] for t in dropped} == dropped
+        assert {t: n for t, n in before.items() if t in after} == after
+    assert _verify(data_url)["verdict"] == "clean"
+    # The way back: the release's rollout (after a full revert, then the later releases).
+    back = rollout(data_url, release, tmp_path)
+    assert back.exit_code == 0, back.output
+    if number == 3:
+        applied = invoke("apply", "--database-url", data_url)
+        assert applied.exit_code == 0, applied.output
+    assert _verify(data_url)["verdict"] == "clean"
+    assert _state(data_url)[0] == schema
+    if number < 3:
+        assert row_counts(data_url) == before

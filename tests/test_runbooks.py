@@ -60,19 +60,6 @@ def levelled_back(path: Path) -> list[tuple[int | None, str]]:
     return out
 
 
-def _rows(url: str) -> dict[str, int]:
-    """Rows of every table in public (the toolkit's own records live in schema venuedb)."""
-    with psycopg.connect(url) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
-                "AND relkind = 'r'"
-            ).fetchall()
-        ]
-        return {t: conn.execute(f'SELECT count(*) FROM public."{t}"').fetchone()[0] for t in tables}
-
-
 def run_block(block: str, url: str, cwd: Path) -> None:
     env = {
         **os.environ,
@@ -123,7 +110,7 @@ def test_each_seed_runbook_has_a_section_per_declared_level() -> None:
 
 
 def test_runbook_commands_run(empty_db_url: str, tmp_path: Path) -> None:
-    from tests.conftest import DATA, load_sql
+    from tests.conftest import DATA, load_sql, row_counts
 
     rollbacks = []
     for name in ORDER:
@@ -143,10 +130,10 @@ def test_runbook_commands_run(empty_db_url: str, tmp_path: Path) -> None:
         rollbacks.append(levelled_back(RUNBOOKS / name))
     for back in reversed(rollbacks):
         for level, block in back:
-            before = _rows(empty_db_url)
+            before = row_counts(empty_db_url)
             run_block(block, empty_db_url, tmp_path)
             if level in (1, 2):
                 # The seeds' promise for levels 1 and 2: no data loss (nor any change).
-                assert _rows(empty_db_url) == before, block
+                assert row_counts(empty_db_url) == before, block
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT count(*) FROM alembic_version").fetchone() == (0,)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.conftest import DATA, load_sql
+from tests.conftest import DATA, load_sql, row_counts
 from toolkit import catalog
 from toolkit import revisions as revs
 from toolkit.connection import Target
@@ -32,18 +32,6 @@ def _snapshot(url: str) -> dict:
         }
 
 
-def _row_counts(url: str) -> dict[str, int]:
-    with psycopg.connect(url) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-                "WHERE schemaname IN ('public', 'auth') AND tablename <> 'alembic_version'"
-            )
-        ]
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
-
-
 def _before(step: revs.Step) -> str:
     script_rev = revs.script_directory().get_revision(step.revision)
     down = script_rev.down_revision
@@ -55,7 +43,7 @@ def test_every_revision_up_down_up_with_data(empty_db_url: str) -> None:
     options = RunOptions(actor="tests")
     loaded = 0
     for step in revs.all_steps():
-        schema_before, rows_before = _snapshot(empty_db_url), _row_counts(empty_db_url)
+        schema_before, rows_before = _snapshot(empty_db_url), row_counts(empty_db_url)
 
         run(target, "upgrade", step.revision, options)
         schema_up = _snapshot(empty_db_url)
@@ -63,11 +51,11 @@ def test_every_revision_up_down_up_with_data(empty_db_url: str) -> None:
 
         run(target, "downgrade", _before(step), options)
         assert _snapshot(empty_db_url) == schema_before, f"{step.revision} downgrade left a trace"
-        assert _row_counts(empty_db_url) == rows_before, f"{step.revision} down lost rows"
+        assert row_counts(empty_db_url) == rows_before, f"{step.revision} down lost rows"
 
         run(target, "upgrade", step.revision, options)
         assert _snapshot(empty_db_url) == schema_up, f"{step.revision} re-upgrade differs"
-        rows_after = _row_counts(empty_db_url)
+        rows_after = row_counts(empty_db_url)
         for table, count in rows_before.items():
             assert rows_after[table] == count, f"{step.revision} changed row count of {table}"
 
@@ -76,4 +64,4 @@ def test_every_revision_up_down_up_with_data(empty_db_url: str) -> None:
             load_sql(empty_db_url, rows_file)
             loaded += 1
     assert loaded >= 3, "the baselines must come with rows"
-    assert sum(_row_counts(empty_db_url).values()) > 100
+    assert sum(row_counts(empty_db_url).values()) > 100

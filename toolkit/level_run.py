@@ -20,18 +20,16 @@ from toolkit import connection as db
 from toolkit import revisions as revs
 from toolkit.alembic_context import operations
 from toolkit.blockers import Blocker, BlockerWatcher
-from toolkit.durations import to_postgres
 from toolkit.errors import BadInput, LockBusy, OperationFailed
 from toolkit.migrate import (
     Emit,
     RunOptions,
     _error_text,
     _is_lock_timeout,
-    _notice_a_dead_client,
     _quiet,
     _refuse_an_orphaned_migration,
-    _take_the_work_lock,
     current_heads,
+    migration_session,
 )
 
 APPLY, RESTORE = "apply", "restore"
@@ -231,16 +229,8 @@ def _once(
     try:
         with engine.connect() as conn:
             driver = conn.connection.driver_connection
-            driver.add_notice_handler(lambda diag: note("notice", diag.message_primary or ""))
-            conn.exec_driver_sql(f"SET lock_timeout = '{to_postgres(options.lock_timeout)}'")
-            conn.exec_driver_sql(
-                f"SET statement_timeout = '{to_postgres(options.statement_timeout)}'"
-            )
-            _notice_a_dead_client(conn)
-            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-            _take_the_work_lock(conn)
-            conn.commit()
-            with BlockerWatcher(target, int(pid)) as watcher:
+            pid = migration_session(conn, options, note)
+            with BlockerWatcher(target, pid) as watcher:
                 try:
                     with operations(conn):
                         if direction == APPLY:

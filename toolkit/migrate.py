@@ -460,16 +460,7 @@ def _migrate_once(
     engine = db.engine(target, purpose=result.command)
     try:
         with engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            driver.add_notice_handler(lambda diag: note("notice", diag.message_primary or ""))
-            conn.exec_driver_sql(f"SET lock_timeout = '{to_postgres(options.lock_timeout)}'")
-            conn.exec_driver_sql(
-                f"SET statement_timeout = '{to_postgres(options.statement_timeout)}'"
-            )
-            _notice_a_dead_client(conn)
-            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-            _take_the_work_lock(conn)
-            conn.commit()
+            pid = migration_session(conn, options, note)
             last = [time.monotonic()]
 
             def on_version_apply(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
@@ -507,6 +498,21 @@ def _migrate_once(
                         conn.rollback()
     finally:
         engine.dispose()
+
+
+def migration_session(conn: Any, options: RunOptions, note: Emit) -> int:
+    """Make `conn` (SQLAlchemy) the session that changes the schema: its notices reported,
+    the run's lock_timeout and statement_timeout, ended soon after this process dies, and
+    holding the migration lock. Returns its backend pid (for the blocker watcher)."""
+    driver = conn.connection.driver_connection
+    driver.add_notice_handler(lambda diag: note("notice", diag.message_primary or ""))
+    conn.exec_driver_sql(f"SET lock_timeout = '{to_postgres(options.lock_timeout)}'")
+    conn.exec_driver_sql(f"SET statement_timeout = '{to_postgres(options.statement_timeout)}'")
+    _notice_a_dead_client(conn)
+    pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+    _take_the_work_lock(conn)
+    conn.commit()
+    return pid
 
 
 def _notice_a_dead_client(conn: Any) -> None:

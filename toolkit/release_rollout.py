@@ -240,12 +240,8 @@ def _steps(
     for revision in pending:
         step = record.begin(f"apply {revision}")
         result = run(target, "upgrade", revision, options, emit=emit)
-        failures = _postcondition_failures(target, release)
-        if failures:
-            detail = "; ".join(
-                f"{f['kind']} {f['object']}: expected {f['expected']}, got {f['actual']}"
-                for f in failures
-            )
+        detail = _postcondition_detail(target, release)
+        if detail:
             record.end(step, "failed", detail)
             raise OperationFailed(
                 f"postconditions failed after {revision}: {detail}. The database is at "
@@ -276,12 +272,8 @@ def _restore_level(
         return False
     step = record.begin(f"restore {release.name} level {state.level}")
     result = run_level(target, levels.find_level(release.name, state.level), RESTORE, options, emit)
-    failures = _postcondition_failures(target, release)
-    if failures:
-        detail = "; ".join(
-            f"{f['kind']} {f['object']}: expected {f['expected']}, got {f['actual']}"
-            for f in failures
-        )
+    detail = _postcondition_detail(target, release)
+    if detail:
         record.end(step, "failed", detail)
         raise OperationFailed(
             f"postconditions failed after restoring {release.name} level {state.level}: "
@@ -359,6 +351,14 @@ def _postcondition_failures(target: db.Target, release: Release) -> list[dict[st
         checks = levels.with_levels(checks, levels.applied(conn))
         results = postconditions.evaluate(conn, checks)
     return [r.to_dict() for r in results if not r.ok]
+
+
+def _postcondition_detail(target: db.Target, release: Release) -> str:
+    """The failing postconditions, one clause each ("" when they all hold)."""
+    return "; ".join(
+        f"{f['kind']} {f['object']}: expected {f['expected']}, got {f['actual']}"
+        for f in _postcondition_failures(target, release)
+    )
 
 
 def _schema(target: db.Target) -> dict[str, dict[str, str]]:
