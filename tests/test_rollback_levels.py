@@ -625,3 +625,20 @@ def test_each_level_plan_run_verify_and_rerollout_on_data(
     assert _state(data_url)[0] == schema
     if number < 3:
         assert row_counts(data_url) == before
+
+
+def test_a_level_applied_by_another_version_of_its_steps_is_tampered(data_url: str) -> None:
+    """The live state was made by a steps file that is not the one in this checkout (an
+    edited file, or a database levelled by another checkout): restore and reference
+    would run other steps, so verify does not say clean."""
+    assert _level(data_url, "table-combinations", 2, "--yes").exit_code == 0
+    with psycopg.connect(data_url) as conn:
+        conn.execute(
+            "UPDATE venuedb.release_levels SET details = details || "
+            "'{\"steps_sha256\": \"0000\"}'::jsonb"
+        )
+    result = invoke("verify", "--database-url", data_url, "--json")
+    assert result.exit_code == 3
+    doc = as_json(result)
+    assert doc["verdict"] == "tampered"
+    assert [t["name"] for t in doc["tamper"]] == ["migrations/levels/table_combinations_2.py"]

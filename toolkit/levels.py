@@ -188,12 +188,16 @@ def applied(conn: Any) -> list[AppliedLevel]:
     exists = conn.execute("SELECT to_regclass('venuedb.release_levels')").fetchone()[0]
     if exists is None:
         return []
-    heads = current_heads(conn)
-    live = {r["release"] for r in revs.releases_applied(heads) if r["state"] == "applied"}
     rows = conn.execute(
         "SELECT release, level, details, applied_at, deployment_id, actor "
         "FROM venuedb.release_levels ORDER BY applied_at"
     ).fetchall()
+    if not rows:
+        return []
+    # Revisions this checkout does not know (a newer checkout deployed them) decide
+    # nothing here; verify reports them.
+    heads = tuple(h for h in current_heads(conn) if h in {s.revision for s in revs.all_steps()})
+    live = {r["release"] for r in revs.releases_applied(heads) if r["state"] == "applied"}
     return [
         AppliedLevel(r[0], int(r[1]), dict(r[2] or {}), str(r[3]), r[4], r[5])
         for r in rows
@@ -201,9 +205,38 @@ def applied(conn: Any) -> list[AppliedLevel]:
     ]
 
 
+def steps_sha256(level: Level) -> str:
+    from toolkit.sqlfiles import file_sha256
+
+    return file_sha256(steps_dir() / f"{level.steps}.py")
+
+
+def changed_steps(states: list[AppliedLevel]) -> list[dict[str, str]]:
+    """Applied levels whose steps file changed since: the live state was made by another
+    file than the one a restore or verify's reference would run (tamper)."""
+    out = []
+    for state in states:
+        level = find_level(state.release, state.level)
+        recorded = state.details.get("steps_sha256")
+        current = steps_sha256(level)
+        if recorded != current:
+            out.append(
+                {
+                    "kind": "level_steps_changed",
+                    "name": f"migrations/levels/{level.steps}.py",
+                    "expected": str(recorded),
+                    "actual": current,
+                    "detail": f"{state.describe()} ran another version of its steps file: "
+                    "the restore and verify's reference would run this one",
+                }
+            )
+    return out
+
+
 def record_applied(
     conn: Any, release: str, details: dict[str, Any], deployment_id: int | None, actor: str
 ) -> None:
+    details = details | {"steps_sha256": steps_sha256(find_level(release, 2))}
     conn.execute(
         "INSERT INTO venuedb.release_levels (release, level, details, deployment_id, actor) "
         "VALUES (%s, 2, %s::jsonb, %s, %s) ON CONFLICT (release) DO UPDATE SET "

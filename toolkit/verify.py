@@ -137,6 +137,7 @@ def verify(
             checks = [c for c in checks if c.release.split(" level ")[0] == release]
         report.postconditions = [r.to_dict() for r in postconditions.evaluate(conn, checks)]
         _tamper(conn, heads, release, report)
+        report.tamper += levels.changed_steps(at_level)
         report.in_progress = [
             s.to_dict() | {"what": s.describe()} for s in interrupted_swaps.find(conn)
         ]
