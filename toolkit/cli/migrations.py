@@ -331,7 +331,10 @@ def rollback(
     plan that also undoes later releases, unless --cascade; a plan that drops data, unless
     --allow-data-loss (which takes a verified backup first: if it fails, nothing is rolled
     back, exit 1). Level 1 exits 1 (`incomplete`) while a flag read from the environment
-    is still true where the command runs."""
+    is still true where the command runs.
+
+    Examples: `venuedb rollback capacity-overlap --level 2 --plan`, then `--level 2 --yes`
+    (undone by `venuedb rollout capacity-overlap`); `venuedb rollback bar-integrity --yes`."""
     out = Output(json_output)
     with handled(out):
         options = _options(lock_wait, lock_timeout, statement_timeout, retries, actor)

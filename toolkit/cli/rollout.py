@@ -55,7 +55,11 @@ def rollout(
 
     After pre-flight, squawk lints the pending revisions: an unjustified finding stops the
     rollout before the backup, nothing changed (exit 1, lint_failed), unless --skip-lint
-    REASON, recorded with the findings."""
+    REASON, recorded with the findings.
+
+    Run on a release that is already applied, it applies nothing: it restores the piece a
+    rollback level 2 removed (`venuedb rollback RELEASE --level 2`), runs the release's
+    backfills that are not finished, and reruns the checks."""
     from toolkit import durations as d
     from toolkit.cli.lint import gate, refuse, skip_reason
     from toolkit.lint_gate import LintRefused
