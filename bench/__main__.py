@@ -32,6 +32,9 @@ BENCHMARKS: tuple[tuple[str, bool, tuple[str, ...]], ...] = (
     ("checks_verify", True, ()),
     # The allocation_overlaps check and capacity-overlap's rollback pre-flight (issue 16).
     ("allocation_overlaps", True, ()),
+    # capacity-overlap's rollback level 2 and its restore under writes (issue 18); clones
+    # the database allocation_overlaps keeps.
+    ("rollback_level2", True, ()),
     ("migrations_under_load", True, ()),
 )
 
