@@ -9,6 +9,9 @@ and the guarded schema downgrade.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import psycopg
@@ -57,11 +60,11 @@ def _state(url: str) -> tuple[dict[str, dict[str, str]], list[tuple[str, ...]], 
         return snapshot.take(conn), flags, heads
 
 
-def _level_rows(url: str) -> list[tuple[str, int]]:
+def _level_rows(url: str) -> list[tuple[str, int, str]]:
     with psycopg.connect(url) as conn:
         if conn.execute("SELECT to_regclass('venuedb.release_levels')").fetchone()[0] is None:
             return []
-        return conn.execute("SELECT release, level FROM venuedb.release_levels").fetchall()
+        return conn.execute("SELECT release, level, state FROM venuedb.release_levels").fetchall()
 
 
 def _level(url: str, release: str, number: int, *extra: str):  # type: ignore[no-untyped-def]
@@ -237,7 +240,7 @@ def test_level_2_of_table_combinations_loses_nothing_and_is_restored(
     assert "booking_assignment_validation" not in _triggers(data_url)
     assert "booking_assignment_removal_validation" not in _triggers(data_url)
     assert _state(data_url)[2] == before[2]  # alembic_version did not move
-    assert _level_rows(data_url) == [("table-combinations", 2)]
+    assert _level_rows(data_url) == [("table-combinations", 2, "applied")]
     status = as_json(invoke("status", "--database-url", data_url, "--json"))
     by_release = {r["release"]: r for r in status["releases"]}
     assert by_release["table-combinations"]["level"]["level"] == 2
@@ -554,10 +557,11 @@ def test_level_2_that_cannot_get_its_lock_resumes_on_the_next_run(
         )
         assert result.exit_code == 4, result.output
         assert "resumes" in as_json(result)["error"]
+        assert "changed part way" in as_json(result)["error"]
     finally:
         reader.rollback()
         reader.close()
-    assert _level_rows(data_url) == []
+    assert _level_rows(data_url) == [("capacity-overlap", 2, "applying")]
     assert "allocations_no_overlap" in _constraints(data_url)
     # Half done is not clean: verify says so (exit 3), naming the swap.
     half = invoke("verify", "--database-url", data_url, "--json")
@@ -635,10 +639,74 @@ def test_a_level_applied_by_another_version_of_its_steps_is_tampered(data_url: s
     with psycopg.connect(data_url) as conn:
         conn.execute(
             "UPDATE venuedb.release_levels SET details = details || "
-            "'{\"steps_sha256\": \"0000\"}'::jsonb"
+            '\'{"steps_sha256": "0000"}\'::jsonb'
         )
     result = invoke("verify", "--database-url", data_url, "--json")
     assert result.exit_code == 3
     doc = as_json(result)
     assert doc["verdict"] == "tampered"
     assert [t["name"] for t in doc["tamper"]] == ["migrations/levels/table_combinations_2.py"]
+
+
+def test_a_level_run_killed_mid_swap_is_reported_and_finished_by_the_next_run(
+    data_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 while the copy is done and the swap waits for its lock: the record says the
+    level was being applied (verify and status: in progress, exit 3 and 1), never applied
+    nor nothing; the next run resumes the swap and finishes the level."""
+    from tests.clihelpers import spawn
+
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "40")
+    counts = row_counts(data_url)
+    reader = psycopg.connect(data_url)
+    reader.execute("SELECT 1 FROM allocations LIMIT 1")  # the swap cannot take its lock
+    try:
+        run = spawn(
+            "rollback",
+            "capacity-overlap",
+            "--level",
+            "2",
+            "--yes",
+            "--lock-timeout",
+            "200ms",
+            "--database-url",
+            data_url,
+        )
+        with psycopg.connect(data_url, autocommit=True) as admin:
+            deadline = time.monotonic() + 30
+            while not admin.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = "
+                "'allocations__venuedb_shadow_sync')"
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the swap never started"
+                time.sleep(0.1)
+            time.sleep(0.5)  # copied; now retrying for the swap's lock
+            os.kill(run.pid, signal.SIGKILL)
+            run.communicate(timeout=30)
+            deadline = time.monotonic() + 30
+            while admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name LIKE 'venuedb%%' AND pid <> pg_backend_pid()"
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the killed run's sessions stayed"
+                time.sleep(0.2)
+    finally:
+        reader.rollback()
+        reader.close()
+    assert _level_rows(data_url) == [("capacity-overlap", 2, "applying")]
+    half = invoke("verify", "--database-url", data_url, "--json")
+    assert half.exit_code == 3
+    doc = as_json(half)
+    assert doc["verdict"] == "in_progress"
+    assert any("did not finish" in item["what"] for item in doc["in_progress"])
+    status = invoke("status", "--database-url", data_url, "--json")
+    assert status.exit_code == 1
+    assert as_json(status)["status"] == "in_progress"
+    again = _level(data_url, "capacity-overlap", 2, "--yes")
+    assert again.exit_code == 0, again.output
+    assert any("resuming" in n for n in as_json(again)["result"]["notices"])
+    assert _level_rows(data_url) == [("capacity-overlap", 2, "applied")]
+    assert _constraints(data_url) == {"allocations_resource_window_excl": OLD_DEF}
+    assert row_counts(data_url) == counts
+    assert _verify(data_url)["verdict"] == "clean"

@@ -4,8 +4,10 @@ migration session with lock_timeout and bounded retries, every run recorded.
 The steps (migrations/levels/<steps>.py) are forward changes, not Alembic revisions:
 alembic_version does not move. They run inside Alembic's operations context (the same
 `op` and helpers as a revision, the shadow-table swap included), and the state they
-leave is recorded in venuedb.release_levels in the steps' last transaction, so the
-record and the change commit together.
+leave is recorded in venuedb.release_levels: "applying" (or "restoring") is committed
+before the first step, "applied" (or the row's removal) in the last step's transaction.
+A run that dies in between leaves the first word behind, and verify reports the level
+as interrupted rather than as applied or as drift.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolkit import checksums, levels, locks, records
+from toolkit import checksums, levels, locks, records, snapshot
 from toolkit import connection as db
 from toolkit import revisions as revs
 from toolkit.alembic_context import operations
@@ -83,9 +85,13 @@ def run_level(
         try:
             _refuse_an_orphaned_migration(control)
             state = _state_under_the_lock(control, level)
-            if (direction == APPLY) == (state is not None):
+            if (direction == APPLY and state is not None and state.state == levels.APPLIED) or (
+                direction == RESTORE and state is None
+            ):
                 emit("info", _nothing_to_do(level, direction, state))
                 return result
+            if state is not None and state.state != levels.APPLIED:
+                emit("warning", f"{state.describe()}; this run finishes the job")
             heads = revs.heads_by_branch(current_heads(control))
             what = f"{level.release} level {level.level}" + (
                 "" if direction == APPLY else " (restore)"
@@ -102,6 +108,16 @@ def run_level(
             result.deployment_id = deployment.id
             deployment.output.extend(f"info: {line}" for line in options.record_notes)
             details = dict(state.details) if state is not None else {}
+            # Committed before the first step: a run that dies before its last step
+            # leaves "applying"/"restoring" behind, which verify reports.
+            schema_before = snapshot.take(control)
+            levels.record_start(
+                control,
+                level.release,
+                levels.APPLYING if direction == APPLY else levels.RESTORING,
+                deployment.id,
+                options.actor,
+            )
 
             def note(kind: str, message: str) -> None:
                 deployment.output.append(f"{kind}: {message}")
@@ -112,15 +128,17 @@ def run_level(
             try:
                 _attempts(target, module, level, direction, details, options, result, note)
             except (OperationFailed, LockBusy) as exc:
+                control = _reconnected(control, target)
+                said = _after_a_failure(control, level, state, schema_before)
                 records.finish(
-                    _reconnected(control, target),
+                    control,
                     deployment,
                     result="failed",
                     to_revisions=heads,
                     done=[],
-                    error=str(exc),
+                    error=f"{exc} {said}",
                 )
-                raise
+                raise type(exc)(f"{exc} {said}") from None
             result.done = True
             result.details = details
             result.duration_ms = round((time.monotonic() - started) * 1000)
@@ -139,6 +157,29 @@ def run_level(
                 locks.release(control, locks.DEPLOY_LOCK)
 
 
+def _after_a_failure(
+    control: Any,
+    level: levels.Level,
+    previous: levels.AppliedLevel | None,
+    schema_before: dict[str, dict[str, str]],
+) -> str:
+    """A failed run that changed nothing puts the level's record back as it was; one that
+    changed the schema part way keeps "applying"/"restoring", so verify says so."""
+    if snapshot.take(control) != schema_before:
+        return (
+            "The schema was changed part way: `venuedb verify` reports the level as "
+            "interrupted until the same command (or `venuedb rollout "
+            f"{level.release}`) finishes it."
+        )
+    if previous is None:
+        levels.forget(control, level.release)
+    else:
+        levels.record_start(
+            control, level.release, previous.state, previous.deployment_id, previous.actor
+        )
+    return "The schema is as it was before the run."
+
+
 def _state_under_the_lock(control: Any, level: levels.Level) -> levels.AppliedLevel | None:
     """The release must be applied (a level works on the release's objects); its
     recorded level-2 state, if any."""
@@ -149,7 +190,7 @@ def _state_under_the_lock(control: Any, level: levels.Level) -> levels.AppliedLe
             f"release {level.release} is {state}, not applied: level {level.level} works on "
             f"its objects. Nothing was changed. `venuedb status` shows what is applied"
         )
-    return next((a for a in levels.applied(control) if a.release == level.release), None)
+    return next((a for a in levels.recorded(control) if a.release == level.release), None)
 
 
 def _nothing_to_do(level: levels.Level, direction: str, state: Any) -> str:
@@ -235,9 +276,7 @@ def _once(
                     with operations(conn):
                         if direction == APPLY:
                             module.apply(working)
-                            levels.record_applied(
-                                driver, level.release, working, result.deployment_id, options.actor
-                            )
+                            levels.record_applied(driver, level.release, working)
                         else:
                             module.restore(working)
                             levels.forget(driver, level.release)

@@ -153,6 +153,13 @@ def steps_module(name: str) -> ModuleType:
 # ---- the state of level 2 in the database ----------------------------------------------
 
 
+# A level's row says `applying` / `restoring` from before its first step until its last
+# step commits (with the row's final state, in the same transaction): a run that died in
+# between leaves that word behind, so verify and status say "interrupted", never "applied"
+# or nothing.
+APPLIED, APPLYING, RESTORING = "applied", "applying", "restoring"
+
+
 @dataclass(frozen=True)
 class AppliedLevel:
     release: str
@@ -161,11 +168,13 @@ class AppliedLevel:
     applied_at: str
     deployment_id: int | None
     actor: str
+    state: str = APPLIED
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "release": self.release,
             "level": self.level,
+            "state": self.state,
             "details": self.details,
             "applied_at": self.applied_at,
             "deployment_id": self.deployment_id,
@@ -173,15 +182,22 @@ class AppliedLevel:
         }
 
     def describe(self) -> str:
+        if self.state != APPLIED:
+            return (
+                f"release {self.release}, level {self.level}: a run {self.state} it since "
+                f"{self.applied_at} (deployment {self.deployment_id}, {self.actor}) did not "
+                f"finish: run `venuedb rollback {self.release} --level {self.level}` again to "
+                f"finish it, or `venuedb rollout {self.release}` to restore"
+            )
         return (
             f"release {self.release}, level {self.level} applied {self.applied_at} by "
             f"{self.actor} (deployment {self.deployment_id})"
         )
 
 
-def applied(conn: Any) -> list[AppliedLevel]:
-    """The level-2 states recorded for releases that are still applied (a downgrade of the
-    release ends its level: rows of releases no longer applied are ignored)."""
+def recorded(conn: Any) -> list[AppliedLevel]:
+    """Every level row of a release that is still applied, whatever its state (a downgrade
+    of the release ends its level: rows of releases no longer applied are ignored)."""
     from toolkit import revisions as revs
     from toolkit.migrate import current_heads
 
@@ -189,7 +205,7 @@ def applied(conn: Any) -> list[AppliedLevel]:
     if exists is None:
         return []
     rows = conn.execute(
-        "SELECT release, level, details, applied_at, deployment_id, actor "
+        "SELECT release, level, details, applied_at, deployment_id, actor, state "
         "FROM venuedb.release_levels ORDER BY applied_at"
     ).fetchall()
     if not rows:
@@ -199,10 +215,20 @@ def applied(conn: Any) -> list[AppliedLevel]:
     heads = tuple(h for h in current_heads(conn) if h in {s.revision for s in revs.all_steps()})
     live = {r["release"] for r in revs.releases_applied(heads) if r["state"] == "applied"}
     return [
-        AppliedLevel(r[0], int(r[1]), dict(r[2] or {}), str(r[3]), r[4], r[5])
+        AppliedLevel(r[0], int(r[1]), dict(r[2] or {}), str(r[3]), r[4], r[5], r[6])
         for r in rows
         if r[0] in live
     ]
+
+
+def applied(conn: Any) -> list[AppliedLevel]:
+    """The releases at level 2, completely."""
+    return [a for a in recorded(conn) if a.state == APPLIED]
+
+
+def interrupted(conn: Any) -> list[AppliedLevel]:
+    """Level runs that died between their first and their last step."""
+    return [a for a in recorded(conn) if a.state != APPLIED]
 
 
 def steps_sha256(level: Level) -> str:
@@ -233,16 +259,26 @@ def changed_steps(states: list[AppliedLevel]) -> list[dict[str, str]]:
     return out
 
 
-def record_applied(
-    conn: Any, release: str, details: dict[str, Any], deployment_id: int | None, actor: str
+def record_start(
+    conn: Any, release: str, state: str, deployment_id: int | None, actor: str
 ) -> None:
+    """Before the first step, committed on its own: `applying` (a new row) or `restoring`."""
+    conn.execute(
+        "INSERT INTO venuedb.release_levels (release, level, state, deployment_id, actor) "
+        "VALUES (%s, 2, %s, %s, %s) ON CONFLICT (release) DO UPDATE SET "
+        "state = EXCLUDED.state, applied_at = clock_timestamp(), "
+        "deployment_id = EXCLUDED.deployment_id, actor = EXCLUDED.actor",
+        (release, state, deployment_id, actor),
+    )
+
+
+def record_applied(conn: Any, release: str, details: dict[str, Any]) -> None:
+    """In the transaction of the last step: the level is applied, with what it decided."""
     details = details | {"steps_sha256": steps_sha256(find_level(release, 2))}
     conn.execute(
-        "INSERT INTO venuedb.release_levels (release, level, details, deployment_id, actor) "
-        "VALUES (%s, 2, %s::jsonb, %s, %s) ON CONFLICT (release) DO UPDATE SET "
-        "details = EXCLUDED.details, applied_at = clock_timestamp(), "
-        "deployment_id = EXCLUDED.deployment_id, actor = EXCLUDED.actor",
-        (release, json.dumps(details), deployment_id, actor),
+        "UPDATE venuedb.release_levels SET state = %s, details = %s::jsonb, "
+        "applied_at = clock_timestamp() WHERE release = %s",
+        (APPLIED, json.dumps(details), release),
     )
 
 
@@ -255,7 +291,7 @@ def forget_unapplied(conn: Any) -> list[str]:
     exists = conn.execute("SELECT to_regclass('venuedb.release_levels')").fetchone()[0]
     if exists is None:
         return []
-    keep = {a.release for a in applied(conn)}
+    keep = {a.release for a in recorded(conn)}
     rows = conn.execute("SELECT release FROM venuedb.release_levels").fetchall()
     gone = [r[0] for r in rows if r[0] not in keep]
     for release in gone:

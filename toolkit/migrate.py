@@ -174,7 +174,7 @@ def _warn_of_levels(control: Any, emit: Emit) -> None:
     now is built on that, and one that needs the piece fails."""
     from toolkit import levels
 
-    for state in levels.applied(control):
+    for state in levels.recorded(control):
         emit(
             "warning",
             f"{state.describe()}: revisions applied now are built on it (one that needs "

@@ -83,13 +83,15 @@ CREATE TABLE IF NOT EXISTS venuedb.revision_checksums (
 )
 
 
-# One row per release whose level 2 is applied; a restore (`venuedb rollout RELEASE`)
-# deletes it. `details` is what the steps decided on this database (e.g. whether a
+# One row per release whose level 2 is applied (or being applied or restored: `state`);
+# a restore (`venuedb rollout RELEASE`) deletes it. `details` is what the steps decided on this database (e.g. whether a
 # function version was restored), so the restore undoes exactly that.
 LEVELS_DDL = """
 CREATE TABLE IF NOT EXISTS venuedb.release_levels (
     release text PRIMARY KEY,
     level integer NOT NULL CONSTRAINT release_levels_level_check CHECK (level = 2),
+    state text NOT NULL DEFAULT 'applied' CONSTRAINT release_levels_state_check
+        CHECK (state IN ('applying', 'applied', 'restoring')),
     details jsonb NOT NULL DEFAULT '{}'::jsonb,
     applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     deployment_id bigint REFERENCES venuedb.deployments (id) ON DELETE SET NULL,

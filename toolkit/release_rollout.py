@@ -267,7 +267,7 @@ def _restore_level(
     from toolkit.level_run import RESTORE, run_level
 
     with db.connect(target, purpose="rollout levels") as conn:
-        state = next((a for a in levels.applied(conn) if a.release == release.name), None)
+        state = next((a for a in levels.recorded(conn) if a.release == release.name), None)
     if state is None:
         return False
     step = record.begin(f"restore {release.name} level {state.level}")

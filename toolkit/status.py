@@ -17,7 +17,10 @@ def status(target: db.Target) -> dict[str, Any]:
         last = records.last_deployment(conn)
         server_version = conn.execute("SHOW server_version").fetchone()[0]
         in_progress = [s.to_dict() | {"what": s.describe()} for s in interrupted_swaps.find(conn)]
-        at_level = {a.release: a for a in levels.applied(conn)}
+        at_level = {a.release: a for a in levels.recorded(conn)}
+        in_progress += [
+            a.to_dict() | {"what": a.describe()} for a in at_level.values() if a.state != "applied"
+        ]
     applied = revs.applied_revisions(heads)
     pending = [s.to_dict() for s in revs.all_steps() if s.revision not in applied]
     return {

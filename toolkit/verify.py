@@ -140,7 +140,7 @@ def verify(
         report.tamper += levels.changed_steps(at_level)
         report.in_progress = [
             s.to_dict() | {"what": s.describe()} for s in interrupted_swaps.find(conn)
-        ]
+        ] + [a.to_dict() | {"what": a.describe()} for a in levels.interrupted(conn)]
         if release is None:
             _drift(conn, heads, unknown, report, scratch_url or target.url, progress, at_level)
         else:

@@ -116,8 +116,13 @@ def status(database_url: DatabaseUrl = None, json_output: JsonFlag = False) -> N
                         r["branch"],
                         r["state"]
                         + (
-                            f", rollback level {r['level']['level']} since "
-                            f"{r['level']['applied_at']} (`venuedb rollout {r['release']}` "
+                            f", rollback level {r['level']['level']} "
+                            + (
+                                "since "
+                                if r["level"]["state"] == "applied"
+                                else f"INTERRUPTED while {r['level']['state']} since "
+                            )
+                            + f"{r['level']['applied_at']} (`venuedb rollout {r['release']}` "
                             "restores it)"
                             if r["level"]
                             else ""
@@ -143,10 +148,14 @@ def status(database_url: DatabaseUrl = None, json_output: JsonFlag = False) -> N
                 + (f" ({last['duration_ms']} ms)" if last["duration_ms"] is not None else "")
             )
         for item in info["in_progress"]:
+            if "level" in item:  # an interrupted rollback level says what to run itself
+                out.emit("error", item["what"])
+                continue
             out.emit(
                 "error",
                 f"{item['what']}; `venuedb apply` or `venuedb rollback` resumes it when its "
-                "plan builds that constraint and abandons it otherwise",
+                "plan builds that constraint and abandons it otherwise, and so does a rollback "
+                "level or rollout that builds it",
             )
         if info["in_progress"]:
             raise typer.Exit(1)
@@ -505,7 +514,7 @@ def _levels_undone(conn: Any, steps: list[Any]) -> list[Any]:
     from toolkit import levels
 
     undone = {s.release for s in steps if s.release}
-    return [a for a in levels.applied(conn) if a.release in undone]
+    return [a for a in levels.recorded(conn) if a.release in undone]
 
 
 def _restore_levels(target: Any, states: list[Any], options: Any, out: Output) -> None:

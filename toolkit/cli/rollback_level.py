@@ -173,7 +173,7 @@ def _surgical(
             }
             for t in getattr(module, "TABLES", ())
         ]
-        current = next((a for a in levels.applied(conn) if a.release == level.release), None)
+        current = next((a for a in levels.recorded(conn) if a.release == level.release), None)
     later = _later_releases(level.release, states)
     out.progress.print(
         table(
