@@ -710,3 +710,18 @@ def test_a_level_run_killed_mid_swap_is_reported_and_finished_by_the_next_run(
     assert _constraints(data_url) == {"allocations_resource_window_excl": OLD_DEF}
     assert row_counts(data_url) == counts
     assert _verify(data_url)["verdict"] == "clean"
+
+
+def test_a_level_table_from_an_earlier_build_gains_its_state(db_url: str) -> None:
+    """release_levels as the first builds of this release made it, without `state`."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS venuedb")
+        conn.execute("DROP TABLE IF EXISTS venuedb.release_levels")
+        conn.execute(
+            "CREATE TABLE venuedb.release_levels (release text PRIMARY KEY, level integer NOT "
+            "NULL, details jsonb NOT NULL DEFAULT '{}', applied_at timestamptz NOT NULL "
+            "DEFAULT clock_timestamp(), deployment_id bigint, actor text NOT NULL)"
+        )
+    result = _level(db_url, "table-combinations", 2, "--yes")
+    assert result.exit_code == 0, result.output
+    assert _level_rows(db_url) == [("table-combinations", 2, "applied")]

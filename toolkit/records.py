@@ -189,6 +189,31 @@ def _upgrade_schema(conn: psycopg.Connection) -> None:
             conn.execute(SCHEMA_DDL)
             conn.execute(CHECKSUM_UPGRADE_DDL)
     _upgrade_deployments(conn)
+    _upgrade_levels(conn)
+
+
+# release_levels as the first issue-18 builds made it, without `state` (checked first:
+# the ALTER takes an ACCESS EXCLUSIVE lock even when there is nothing to add).
+LEVELS_UPGRADE_DDL = """
+ALTER TABLE venuedb.release_levels
+    ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'applied'
+        CONSTRAINT release_levels_state_check
+        CHECK (state IN ('applying', 'applied', 'restoring'));
+"""
+
+
+def _upgrade_levels(conn: psycopg.Connection) -> None:
+    missing = conn.execute(
+        "SELECT to_regclass('venuedb.release_levels') IS NOT NULL AND NOT EXISTS (SELECT 1 "
+        "FROM pg_attribute WHERE attrelid = to_regclass('venuedb.release_levels') "
+        "AND attname = 'state' AND NOT attisdropped)"
+    ).fetchone()
+    if missing and missing[0]:
+        from toolkit.locks import NAMESPACE
+
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NAMESPACE,))
+            conn.execute(LEVELS_UPGRADE_DDL)
 
 
 def _upgrade_deployments(conn: psycopg.Connection) -> None:
