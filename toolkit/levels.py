@@ -204,9 +204,12 @@ def recorded(conn: Any) -> list[AppliedLevel]:
     exists = conn.execute("SELECT to_regclass('venuedb.release_levels')").fetchone()[0]
     if exists is None:
         return []
+    # to_jsonb: a table from an earlier build has no `state` (read-only commands read it
+    # as it is; the next deploying command adds the column).
     rows = conn.execute(
-        "SELECT release, level, details, applied_at, deployment_id, actor, state "
-        "FROM venuedb.release_levels ORDER BY applied_at"
+        "SELECT release, level, details, applied_at, deployment_id, actor, "
+        "coalesce(to_jsonb(l) ->> 'state', 'applied') FROM venuedb.release_levels l "
+        "ORDER BY applied_at"
     ).fetchall()
     if not rows:
         return []
