@@ -53,13 +53,14 @@ class ExclusionSwap:
     predicate: str = "true"  # row filter of the constraint, written against alias {a}
     key: str = "id"
     # A write to a row that a copy batch is inserting into the shadow waits for that batch
-    # (the sync trigger's ON CONFLICT waits on the uncommitted row): at ~15,000 rows/s into
-    # the GiST-indexed shadow, 1,000 rows keep that wait near 70 ms (5,000: up to 330 ms).
-    batch_size: int = 1000
-    # After each copy batch, rest this many times as long as the batch took: the copy's WAL
-    # (about 1.2 GB for 1,000,000 allocations) otherwise keeps the disk's WAL flush busy,
-    # and every writer's commit queues behind it (bench.rollback_level2 measured commits of
-    # up to 885 ms waiting on WALWrite without rests; the lock itself is held ~12 ms).
+    # (the sync trigger's ON CONFLICT waits on the uncommitted row), and every writer's
+    # commit waits for the WAL flush of the batch committed before it: the copy writes
+    # about 1.2 GB of WAL for 1,000,000 allocations. bench.rollback_level2 (1,000,000
+    # allocations, 100 writes/s): 1,000-row batches without rests, commits up to 885 ms
+    # (on WALWrite); 1,000 with rests, up to 241 ms; 250 with rests, up to 71 ms. The
+    # swap's lock itself is held 11-18 ms.
+    batch_size: int = 250
+    # After each copy batch, rest this many times as long as the batch took (0: no rests).
     pause_ratio: float = 1.0
     # Rows a pre-flight chunk reads (sorted in memory: ~2 MB at 20,000 allocations).
     preflight_chunk: int = 20_000
