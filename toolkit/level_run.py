@@ -26,12 +26,12 @@ from toolkit.errors import BadInput, LockBusy, OperationFailed
 from toolkit.migrate import (
     Emit,
     RunOptions,
-    _error_text,
-    _is_lock_timeout,
-    _quiet,
-    _refuse_an_orphaned_migration,
     current_heads,
+    error_text,
+    is_lock_timeout,
     migration_session,
+    quiet,
+    refuse_an_orphaned_migration,
 )
 
 APPLY, RESTORE = "apply", "restore"
@@ -68,7 +68,7 @@ def run_level(
     level: levels.Level,
     direction: str,
     options: RunOptions,
-    emit: Emit = _quiet,
+    emit: Emit = quiet,
 ) -> LevelResult:
     """Apply the level's steps (direction "apply") or restore what they removed ("restore")."""
     assert level.steps is not None and direction in (APPLY, RESTORE)
@@ -83,7 +83,7 @@ def run_level(
         records.ensure_schema(control)
         locks.acquire(control, locks.DEPLOY_LOCK, options.lock_wait, "deploy")
         try:
-            _refuse_an_orphaned_migration(control)
+            refuse_an_orphaned_migration(control)
             state = _state_under_the_lock(control, level)
             if (direction == APPLY and state is not None and state.state == levels.APPLIED) or (
                 direction == RESTORE and state is None
@@ -228,10 +228,10 @@ def _attempts(
         except Exception as exc:
             if isinstance(exc, BadInput | OperationFailed | LockBusy):
                 raise
-            if not _is_lock_timeout(exc):
+            if not is_lock_timeout(exc):
                 raise OperationFailed(
                     f"{level.release} level {level.level} ({direction}) failed: "
-                    f"{_error_text(exc)}. Its open transaction was rolled back; steps that run "
+                    f"{error_text(exc)}. Its open transaction was rolled back; steps that run "
                     "outside it (a shadow-table swap's copy) are kept and resumed by running "
                     "the same command again"
                 ) from None

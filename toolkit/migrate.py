@@ -23,7 +23,7 @@ from toolkit.urls import mask_text
 Emit = Callable[[str, str], None]  # (kind, message): kind is info | notice | step | retry | warning
 
 
-def _quiet(kind: str, message: str) -> None:
+def quiet(kind: str, message: str) -> None:
     pass
 
 
@@ -100,7 +100,7 @@ def current_heads(conn: Any) -> tuple[str, ...]:
     return tuple(sorted(r[0] for r in rows))
 
 
-def _is_lock_timeout(exc: BaseException) -> bool:
+def is_lock_timeout(exc: BaseException) -> bool:
     import psycopg.errors
 
     seen: set[int] = set()
@@ -116,7 +116,7 @@ def _is_lock_timeout(exc: BaseException) -> bool:
     return False
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     lines = [line for line in str(orig).strip().splitlines() if line.strip()]
     return mask_text(lines[0] if lines else exc.__class__.__name__)
@@ -127,7 +127,7 @@ def run(
     direction: str,
     target_name: str | None,
     options: RunOptions | None = None,
-    emit: Emit = _quiet,
+    emit: Emit = quiet,
 ) -> RunResult:
     """Upgrade or downgrade under the deploy lock; raise VenuedbError subclasses on failure."""
     options = options or RunOptions()
@@ -152,7 +152,7 @@ def run(
             _warn_of_levels(control, emit)
         locks.acquire(control, locks.DEPLOY_LOCK, options.lock_wait, "deploy")
         try:
-            _refuse_an_orphaned_migration(control)
+            refuse_an_orphaned_migration(control)
             # Again on the plan made under the lock: lints only what another deploy made
             # pending meanwhile (each revision is linted once).
             _lint(options, direction, revs.plan(direction, alembic_target, current_heads(control)))
@@ -190,7 +190,7 @@ def _lint(options: RunOptions, direction: str, planned: list[revs.Step]) -> None
         options.lint_gate.check([s.revision for s in planned])
 
 
-def _refuse_an_orphaned_migration(control: Any) -> None:
+def refuse_an_orphaned_migration(control: Any) -> None:
     """A deploy whose lock session was lost may still be migrating: never run beside it."""
     holder = locks.lock_holder(control, locks.DEPLOY_WORK_LOCK)
     if holder is not None:
@@ -374,7 +374,7 @@ def _attempt_loop(
         except VenuedbError:
             raise
         except Exception as exc:
-            if not _is_lock_timeout(exc):
+            if not is_lock_timeout(exc):
                 raise _failure(result, exc) from None
             who = "; ".join(b.describe() for b in blockers) or "a session that finished meanwhile"
             if attempt > options.retries:
@@ -440,7 +440,7 @@ def _resumable(revision: str) -> bool:
 def _failure(result: RunResult, exc: BaseException) -> OperationFailed:
     failing = _running(result)
     return OperationFailed(
-        f"revision {failing} failed and was rolled back: {_error_text(exc)}. "
+        f"revision {failing} failed and was rolled back: {error_text(exc)}. "
         f"{_state_line(result)} Fix the cause, then run the same command again."
     )
 
