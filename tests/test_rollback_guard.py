@@ -192,3 +192,19 @@ def test_reference_rows_the_migrations_wrote_are_not_data_but_a_changed_one_is(
     assert refused.exit_code == 2, refused.output
     assert "feature_flags (1 rows)" in refused.stderr and "--allow-data-loss" in refused.stderr
     assert _heads(db_url) == before
+
+
+def test_plan_without_a_level_shows_the_downgrade_and_changes_nothing(db_url: str) -> None:
+    _with_bookings(db_url)
+    before = _heads(db_url)
+    result = invoke("rollback", "table-combinations", "--plan", "--database-url", db_url, "--json")
+    assert result.exit_code == 0, result.output
+    doc = as_json(result)
+    assert doc["status"] == "ok" and doc["plan"] is True
+    assert [d["release"] for d in doc["dependent_releases"]] == LATER
+    # What a run would refuse without its consent, said up front.
+    assert len(doc["would_refuse"]) == 2
+    assert "--cascade" in doc["would_refuse"][0]
+    assert "--allow-data-loss" in doc["would_refuse"][1]
+    assert _heads(db_url) == before
+    assert _rollback_records(db_url) == []
