@@ -456,6 +456,11 @@ def test_level_3_starts_with_level_1(data_url: str, monkeypatch: pytest.MonkeyPa
     assert result.exit_code == 2
     assert "starts with its level 1" in as_json(result)["error"]
     assert _state(data_url) == before
+    plan = as_json(_level(data_url, "table-combinations", 3, "--plan"))
+    assert plan["flags_pending"] == [
+        "FEATURE_COMBINATION_PLANNER",
+        "FEATURE_ALLOCATOR_MERGES_ENABLED",
+    ]
 
 
 def test_level_3_is_the_guarded_downgrade(

@@ -247,6 +247,12 @@ def _full_revert(
         "rollout took (its deployment record names it); it loses every write since"
     )
     missing = level_flags.pending(steps)
+    facts["flags_pending"] = [s.flag for s in missing]
+    if missing and plan:
+        out.emit(
+            "warning",
+            "a run would be refused until then: " + level_flags.pending_message(steps),
+        )
     if missing and not plan:
         raise BadInput(
             f"level 3 of {level.release} starts with its level 1, and "
