@@ -215,7 +215,8 @@ def recorded(conn: Any) -> list[AppliedLevel]:
         return []
     # Revisions this checkout does not know (a newer checkout deployed them) decide
     # nothing here; verify reports them.
-    heads = tuple(h for h in current_heads(conn) if h in {s.revision for s in revs.all_steps()})
+    known = {s.revision for s in revs.all_steps()}
+    heads = tuple(h for h in current_heads(conn) if h in known)
     live = {r["release"] for r in revs.releases_applied(heads) if r["state"] == "applied"}
     return [
         AppliedLevel(r[0], int(r[1]), dict(r[2] or {}), str(r[3]), r[4], r[5], r[6])
