@@ -19,6 +19,7 @@ import pytest
 
 from tests.clihelpers import as_json, invoke, rollout
 from tests.conftest import DATA, load_sql, row_counts
+from tests.swapwait import until_the_swap_waits_for_its_lock
 from toolkit import levels, snapshot
 from toolkit.errors import BadInput
 
@@ -679,14 +680,7 @@ def test_a_level_run_killed_mid_swap_is_reported_and_finished_by_the_next_run(
             data_url,
         )
         with psycopg.connect(data_url, autocommit=True) as admin:
-            deadline = time.monotonic() + 30
-            while not admin.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = "
-                "'allocations__venuedb_shadow_sync')"
-            ).fetchone()[0]:
-                assert time.monotonic() < deadline, "the swap never started"
-                time.sleep(0.1)
-            time.sleep(0.5)  # copied; now retrying for the swap's lock
+            until_the_swap_waits_for_its_lock(admin, run)
             os.kill(run.pid, signal.SIGKILL)
             run.communicate(timeout=30)
             deadline = time.monotonic() + 30

@@ -15,6 +15,7 @@ from psycopg import sql as psql
 from tests.clihelpers import as_json, invoke
 from tests.conftest import DATA, load_sql
 from tests.seating import assign_table
+from tests.swapwait import until_the_swap_waits_for_its_lock
 from toolkit.revisions import script_directory
 
 NEW_DEF = (
@@ -542,14 +543,7 @@ def test_killing_the_lock_session_mid_swap_never_lets_a_second_deploy_run(
             "apply", "booking_005", "--database-url", before_swap, "--lock-timeout", "200ms"
         )
         with psycopg.connect(before_swap, autocommit=True) as admin:
-            deadline = time.monotonic() + 30
-            while not admin.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = "
-                "'allocations__venuedb_shadow_sync')"
-            ).fetchone()[0]:
-                assert time.monotonic() < deadline, "the swap never started"
-                time.sleep(0.1)
-            time.sleep(0.5)  # copied; now retrying for the swap's lock
+            until_the_swap_waits_for_its_lock(admin, first)
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                 "datname = current_database() AND application_name = 'venuedb apply (control)'"
@@ -984,16 +978,7 @@ def test_a_trigger_created_while_the_swap_waits_for_its_lock_is_carried(
             "apply", "booking_005", "--database-url", before_swap, "--lock-timeout", "200ms"
         )
         with psycopg.connect(before_swap, autocommit=True) as admin:
-            deadline = time.monotonic() + 60
-            # The swap's own ACCESS EXCLUSIVE request on the shadow's live table, waiting:
-            # it is past the copy and inside its retry loop.
-            while not admin.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'allocations'::regclass "
-                "AND mode = 'AccessExclusiveLock' AND NOT granted) "
-                "AND to_regclass('allocations__venuedb_shadow') IS NOT NULL"
-            ).fetchone()[0]:
-                assert time.monotonic() < deadline and swap.poll() is None, "no swap waiting"
-                time.sleep(0.05)
+            until_the_swap_waits_for_its_lock(admin, swap)
             admin.execute("SET lock_timeout = '30s'")  # gets in between two attempts
             admin.execute(
                 "CREATE FUNCTION swap_test_late() RETURNS trigger LANGUAGE plpgsql AS $$ "

@@ -12,7 +12,6 @@ as interrupted rather than as applied or as drift.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,10 +27,10 @@ from toolkit.migrate import (
     RunOptions,
     current_heads,
     error_text,
-    is_lock_timeout,
     migration_session,
     quiet,
     refuse_an_orphaned_migration,
+    retry_on_lock_timeout,
 )
 
 APPLY, RESTORE = "apply", "restore"
@@ -217,40 +216,25 @@ def _attempts(
     result: LevelResult,
     note: Emit,
 ) -> None:
-    attempt = 0
-    while True:
-        attempt += 1
-        result.attempts = attempt
-        blockers: list[Blocker] = []
-        try:
-            _once(target, module, level, direction, details, options, note, blockers, result)
-            return
-        except Exception as exc:
-            if isinstance(exc, BadInput | OperationFailed | LockBusy):
-                raise
-            if not is_lock_timeout(exc):
-                raise OperationFailed(
-                    f"{level.release} level {level.level} ({direction}) failed: "
-                    f"{error_text(exc)}. Its open transaction was rolled back; steps that run "
-                    "outside it (a shadow-table swap's copy) are kept and resumed by running "
-                    "the same command again"
-                ) from None
-            who = "; ".join(b.describe() for b in blockers) or "a session that finished meanwhile"
-            if attempt > options.retries:
-                raise LockBusy(
-                    f"could not get the locks for {level.release} level {level.level} within "
-                    f"{options.lock_timeout:g}s after {attempt} attempts; blocked by {who}. "
-                    "Its open transaction was rolled back; steps that ran outside it (a "
-                    "shadow-table swap's copy) are kept, and running the same command again "
-                    "resumes them"
-                ) from None
-            delay = options.backoff * (2 ** (attempt - 1)) * (0.8 + 0.4 * random.random())
-            note(
-                "retry",
-                f"lock not granted within {options.lock_timeout:g}s (blocked by {who}); "
-                f"attempt {attempt + 1} of {options.retries + 1} in {delay:.1f}s",
-            )
-            time.sleep(delay)
+    def once(blockers: list[Blocker]) -> None:
+        result.attempts += 1
+        _once(target, module, level, direction, details, options, note, blockers, result)
+
+    retry_on_lock_timeout(
+        once,
+        options,
+        note,
+        what=lambda: f"{level.release} level {level.level}",
+        failed=lambda exc: OperationFailed(
+            f"{level.release} level {level.level} ({direction}) failed: {error_text(exc)}. "
+            "Its open transaction was rolled back; steps that run outside it (a "
+            "shadow-table swap's copy) are kept and resumed by running the same command again"
+        ),
+        after=lambda blockers: (
+            "Its open transaction was rolled back; steps that ran outside it (a shadow-table "
+            "swap's copy) are kept, and running the same command again resumes them"
+        ),
+    )
 
 
 def _once(

@@ -361,34 +361,61 @@ def _attempt_loop(
     deployment: records.Deployment,
     note: Emit,
 ) -> None:
+    def once(blockers: list[Blocker]) -> None:
+        result.attempts += 1
+        _migrate_once(
+            target, direction, alembic_target, options, result, deployment, note, blockers
+        )
+
+    result.attempts = 0
+    retry_on_lock_timeout(
+        once,
+        options,
+        note,
+        what=lambda: f"revision {_running(result)}",
+        failed=lambda exc: _failure(result, exc),
+        after=lambda blockers: f"{_state_line(result)} {_blocker_advice(blockers)}",
+    )
+
+
+def retry_on_lock_timeout(
+    once: Callable[[list[Blocker]], None],
+    options: RunOptions,
+    note: Emit,
+    *,
+    what: Callable[[], str],
+    failed: Callable[[BaseException], VenuedbError],
+    after: Callable[[list[Blocker]], str],
+) -> None:
+    """Run `once` (which fills in the sessions that blocked it) until it succeeds: a lock
+    not granted within lock_timeout is retried with jittered exponential backoff, up to
+    options.retries times, then LockBusy naming the blockers (`what` was waiting; `after`
+    says what is kept and what to do). Any other error becomes `failed(exc)`; the toolkit's
+    own errors pass through."""
     attempt = 0
     while True:
         attempt += 1
-        result.attempts = attempt
         blockers: list[Blocker] = []
         try:
-            _migrate_once(
-                target, direction, alembic_target, options, result, deployment, note, blockers
-            )
+            once(blockers)
             return
         except VenuedbError:
             raise
         except Exception as exc:
             if not is_lock_timeout(exc):
-                raise _failure(result, exc) from None
+                raise failed(exc) from None
             who = "; ".join(b.describe() for b in blockers) or "a session that finished meanwhile"
             if attempt > options.retries:
                 raise LockBusy(
-                    f"could not get the locks for revision {_running(result)} within "
+                    f"could not get the locks for {what()} within "
                     f"{options.lock_timeout:g}s after {attempt} attempts; blocked by {who}. "
-                    f"{_state_line(result)} {_blocker_advice(blockers)}"
+                    f"{after(blockers)}"
                 ) from None
             delay = options.backoff * (2 ** (attempt - 1)) * (0.8 + 0.4 * random.random())
             note(
                 "retry",
-                f"lock not granted within {options.lock_timeout:g}s for "
-                f"{_running(result)} (blocked by {who}); attempt {attempt + 1} of "
-                f"{options.retries + 1} in {delay:.1f}s",
+                f"lock not granted within {options.lock_timeout:g}s for {what()} (blocked by "
+                f"{who}); attempt {attempt + 1} of {options.retries + 1} in {delay:.1f}s",
             )
             time.sleep(delay)
 
