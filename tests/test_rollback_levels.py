@@ -724,3 +724,22 @@ def test_a_level_table_from_an_earlier_build_gains_its_state(db_url: str) -> Non
     result = _level(db_url, "table-combinations", 2, "--yes")
     assert result.exit_code == 0, result.output
     assert _level_rows(db_url) == [("table-combinations", 2, "applied")]
+
+
+def test_a_restore_runs_no_sql_smuggled_into_the_level_record(
+    data_url: str, tmp_path: Path
+) -> None:
+    """The restore executes the trigger definitions it recorded, as the deploying role: an
+    altered record must not turn into arbitrary SQL."""
+    assert _level(data_url, "table-combinations", 2, "--yes").exit_code == 0
+    with psycopg.connect(data_url) as conn:
+        conn.execute(
+            "UPDATE venuedb.release_levels SET details = jsonb_set(details, "
+            "'{triggers,0,definition}', to_jsonb((details #>> '{triggers,0,definition}') "
+            "|| '; DROP TABLE public.table_adjacencies'))"
+        )
+    result = rollout(data_url, "table-combinations", tmp_path)
+    assert result.exit_code == 1
+    assert "was altered" in as_json(result)["error"]
+    assert "public.table_adjacencies" in row_counts(data_url)
+    assert "booking_assignment_validation" not in _triggers(data_url)

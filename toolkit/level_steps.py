@@ -46,9 +46,12 @@ def capture_triggers(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
     return captured
 
 
-def restore_triggers(captured: list[dict[str, str]]) -> None:
-    """Recreate each captured trigger (unless it exists) with its enabled state."""
+def restore_triggers(captured: list[dict[str, str]], expected: list[tuple[str, str]]) -> None:
+    """Recreate each captured trigger (unless it exists) with its enabled state. The
+    definitions come back from venuedb.release_levels and are executed as the deploying
+    role: only a single CREATE TRIGGER of an `expected` (table, trigger) pair is run."""
     for trigger in captured:
+        _refuse_unexpected(trigger, expected)
         exists = rows(
             "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s",
             (f"public.{trigger['table']}", trigger["name"]),
@@ -60,6 +63,25 @@ def restore_triggers(captured: list[dict[str, str]]) -> None:
             _driver().execute(
                 f'ALTER TABLE public.{trigger["table"]} {state} TRIGGER "{trigger["name"]}"'
             )
+
+
+def _refuse_unexpected(trigger: dict[str, str], expected: list[tuple[str, str]]) -> None:
+    import re
+
+    from toolkit.errors import OperationFailed
+
+    table, name = trigger.get("table", ""), trigger.get("name", "")
+    shape = rf"CREATE (CONSTRAINT )?TRIGGER {re.escape(name)} [^;]* ON public\.{re.escape(table)} "
+    if (
+        (table, name) not in expected
+        or not re.fullmatch(shape + r"[^;]*", trigger.get("definition", ""))
+        or trigger.get("enabled") not in ("O", *_TRIGGER_STATES)
+    ):
+        raise OperationFailed(
+            f"the recorded definition of trigger {name!r} on {table!r} is not a single CREATE "
+            "TRIGGER of a trigger this level removed: venuedb.release_levels was altered. "
+            "Nothing of it was run"
+        )
 
 
 def function_acl(signature: str) -> list[str] | None:

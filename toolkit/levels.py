@@ -230,11 +230,6 @@ def applied(conn: Any) -> list[AppliedLevel]:
     return [a for a in recorded(conn) if a.state == APPLIED]
 
 
-def interrupted(conn: Any) -> list[AppliedLevel]:
-    """Level runs that died between their first and their last step."""
-    return [a for a in recorded(conn) if a.state != APPLIED]
-
-
 def steps_sha256(level: Level) -> str:
     from toolkit.sqlfiles import file_sha256
 

@@ -125,7 +125,8 @@ def verify(
             )
         checks = postconditions.effective(postconditions.load_checks(), names)
         # A release at level 2 is held to the level's postconditions, not its own.
-        at_level = levels.applied(conn)
+        recorded = levels.recorded(conn)
+        at_level = [a for a in recorded if a.state == levels.APPLIED]
         checks = levels.with_levels(checks, at_level)
         report.levels = [a.to_dict() for a in at_level]
         for state in at_level:
@@ -140,7 +141,7 @@ def verify(
         report.tamper += levels.changed_steps(at_level)
         report.in_progress = [
             s.to_dict() | {"what": s.describe()} for s in interrupted_swaps.find(conn)
-        ] + [a.to_dict() | {"what": a.describe()} for a in levels.interrupted(conn)]
+        ] + [a.to_dict() | {"what": a.describe()} for a in recorded if a not in at_level]
         if release is None:
             _drift(conn, heads, unknown, report, scratch_url or target.url, progress, at_level)
         else:

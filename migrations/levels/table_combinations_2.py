@@ -69,7 +69,7 @@ def restore(details: dict[str, Any]) -> None:
     for signature, path in FUNCTIONS.items():
         install_sql_file(path)
         restore_function_acl(signature, details.get("acl", {}).get(signature))
-    restore_triggers(details.get("triggers", []))
+    restore_triggers(details.get("triggers", []), TRIGGERS)
 
 
 def postconditions(details: dict[str, Any]) -> list[tuple[str, str, str]]:
