@@ -743,3 +743,19 @@ def test_a_restore_runs_no_sql_smuggled_into_the_level_record(
     assert "was altered" in as_json(result)["error"]
     assert "public.table_adjacencies" in row_counts(data_url)
     assert "booking_assignment_validation" not in _triggers(data_url)
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated", "service_role"])
+def test_the_api_roles_cannot_touch_the_level_records(data_url: str, role: str) -> None:
+    """What a restore replays lives where no API role can reach: not read, not written."""
+    assert _level(data_url, "table-combinations", 2, "--yes").exit_code == 0
+    for statement in (
+        "SELECT * FROM venuedb.release_levels",
+        "UPDATE venuedb.release_levels SET details = '{}'",
+        "DELETE FROM venuedb.release_levels",
+    ):
+        with psycopg.connect(data_url) as conn:
+            conn.execute(f"SET ROLE {role}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    assert _level_rows(data_url) == [("table-combinations", 2, "applied")]
