@@ -7,8 +7,15 @@ EXCLUSIVE lock while it builds the GiST index (seconds on a million rows). Inste
 1. a shadow table is created like the live one but carrying the new constraint, and a
    trigger on the live table mirrors every insert, update and delete into it (the live
    table keeps enforcing the old constraint throughout);
-2. existing rows are copied in short keyset batches, one transaction each, rows locked
-   FOR KEY SHARE so that a concurrent delete cannot leave a ghost copy behind;
+2. existing rows are copied in short keyset batches, one transaction each, without row
+   locks (locking every live row FOR KEY SHARE tripled the WAL the copy wrote: each lock
+   is a WAL record and dirties its page again). A row deleted between a batch's snapshot
+   and its insert can be copied after the trigger mirrored its delete: a ghost. So, once
+   the copy is done, the swap waits for every transaction that was writing meanwhile to
+   finish, then deletes each shadow row whose key the live table no longer has (rows
+   locked first, absence re-read after the lock, so that a key inserted again meanwhile
+   is kept); an update is never lost, the trigger's upsert and the copy's ON CONFLICT
+   DO NOTHING meet on the shadow's primary key;
 3. under a brief ACCESS EXCLUSIVE lock (lock_timeout, retried with backoff) the live
    table is dropped and the shadow renamed into its place with the original index and
    constraint names; under the same lock the new table gets what the live one had beyond
@@ -62,6 +69,10 @@ class ExclusionSwap:
     batch_size: int = 250
     # After each copy batch, rest this many times as long as the batch took (0: no rests).
     pause_ratio: float = 1.0
+    # Keys one ghost-removal batch reads from the shadow and looks up in the live table.
+    ghost_batch: int = 5_000
+    # How long the swap waits, after the copy, for transactions that were writing during it.
+    wait_seconds: float = 300.0
     # Rows a pre-flight chunk reads (sorted in memory: ~2 MB at 20,000 allocations).
     preflight_chunk: int = 20_000
     plain_below_rows: int = 50_000
@@ -86,7 +97,8 @@ class ExclusionSwap:
 def tuned(swap: ExclusionSwap) -> ExclusionSwap:
     """Operators (and tests) tune the swap from the environment: VENUEDB_SHADOW_SWAP_MIN_ROWS
     (below it, the plain path), VENUEDB_SHADOW_SWAP_BATCH, VENUEDB_SHADOW_SWAP_ATTEMPTS,
-    VENUEDB_SHADOW_SWAP_PREFLIGHT_CHUNK, VENUEDB_SHADOW_SWAP_PAUSE_RATIO (0: no rests)."""
+    VENUEDB_SHADOW_SWAP_PREFLIGHT_CHUNK, VENUEDB_SHADOW_SWAP_PAUSE_RATIO (0: no rests),
+    VENUEDB_SHADOW_SWAP_WAIT_SECONDS."""
     from dataclasses import replace
 
     return replace(
@@ -95,6 +107,7 @@ def tuned(swap: ExclusionSwap) -> ExclusionSwap:
         batch_size=int(os.environ.get("VENUEDB_SHADOW_SWAP_BATCH", swap.batch_size)),
         swap_attempts=int(os.environ.get("VENUEDB_SHADOW_SWAP_ATTEMPTS", swap.swap_attempts)),
         pause_ratio=float(os.environ.get("VENUEDB_SHADOW_SWAP_PAUSE_RATIO", swap.pause_ratio)),
+        wait_seconds=float(os.environ.get("VENUEDB_SHADOW_SWAP_WAIT_SECONDS", swap.wait_seconds)),
         preflight_chunk=int(
             os.environ.get("VENUEDB_SHADOW_SWAP_PREFLIGHT_CHUNK", swap.preflight_chunk)
         ),
@@ -295,6 +308,9 @@ def replace_exclusion_constraint(swap: ExclusionSwap) -> None:
     _create_shadow(swap)
     with outside_transaction():
         copied = _copy_rows(swap)
+        _wait_for_writers_during_the_copy(swap)
+        ghosts = _remove_ghosts(swap)
+        _notice(f"removed {ghosts} ghost rows (deleted while the copy read them)")
         _bind().exec_driver_sql(f"ANALYZE public.{swap.shadow}")
         _notice(f"copied {copied} rows into {swap.shadow}; swapping under a brief lock")
         _swap(swap)
@@ -484,7 +500,6 @@ def _copy_rows(swap: ExclusionSwap) -> int:
             WITH src AS (
                 SELECT * FROM public.{swap.table} {where}
                 ORDER BY {swap.key} LIMIT {swap.batch_size}
-                FOR KEY SHARE
             ), ins AS (
                 INSERT INTO public.{swap.shadow} SELECT * FROM src
                 ON CONFLICT ({swap.key}) DO NOTHING
@@ -506,6 +521,79 @@ def _copy_rows(swap: ExclusionSwap) -> int:
             break
         time.sleep((time.monotonic() - batch_started) * swap.pause_ratio)
     return copied
+
+
+def _wait_for_writers_during_the_copy(swap: ExclusionSwap) -> None:
+    """Wait until every transaction that held a transaction id when the copy ended has
+    ended: a delete that made a ghost is then committed (or rolled back) and visible."""
+    driver = _driver()
+    horizon = driver.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()[0]
+    started = time.monotonic()
+    said = started
+    while True:
+        done, pids = driver.execute(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= %(h)s::xid8, "
+            "(SELECT string_agg(pid::text, ', ' ORDER BY pid) FROM pg_stat_activity "
+            " WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid())",
+            {"h": horizon},
+        ).fetchone()
+        if done:
+            return
+        waited = time.monotonic() - started
+        if waited >= swap.wait_seconds:
+            raise RuntimeError(
+                f"transactions that were writing while the copy into {swap.shadow} ran are "
+                f"still open after {waited:.0f} s (sessions holding a transaction id: "
+                f"{pids or 'a prepared transaction'}); nothing was swapped and the shadow "
+                "keeps mirroring: end them, then run again and the swap resumes"
+            )
+        if time.monotonic() - said >= 10:
+            _notice(f"waiting for transactions open since the copy ended (pids {pids})")
+            said = time.monotonic()
+        time.sleep(0.05)
+
+
+def _remove_ghosts(swap: ExclusionSwap) -> int:
+    """Delete the shadow rows whose key the live table no longer has, in keyset batches
+    (each read under one snapshot: a live row and its mirror commit together)."""
+    driver = _driver()
+    last: Any = None
+    removed = 0
+    key = swap.key
+    while True:
+        where = f"WHERE {key} > %(last)s" if last is not None else ""
+        batch_started = time.monotonic()
+        last_key, count, ghosts = driver.execute(
+            f"""
+            WITH batch AS (
+                SELECT {key} FROM public.{swap.shadow} {where}
+                ORDER BY {key} LIMIT {swap.ghost_batch}
+            )
+            SELECT (SELECT {key} FROM batch ORDER BY {key} DESC LIMIT 1),
+                   (SELECT count(*) FROM batch),
+                   ARRAY(SELECT b.{key} FROM batch b WHERE NOT EXISTS (
+                       SELECT 1 FROM public.{swap.table} l WHERE l.{key} = b.{key}))
+            """,
+            {"last": last},
+        ).fetchone()
+        if ghosts:
+            with driver.transaction():
+                # Locked first: a writer inserting one of these keys again waits for this
+                # transaction, or this waits for it; the DELETE's new snapshot then sees
+                # every key committed before the locks were granted.
+                driver.execute(
+                    f"SELECT 1 FROM public.{swap.shadow} WHERE {key} = ANY(%(g)s) FOR UPDATE",
+                    {"g": ghosts},
+                )
+                removed += driver.execute(
+                    f"DELETE FROM public.{swap.shadow} s WHERE s.{key} = ANY(%(g)s) AND NOT "
+                    f"EXISTS (SELECT 1 FROM public.{swap.table} l WHERE l.{key} = s.{key})",
+                    {"g": ghosts},
+                ).rowcount
+        if not count or count < swap.ghost_batch:
+            return removed
+        last = last_key
+        time.sleep((time.monotonic() - batch_started) * swap.pause_ratio)
 
 
 def _index_renames(swap: ExclusionSwap) -> list[str]:
