@@ -23,8 +23,12 @@ write and failures, and the allocations that existed when the phase started and 
 process and compared exactly. Each write slower than 100 ms is placed in the command's
 progress and named by what pg_stat_activity showed it waiting on (a lock, or the WAL
 flush). After the writers stop, every allocation a writer inserted must be there.
-Targets (issue 18): level 2 and its restore each with no write blocked > 200 ms, none
-failed, no row lost.
+First the writers run alone (--baseline-seconds, 120): what this disk does to their
+commits without any level. Targets (issue 18): level 2 and its restore each with no write
+blocked > 200 ms by the level (waiting on a lock, or on nothing the sampler saw: cause
+unknown, so counted), none failed, no row lost. A commit waiting for the WAL flush is
+reported with the baseline's numbers beside it, not counted: the writers alone wait on it
+too.
 
 `rollout` runs the post-deploy health checks after the restore, and some fail on this
 synthetic data set whatever the level does; the restore is judged by its own step in the
