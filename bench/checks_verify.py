@@ -1,18 +1,23 @@
 """`venuedb check` (every check) and `venuedb verify` on a big database: 1,000,000 bookings
-and 10,000,000 observability events spread over 30 days.
+(each with its table assignment and allocation, bench.data.booking), 1,000,000 sales with
+their consignments and returns (bench.data.bar), and 10,000,000 observability events
+spread over 30 days, at every head.
 
-    .venv/bin/python -m bench.checks_verify [--bookings 1000000] [--events 10000000]
+    .venv/bin/python -m bench.checks_verify [--scale 1.0] [--repeat 5]
 
 Each is timed twice: the toolkit function in this process (the database's share), and
 the command as a person or a pipeline runs it, a new `venuedb` process from exec to
 exit (Python start-up, imports, connection, queries, rendering). The targets apply to
-the command. The data is generated once into database venuedb_bench_checks and reused
-by later runs.
+the command, and a check that errored (its statement_timeout) misses the target whatever
+the time: it measured nothing. The data is generated once into database
+venuedb_bench_checks and reused (migrated to new heads) by later runs with the same
+scale and seed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import statistics
 import subprocess
 import time
@@ -20,7 +25,8 @@ import time
 import psycopg
 
 from bench.cli_help import venuedb_executable
-from bench.common import Goal, database_url, report, scratch_database
+from bench.common import Goal, database_comment, database_url, report, scratch_database
+from bench.data import bar, booking
 from toolkit import checks as health
 from toolkit.connection import Target
 from toolkit.migrate import RunOptions, run
@@ -28,19 +34,9 @@ from toolkit.verify import verify
 
 NAME = "venuedb_bench_checks"
 
-GENERATE = """
-INSERT INTO restaurants (id, name, slug)
-SELECT ('00000000-0000-4000-9000-' || lpad(g::text, 12, '0'))::uuid, 'R' || g, 'bench-r-' || g
-FROM generate_series(1, 200) g;
-INSERT INTO bookings (restaurant_id, party_size, booking_date, start_at, end_at, status,
-                      assignment_state, created_at)
-SELECT ('00000000-0000-4000-9000-' || lpad((1 + g % 200)::text, 12, '0'))::uuid,
-       1 + g % 8, current_date, now() + make_interval(mins => g % 50000),
-       now() + make_interval(mins => g % 50000 + 120),
-       (ARRAY['pending', 'cancelled', 'completed', 'no_show'])[1 + g % 4],
-       (ARRAY['created', 'manual_review', 'failed', 'capacity_verified'])[1 + g % 4],
-       now() - make_interval(secs => g * 2.6)
-FROM generate_series(1, %(bookings)s) g;
+# The events the checks read, spread over 30 days (the bookings and sales come from
+# bench.data: rows the triggers would accept, with assignments and allocations).
+EVENTS = """
 INSERT INTO observability_events (source, event_type, severity, context, created_at)
 SELECT (ARRAY['assignment.coordinator', 'assignment.state_machine', 'auto_assign',
               'auto_assign', 'app'])[1 + g % 5],
@@ -49,38 +45,41 @@ SELECT (ARRAY['assignment.coordinator', 'assignment.state_machine', 'auto_assign
        'info',
        jsonb_build_object('status', 'confirmed', 'latency_ms', g % 40, 'reason', NULL),
        now() - make_interval(secs => g * 0.26)
-FROM generate_series(1, %(events)s) g;
+FROM generate_series(1, %(events)s) g
 """
 
 
-def prepare(bookings: int, events: int) -> str:
+def _tag(scale: float, seed: int, events: int) -> str:
+    """What the database's comment starts with (then the anchor) when prepare() built it."""
+    return f"venuedb bench checks: scale={scale:g} seed={seed} events={events}"
+
+
+def prepare(scale: float, seed: int, events: int) -> str:
+    """The database at every head holding the data set (reused when its tag matches)."""
     url = database_url(NAME)
-    try:
-        with psycopg.connect(url) as conn:
-            have = conn.execute(
-                "SELECT (SELECT count(*) FROM bookings), "
-                "(SELECT count(*) FROM observability_events)"
-            ).fetchone()
-        if have == (bookings, events):
-            print(f"reusing {NAME}: {bookings:,} bookings, {events:,} events")
-            return url
-    except psycopg.Error:
-        pass
+    comment = database_comment(url) or ""
+    if comment.startswith(_tag(scale, seed, events) + " "):
+        print(f"reusing {NAME}: {comment}")
+        run(Target(url, "bench"), "upgrade", None, RunOptions(actor="bench"))
+        return url
     url = scratch_database(NAME)
     run(Target(url, "bench"), "upgrade", None, RunOptions(actor="bench"))
+    anchor = dt.datetime.now(dt.UTC).date()
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
-        # The rules are not under test here; replica mode skips the row triggers.
-        conn.execute("SET session_replication_role = replica")
-        for statement in GENERATE.split(";\n"):
-            if statement.strip():
-                conn.execute(
-                    statement.replace("%(bookings)s", str(bookings)).replace(
-                        "%(events)s", str(events)
-                    )
-                )
-        conn.execute("VACUUM ANALYZE")
-    print(f"generated in {time.monotonic() - started:.0f} s")
+        counts = booking.load(conn, scale=scale, seed=seed, anchor=anchor)
+        counts |= bar.load(conn, scale=scale, seed=seed, anchor=anchor)
+        with conn.transaction():
+            # The rules are not under test here; replica mode skips the row triggers.
+            conn.execute("SET LOCAL session_replication_role = replica")
+            counts["observability_events"] = conn.execute(
+                EVENTS.replace("%(events)s", str(events))
+            ).rowcount
+        conn.execute("VACUUM (ANALYZE)")
+        conn.execute(
+            f"COMMENT ON DATABASE \"{NAME}\" IS '{_tag(scale, seed, events)} anchor={anchor}'"
+        )
+    print(f"generated {counts} in {time.monotonic() - started:.0f} s")
     return url
 
 
@@ -97,23 +96,26 @@ def command_seconds(argv: list[str], ok_codes: tuple[int, ...]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="1.0: 1M bookings, 10M events")
-    parser.add_argument("--seed", type=int, default=1, help="unused: the data has no choices")
-    parser.add_argument("--bookings", type=int, help="default 1,000,000 x scale")
+    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--events", type=int, help="default 10,000,000 x scale")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    args.bookings = args.bookings or max(1, round(1_000_000 * args.scale))
     args.events = args.events or max(1, round(10_000_000 * args.scale))
-    url = prepare(args.bookings, args.events)
+    url = prepare(args.scale, args.seed, args.events)
+    with psycopg.connect(url) as conn:
+        args.bookings = conn.execute("SELECT count(*) FROM bookings").fetchone()[0]
     target = Target(url, "bench")
     every = health.load_checks()
     check_runs, verify_runs, per_check = [], [], {}
+    errored: dict[str, str] = {}
     for _ in range(args.repeat):
         t0 = time.perf_counter()
         results = health.run_checks(target, every)
         check_runs.append(time.perf_counter() - t0)
         for r in results:
             per_check.setdefault(r.check.name, []).append(r.ms)
+            if r.status == "error":
+                errored.setdefault(r.check.name, (r.error or "error")[:120])
         t0 = time.perf_counter()
         verify(target)
         verify_runs.append(time.perf_counter() - t0)
@@ -153,6 +155,7 @@ def main() -> None:
             "bookings": args.bookings,
             "events": args.events,
             "slowest_checks_ms": {k: round(v, 1) for v, k in slowest},
+            "errored_checks": errored,
         },
         [
             Goal(
@@ -162,6 +165,14 @@ def main() -> None:
                 bool(rows[i]["met"]),
             )
             for i in (0, 1)
+        ]
+        + [
+            Goal(
+                "every check measured something (none errored or timed out)",
+                "0 errored",
+                f"{len(errored)} errored" + "".join(f"; {k}: {v}" for k, v in errored.items()),
+                not errored,
+            )
         ],
     )
     print("slowest checks (median ms):", ", ".join(f"{k} {v:.0f}" for v, k in slowest))
