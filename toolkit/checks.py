@@ -329,11 +329,16 @@ def _plain(value: Any) -> Any:
 
 
 def run_checks(
-    target: db.Target, checks: list[Check], *, days: int = 1, timeout_ms: int = 5000
+    target: db.Target,
+    checks: list[Check],
+    *,
+    days: int = 1,
+    timeout_ms: int = 5000,
+    purpose: str = "check",  # application_name 'venuedb <purpose>' (the exporter's: exporter)
 ) -> list[Result]:
     if days < 1:
         raise BadInput(f"--days must be at least 1, got {days}")
-    with db.connect(target, autocommit=False, purpose="check") as conn:
+    with db.connect(target, autocommit=False, purpose=purpose) as conn:
         conn.execute("SET TRANSACTION READ ONLY")
         conn.execute("SELECT set_config('venuedb.days', %s, true)", (str(days),))
         results = [_run_one(conn, check, timeout_ms) for check in checks]

@@ -16,6 +16,7 @@ from toolkit.cli import (
     check,
     db,
     demo,
+    exporter,
     flags,
     frozen,
     lint,
@@ -50,6 +51,7 @@ app.command()(verify.snapshot)
 app.command()(frozen.release_manifest)
 app.command()(frozen.accept_checksum)
 app.command()(check.check)
+app.command()(exporter.exporter)
 app.command()(backup.backup)
 app.command()(backup.restore)
 app.command()(rollout.rollout)
