@@ -40,9 +40,10 @@ def test_every_release_rolls_out_on_a_database_with_data(empty_db_url: str, tmp_
 
 
 def _spread_over_the_last_week(url: str) -> None:
-    """The rows file creates its week of bookings in one instant, 6 of the 25 live ones
-    still pending: 76 % confirmed in the last day, critical by seed 001 (< 90 %), which
-    rightly fails a rollout (test below). A real week of bookings was made over the week."""
+    """The rows file creates its week of bookings in one instant, 13 of its 31 confirmed
+    (the others pending, cancelled or completed): 42 % confirmed in the last 5 minutes by
+    seed 001's formula, critical (< 90 %), which rightly fails a rollout (test below). A
+    real week of bookings was made over the week."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE bookings SET created_at = created_at - interval '3 days'")
 
@@ -68,7 +69,9 @@ def test_a_critical_post_deploy_check_fails_the_rollout(empty_db_url: str, tmp_p
     console = result.stdout
     assert "SUCCESS" not in console
     assert "table-combinations: FAILED: post-deploy health checks critical" in console
-    assert "confirmation_rate critical, value 76 percent (thresholds: warning < 95, " in console
+    assert "confirmation_rate critical, value 41.9355 percent (thresholds: warning < 95, " in (
+        console
+    )
     assert "The migration itself is applied (booking at booking_004)" in console
     assert "runbooks/table-combinations.md" in console
     assert "venuedb rollback table-combinations --yes" in console
@@ -79,10 +82,10 @@ def test_a_critical_post_deploy_check_fails_the_rollout(empty_db_url: str, tmp_p
             "SELECT result, error FROM venuedb.deployments "
             "WHERE command = 'rollout' ORDER BY id DESC LIMIT 1"
         ).fetchone()
-    assert outcome == "failed" and "confirmation_rate critical, value 76" in why
+    assert outcome == "failed" and "confirmation_rate critical, value 41.9355" in why
     record = sorted((tmp_path / "records").glob("*table-combinations*.md"))[-1].read_text()
     assert "**FAILED: post-deploy health checks critical" in record
-    assert "| confirmation_rate | critical | 76.0 |" in record
+    assert "| confirmation_rate | critical | 41.93" in record
     assert "When a rollout stops on a critical check" in record
 
     # Run again: nothing is left to apply, but the checks still decide the outcome.
@@ -92,9 +95,9 @@ def test_a_critical_post_deploy_check_fails_the_rollout(empty_db_url: str, tmp_p
     assert [c["name"] for c in document["failed_checks"]] == ["confirmation_rate"]
     assert document["outcome"].startswith("FAILED")
 
-    # Healthy again (the pending bookings cancelled): SUCCESS; no data is listed, not fatal.
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        conn.execute("UPDATE bookings SET status = 'cancelled' WHERE status = 'pending'")
+    # Healthy again (the bookings spread over their week, as a real week's are: none
+    # created in the last 5 minutes): SUCCESS; no data is listed, not fatal.
+    _spread_over_the_last_week(empty_db_url)
     fixed = rollout(empty_db_url, "table-combinations", tmp_path)
     document = as_json(fixed)
     assert fixed.exit_code == 0, fixed.output

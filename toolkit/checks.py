@@ -12,8 +12,13 @@
     -- index: idx_bars_operating_mode           (returns: explain only)
     -- requires: public.sales.server_id         (optional: not applicable until these exist)
     -- no_data: ok, no bars: nothing to adopt   (optional: no data is fine here, and why)
+    -- window: 10m                              (optional: the look-back, the seed's alert
+    --                                           window; s, m, h or d; default 1d; only for
+    --                                           a query that reads venuedb.window)
+    -- for: 10m                                 (optional: how long a breach lasts before
+    --                                           the generated Prometheus alert fires; 0s)
     -- description: ...
-    -- runbook: runbooks/... or the seed section to read when it fires
+    -- runbook: runbooks/alerts.md#<check>      (the section that says what to do)
 
 Status per check: ok, warning, critical (a threshold breached), error (SQL error or
 timeout), or no_data: a `returns: value` query gave no row or NULL (a rate over zero
@@ -26,15 +31,19 @@ query reads there. A run that checked nothing applicable, or where a check asked
 name does not apply, is no_data overall: it could not say the system is healthy.
 
 Checks run in one READ ONLY transaction, each under its own statement_timeout in a
-savepoint, so a broken or slow check reports `error` and the others still run. The
-window is the transaction-local setting venuedb.days (`--days`), read in SQL as
-current_setting('venuedb.days')::int, so a check file also runs unchanged in psql
-after `SET venuedb.days = 1`.
+savepoint, so a broken or slow check reports `error` and the others still run. Each
+check looks back over its own window (its `window:` header, else 1d; `--window`
+overrides every check's): the transaction-local setting venuedb.window, set inside the
+check's savepoint and read in SQL as current_setting('venuedb.window')::interval, so a
+check file also runs unchanged in psql after `SET venuedb.window = '10 minutes'`. A
+query that reads no window looks at every row (an orphan is an orphan however old), and
+its window shows as null.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -47,13 +56,77 @@ from toolkit.errors import BadInput
 from toolkit.paths import sql_dir
 
 REQUIRED = ("name", "domain", "severity", "unit", "returns", "description", "runbook")
-OPTIONAL = ("warning", "critical", "requires", "index", "no_data")
+OPTIONAL = ("warning", "critical", "requires", "index", "no_data", "window", "for")
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
 _NO_DATA = re.compile(r"^ok\s*[,;:]\s*(?P<why>\S.*)$")
 _THRESHOLD = re.compile(
     r"^(?:(?P<op>>=|<=|>|<|=)\s*(?P<n>-?\d+(?:\.\d+)?)|outside\s+(?P<lo>-?\d+(?:\.\d+)?)"
     r"\s*\.\.\s*(?P<hi>-?\d+(?:\.\d+)?))$"
 )
+
+_DURATION = re.compile(r"^\s*(?P<n>\d{1,6})\s*(?P<unit>[smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_UNIT_WORDS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# A century: now() - the window stays a valid timestamp, and nobody means more.
+_LONGEST = 36500 * 86400
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A window or `for` length as written: an amount and one unit (s, m, h, d)."""
+
+    amount: int
+    unit: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+    @property
+    def seconds(self) -> int:
+        return self.amount * _UNIT_SECONDS[self.unit]
+
+    def postgres(self) -> str:
+        """The interval venuedb.window holds, in the unit written ('10 minutes')."""
+        return f"{self.amount} {_UNIT_WORDS[self.unit]}"
+
+    def whole_days(self) -> int:
+        """venuedb.days for files that still read it: the window rounded up, at least 1."""
+        return max(1, math.ceil(self.seconds / 86400))
+
+
+DEFAULT_WINDOW = Duration(1, "d")
+NO_WAIT = Duration(0, "s")
+
+
+def parse_duration(text: str, *, what: str, zero_allowed: bool = False) -> Duration:
+    """`10m`, `1h`, `2d`: a whole number and a unit; BadInput (naming `what`) otherwise."""
+    match = _DURATION.match(str(text))
+    shape = "a whole number with a unit s, m, h or d, e.g. 10m, 1h, 1d" + (
+        ", or 0s" if zero_allowed else ""
+    )
+    if match is None:
+        raise BadInput(f"{what}: {text!r} is not a duration ({shape})")
+    duration = Duration(int(match["n"]), match["unit"])
+    if duration.seconds == 0 and not zero_allowed:
+        raise BadInput(f"{what}: {text!r} must be positive ({shape})")
+    if duration.seconds > _LONGEST:
+        raise BadInput(f"{what}: {text!r} is longer than 36500d")
+    return duration
+
+
+def window_option(window: str | None, days: int | None) -> Duration | None:
+    """The `--window` / `--days` override of every check's window (None: each its own).
+    `--days N` is `--window Nd`; both at once, or a bad value, is BadInput."""
+    if window is not None and days is not None:
+        raise BadInput("give --window or --days, not both (--days N is --window Nd)")
+    if days is not None:
+        if days < 1:
+            raise BadInput(f"--days must be at least 1, got {days}")
+        return parse_duration(f"{days}d", what="--days")
+    if window is not None:
+        return parse_duration(window, what="--window")
+    return None
 
 
 @dataclass(frozen=True)
@@ -74,6 +147,14 @@ class Threshold:
             }[match["op"]]
         return not float(match["lo"]) <= value <= float(match["hi"])
 
+    def bounds(self) -> list[tuple[str, float]]:
+        """(op, number) pairs; `outside A..B` is two: ("<", A) and (">", B)."""
+        match = _THRESHOLD.match(self.text)
+        assert match is not None
+        if match["op"]:
+            return [(match["op"], float(match["n"]))]
+        return [("<", float(match["lo"])), (">", float(match["hi"]))]
+
 
 @dataclass(frozen=True)
 class Check:
@@ -91,6 +172,11 @@ class Check:
     requires: tuple[str, ...] = ()
     index: str | None = None
     no_data_ok: str | None = None  # why no data is fine for this check; None: it is not
+    window: Duration = DEFAULT_WINDOW
+    for_: Duration = NO_WAIT  # how long a breach lasts before the Prometheus alert fires
+    # Which setting the query reads: "window", "days" (a file not yet converted: whole
+    # days only), or None (it looks at every row, so no window applies).
+    reads: str | None = "window"
 
     def thresholds(self) -> dict[str, str | None]:
         return {
@@ -98,10 +184,19 @@ class Check:
             "critical": self.critical.text if self.critical else None,
         }
 
+    def effective_window(self, override: Duration | None = None) -> Duration | None:
+        """The window the query really looks back over: None when it reads none; whole
+        days for a file that still reads venuedb.days (--window 10m is then 1 day)."""
+        if self.reads is None:
+            return None
+        window = override or self.window
+        return window if self.reads == "window" else Duration(window.whole_days(), "d")
+
 
 def parse(path: Path) -> Check:
     """Read one check file; BadInput names the file and line of a malformed header."""
     meta: dict[str, str] = {}
+    durations: dict[str, Duration] = {}
     body: list[str] = []
     lines = path.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, 1):
@@ -123,6 +218,10 @@ def parse(path: Path) -> Check:
             raise BadInput(
                 f"{path}:{number}: no_data must be `ok, <why no data is fine>`, not {value!r}"
             )
+        if key in ("window", "for"):
+            durations[key] = parse_duration(
+                value, what=f"{path}:{number}: {key}", zero_allowed=key == "for"
+            )
         meta[key] = value
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
@@ -138,6 +237,12 @@ def parse(path: Path) -> Check:
     sql = "\n".join(body).strip().rstrip(";")
     if not sql:
         raise BadInput(f"{path}: no query after the header")
+    reads = _setting_read(sql)
+    if "window" in durations and reads is None:
+        raise BadInput(
+            f"{path}:1: window: {meta['window']} but the query never reads "
+            "current_setting('venuedb.window'): the header would change nothing"
+        )
     return Check(
         name=meta["name"],
         path=path,
@@ -153,7 +258,17 @@ def parse(path: Path) -> Check:
         requires=tuple(r.strip() for r in meta.get("requires", "").split(",") if r.strip()),
         index=meta.get("index"),
         no_data_ok=_why_no_data_is_fine(meta.get("no_data")),
+        window=durations.get("window", DEFAULT_WINDOW),
+        for_=durations.get("for", NO_WAIT),
+        reads=reads,
     )
+
+
+def _setting_read(sql: str) -> str | None:
+    if "venuedb.window" in sql:
+        return "window"
+    # venuedb.days is kept for files not yet converted to venuedb.window.
+    return "days" if "venuedb.days" in sql else None
 
 
 def _why_no_data_is_fine(value: str | None) -> str | None:
@@ -216,6 +331,7 @@ class Result:
     ms: float = 0.0
     empty: bool = False  # the query measured nothing (also when the check declares that fine)
     applicable: bool = True  # False: what the check guards does not exist here (yet)
+    window: Duration | None = None  # the look-back the query ran with; None: every row
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -225,6 +341,9 @@ class Result:
             "value": self.value,
             "unit": self.check.unit,
             "severity": self.check.severity,
+            "window": self.window.text if self.window else None,
+            "window_seconds": self.window.seconds if self.window else None,
+            "for": self.check.for_.text,
             "thresholds": self.check.thresholds(),
             "rows": self.rows,
             "error": self.error,
@@ -277,13 +396,21 @@ def _number(value: Any) -> float | None:
     raise TypeError(f"the check returned {type(value).__name__}, not a number")
 
 
-def _run_one(conn: Any, check: Check, timeout_ms: int) -> Result:
+def _run_one(conn: Any, check: Check, timeout_ms: int, override: Duration | None) -> Result:
     import psycopg
 
     started = time.perf_counter()
-    result = Result(check, "error", None)
+    result = Result(check, "error", None, window=check.effective_window(override))
+    window = override or check.window
     try:
         with conn.transaction():  # a savepoint inside the read-only transaction
+            # This check's own window, local to the transaction: the next check sets its
+            # own. venuedb.days is kept for files not yet converted to venuedb.window.
+            conn.execute(
+                "SELECT set_config('venuedb.window', %s, true), "
+                "set_config('venuedb.days', %s, true)",
+                (window.postgres(), str(window.whole_days())),
+            )
             missing = _missing(conn, check.requires)
             if missing:
                 result.status, result.note = "ok", f"not applicable: {', '.join(missing)} missing"
@@ -332,16 +459,18 @@ def run_checks(
     target: db.Target,
     checks: list[Check],
     *,
-    days: int = 1,
+    window: Duration | None = None,
+    days: int | None = None,
     timeout_ms: int = 5000,
     purpose: str = "check",  # application_name 'venuedb <purpose>' (the exporter's: exporter)
 ) -> list[Result]:
-    if days < 1:
-        raise BadInput(f"--days must be at least 1, got {days}")
+    """Run `checks`, each over its own window unless `window` (or `days`, the same as
+    `window=Nd`) overrides them all. BadInput before connecting for a bad override."""
+    if days is not None:
+        window = window_option(window.text if window else None, days)
     with db.connect(target, autocommit=False, purpose=purpose) as conn:
         conn.execute("SET TRANSACTION READ ONLY")
-        conn.execute("SELECT set_config('venuedb.days', %s, true)", (str(days),))
-        results = [_run_one(conn, check, timeout_ms) for check in checks]
+        results = [_run_one(conn, check, timeout_ms, window) for check in checks]
         conn.rollback()
     return results
 

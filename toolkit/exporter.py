@@ -37,8 +37,6 @@ from toolkit.urls import mask_text
 PURPOSE = "exporter"  # application_name 'venuedb exporter'
 DEFAULT_PORT = 19187
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
-# Today every check looks back venuedb.days = 1 day.
-WINDOW_DAYS = 1
 # The toolkit's own reads (releases, deployments, backfills) wait this long for a lock at
 # most: a migration's ALTER on the records must not hold a scrape until Prometheus gives up.
 LOCK_TIMEOUT_MS = 1000
@@ -92,10 +90,9 @@ def run_the_checks(
 ) -> tuple[list[health.Result], dict[str, float]]:
     """The one call into the check runner: the results, and each check's look-back window
     in seconds (venuedb_check_window_seconds)."""
-    results = health.run_checks(
-        target, checks, days=WINDOW_DAYS, timeout_ms=timeout_ms, purpose=PURPOSE
-    )
-    return results, {c.name: WINDOW_DAYS * 86400.0 for c in checks}
+    # Each check over its own window (its `window:` header), as its alert rule reads it.
+    results = health.run_checks(target, checks, timeout_ms=timeout_ms, purpose=PURPOSE)
+    return results, {r.check.name: float(r.window.seconds) for r in results if r.window}
 
 
 def collect(

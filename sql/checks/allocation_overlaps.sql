@@ -5,8 +5,8 @@
 -- unit: pairs
 -- returns: rows
 -- requires: public.allocations
--- description: Pairs of live allocations of one restaurant and resource whose windows overlap; allocations_no_overlap makes this impossible, so any row means the constraint is missing or disabled (seed 003).
--- runbook: seed 003 "Rollback Plan"; runbooks/capacity-overlap.md
+-- description: Pairs of live allocations of one restaurant and resource whose windows overlap, ending within the window or later; allocations_no_overlap makes this impossible, so any row means the constraint is missing or disabled (seed 003).
+-- runbook: runbooks/alerts.md#allocation_overlaps
 -- A self-join compares every two allocations of a table (hundreds each): it timed out at
 -- 300,000 rows. Two index-backed shortcuts instead:
 -- 1. While a valid GiST exclusion constraint of the overlap rule (allocations_no_overlap,
@@ -103,9 +103,6 @@ INNER JOIN candidates AS b
         AND a.resource_id = b.resource_id
         AND a.w && b.w
         AND a.id < b.id
-WHERE
-    upper(a.w)
-    > now()
-    - make_interval(days => coalesce(nullif(current_setting('venuedb.days', TRUE), ''), '1')::int)
+WHERE upper(a.w) > now() - current_setting('venuedb.window')::interval
 ORDER BY a.id, b.id
 LIMIT 100

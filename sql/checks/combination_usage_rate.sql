@@ -6,19 +6,16 @@
 -- unit: percent
 -- returns: value
 -- requires: public.booking_table_assignments
+-- window: 1d
 -- description: Share of bookings confirmed in the window that sit at more than one table (seed 000: target 5-15%, alert < 2% or > 30%).
--- runbook: seed 000 "Troubleshooting: No combinations being used" / "High combination usage"
+-- runbook: runbooks/alerts.md#combination_usage_rate
+-- Window 1d: seed 000 alerts from production-monitor --days=1, run every hour by cron.
 WITH seated AS (
     SELECT
         a.booking_id,
         count(*) AS table_count
     FROM public.booking_table_assignments AS a
-    WHERE
-        a.assigned_at
-        > now()
-        - make_interval(
-            days => coalesce(nullif(current_setting('venuedb.days', true), ''), '1')::int
-        )
+    WHERE a.assigned_at > now() - current_setting('venuedb.window')::interval
     GROUP BY a.booking_id
 )
 

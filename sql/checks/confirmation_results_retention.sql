@@ -6,7 +6,9 @@
 -- returns: value
 -- requires: public.booking_confirmation_results
 -- description: booking_confirmation_results rows older than the 30-day retention (seed 003); run CALL prune_booking_confirmation_results().
--- runbook: seed 003 "Long-term: 30-day retention policy"
+-- runbook: runbooks/alerts.md#confirmation_results_retention
+-- No window: the 30 days are the retention the seed sets, the age a row must not pass,
+-- not a look-back; --window does not change them.
 SELECT count(*)
 FROM public.booking_confirmation_results AS r
 WHERE r.checked_at < now() - interval '30 days'

@@ -6,8 +6,11 @@
 -- unit: percent
 -- returns: value
 -- requires: public.bookings.assignment_state
+-- window: 1d
 -- description: Share of bookings created in the window waiting in manual_review (seed 001: < 10% of total; panel alert > 20% of daily bookings).
--- runbook: seed 001 "Troubleshooting: High manual review rate"
+-- runbook: runbooks/alerts.md#manual_review_rate
+-- Window 1d: Panel 2 counts the last 24 hours against "20% of daily bookings"; the seed
+-- gives no `for`.
 SELECT
     round(
         100.0 * count(*) FILTER (WHERE b.assignment_state = 'manual_review')
@@ -15,7 +18,4 @@ SELECT
         2
     )
 FROM public.bookings AS b
-WHERE
-    b.created_at
-    > now()
-    - make_interval(days => coalesce(nullif(current_setting('venuedb.days', true), ''), '1')::int)
+WHERE b.created_at > now() - current_setting('venuedb.window')::interval

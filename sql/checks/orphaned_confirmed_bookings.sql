@@ -6,7 +6,9 @@
 -- returns: rows
 -- requires: public.bookings, public.booking_table_assignments
 -- description: Confirmed bookings with no table assignment (seed 000: target 0, alert > 0).
--- runbook: seed 000 "Troubleshooting: Orphaned bookings appearing"; runbooks/table-combinations.md
+-- runbook: runbooks/alerts.md#orphaned_confirmed_bookings
+-- No window: an orphan stays a double-booking risk however old it is, so every
+-- confirmed booking is read; a look-back would let the alert clear while the orphan stays.
 SELECT
     b.id,
     b.restaurant_id,

@@ -4,8 +4,9 @@
 -- unit: events/booking
 -- returns: value
 -- requires: public.observability_events
--- description: State-machine events per booking seen by the pipeline in the last hour (seed 001 Phase 4: coordinator_events ~ unique_bookings); no data when the pipeline saw none, which seed 001 troubleshoots once shadow mode is on.
--- runbook: seed 001 "Troubleshooting: Shadow mode shows no events"
+-- window: 1h
+-- description: State-machine events per booking seen by the pipeline in the window (seed 001 Phase 4, over the last hour: coordinator_events ~ unique_bookings); no data when the pipeline saw none, which seed 001 troubleshoots once shadow mode is on.
+-- runbook: runbooks/alerts.md#shadow_mode_event_volume
 SELECT
     round(
         count(*) FILTER (WHERE e.source = 'assignment.state_machine')::numeric
@@ -15,4 +16,4 @@ SELECT
 FROM public.observability_events AS e
 WHERE
     e.source IN ('assignment.state_machine', 'assignment.coordinator')
-    AND e.created_at > now() - interval '1 hour'
+    AND e.created_at > now() - current_setting('venuedb.window')::interval

@@ -21,6 +21,7 @@ from toolkit.cli import (
     frozen,
     lint,
     migrations,
+    monitoring,
     records,
     rollout,
     verify,
@@ -42,6 +43,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(backfill.app, name="backfill")
 app.add_typer(flags.app, name="flags")
+app.add_typer(monitoring.app, name="monitoring")
 app.command()(migrations.status)
 app.command()(migrations.apply)
 app.command()(migrations.rollback)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,10 +23,19 @@ def check(
             help="Only checks of this domain (booking, bar or core); an unknown domain exits 2."
         ),
     ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="Look back this far in every check instead of its own window (its `window:` "
+            "header, else 1d): a whole number with s, m, h or d, e.g. 10m, 1h, 7d. Checks "
+            "that look at every row (an orphan is an orphan however old) have no window.",
+            show_default=False,
+        ),
+    ] = None,
     days: Annotated[
-        int,
-        typer.Option(min=1, help="Window in days for the checks that look back (venuedb.days)."),
-    ] = 1,
+        int | None,
+        typer.Option(help="Same as --window Nd (not with --window).", show_default=False),
+    ] = None,
     output_format: Annotated[
         str,
         typer.Option("--format", help="table, json or prometheus (node_exporter textfile format)."),
@@ -52,10 +61,17 @@ def check(
     (header `no_data: ok, <why>`): it is then ok with a null value and a note. The
     summary line counts each status.
 
+    Each check looks back over its own window, the seed's alert window (`venuedb check
+    --list` shows them): confirmation_rate the last 5 minutes, manual_review_rate the last
+    day. `--window 1h` makes every check look back one hour, e.g. to read a quiet night
+    over a longer span; the output shows the window each check ran with.
+
     Exit 0 when every check is ok or warning; 1 when any is critical or errored; 5 when
     none is but some had no data, a check named here does not apply to this database, or
-    no selected check applies (nothing was checked); 2 on bad input (unknown check or domain, which lists
-    the valid ones; a choice that selects no check; a malformed check file).
+    no selected check applies (nothing was checked); 2 on bad input (unknown check or
+    domain, which lists the valid ones; a choice that selects no check; a malformed check
+    file; a --window that is not a positive duration, or both --window and --days), with
+    nothing run.
     """
     from toolkit import checks as health
 
@@ -66,6 +82,7 @@ def check(
             from toolkit.errors import BadInput
 
             raise BadInput(f"--format must be table, json or prometheus, not {fmt!r}")
+        override = health.window_option(window, days)
         every = health.load_checks()
         if list_checks or explain:
             _describe(out, every, explain)
@@ -73,20 +90,20 @@ def check(
         chosen = health.select(every, names or [], domain)
         target = resolve_target(database_url, out)
         while True:
-            results = health.run_checks(target, chosen, days=days, timeout_ms=timeout)
+            results = health.run_checks(target, chosen, window=override, timeout_ms=timeout)
             status = health.overall(results, named=bool(names))
             if fmt == "prometheus":
                 typer.echo(health.prometheus(results), nl=False)
             elif fmt == "json":
                 out.document(
                     status,
-                    days=days,
+                    window_override=override.text if override else None,
                     summary=health.summary(results),
                     counts=health.counts(results),
                     checks=[r.to_dict() for r in results],
                 )
             else:
-                _render(out, results, days)
+                _render(out, results, override)
             if watch is None:
                 break
             time.sleep(watch)
@@ -95,7 +112,7 @@ def check(
             raise typer.Exit(code)
 
 
-def _render(out: Output, results: list, days: int) -> None:  # type: ignore[type-arg]
+def _render(out: Output, results: list, override: Any) -> None:  # type: ignore[type-arg]
     from toolkit.checks import summary
 
     rows = []
@@ -115,16 +132,18 @@ def _render(out: Output, results: list, days: int) -> None:  # type: ignore[type
                 r.check.name,
                 shown,
                 r.check.unit,
+                r.window.text if r.window else "all rows",
                 limits,
                 r.error or r.note or "",
             ]
         )
+    title = (
+        f"Health checks (window {override.text} for every check)"
+        if override
+        else "Health checks (each over its own window)"
+    )
     out.out.print(
-        table(
-            f"Health checks (last {days} day(s))",
-            ["status", "check", "value", "unit", "thresholds", "detail"],
-            rows,
-        )
+        table(title, ["status", "check", "value", "unit", "window", "thresholds", "detail"], rows)
     )
     for r in results:
         if r.status in ("warning", "critical") and r.rows:
@@ -135,7 +154,8 @@ def _render(out: Output, results: list, days: int) -> None:  # type: ignore[type
     if any(r.status == "no_data" for r in results):
         out.line(
             "no data: nothing was measured by those checks, so they do not say all is well "
-            "(try a wider --days, or check that the events they count are written)"
+            "(try a wider --window, e.g. --window 1h, or check that the events they count are "
+            "written)"
         )
 
 
@@ -153,9 +173,12 @@ def _describe(out: Output, every: list, name: str | None) -> None:  # type: igno
             description=c.description,
             domain=c.domain,
             no_data_ok=c.no_data_ok,
+            window=_window_text(c),
+            **{"for": c.for_.text},
         )
         out.line(f"{c.name} ({c.domain}, {c.severity}): {c.description}")
         out.line(f"thresholds: {c.thresholds()}; unit: {c.unit}; returns: {c.returns}")
+        out.line(f"window: {_window_text(c) or 'none (every row)'}; alert after: {c.for_.text}")
         out.line(
             f"no data: ok ({c.no_data_ok})"
             if c.no_data_ok
@@ -172,8 +195,11 @@ def _describe(out: Output, every: list, name: str | None) -> None:  # type: igno
                 "severity": c.severity,
                 "thresholds": c.thresholds(),
                 "unit": c.unit,
+                "window": _window_text(c),
+                "for": c.for_.text,
                 "no_data_ok": c.no_data_ok,
                 "description": c.description,
+                "runbook": c.runbook,
             }
             for c in every
         ],
@@ -183,7 +209,17 @@ def _describe(out: Output, every: list, name: str | None) -> None:  # type: igno
     out.out.print(
         table(
             "Health checks",
-            ["check", "domain", "severity", "warning", "critical", "unit", "description"],
+            [
+                "check",
+                "domain",
+                "severity",
+                "warning",
+                "critical",
+                "unit",
+                "window",
+                "for",
+                "description",
+            ],
             [
                 [
                     c.name,
@@ -192,9 +228,16 @@ def _describe(out: Output, every: list, name: str | None) -> None:  # type: igno
                     c.warning and c.warning.text,
                     c.critical and c.critical.text,
                     c.unit,
+                    _window_text(c) or "all rows",
+                    c.for_.text,
                     c.description,
                 ]
                 for c in every
             ],
         )
     )
+
+
+def _window_text(check: Any) -> str | None:
+    window = check.effective_window()
+    return window.text if window else None
