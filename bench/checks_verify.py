@@ -51,7 +51,7 @@ FROM generate_series(1, %(events)s) g
 
 def _tag(scale: float, seed: int, events: int) -> str:
     """What the database's comment starts with (then the anchor) when prepare() built it."""
-    return f"venuedb bench checks: scale={scale:g} seed={seed} events={events}"
+    return f"venuedb bench checks v2: scale={scale:g} seed={seed} events={events}"
 
 
 def prepare(scale: float, seed: int, events: int) -> str:

@@ -96,7 +96,8 @@ class Work:
 
 def dataset_tag(scale: float, seed: int, anchor: dt.date) -> str:
     """What the scratch database's comment says about the data it holds."""
-    return f"bench.data.booking scale={scale} seed={seed} anchor={anchor.isoformat()}"
+    # v2: no booking created after the anchor (v1 databases are built again).
+    return f"bench.data.booking v2 scale={scale} seed={seed} anchor={anchor.isoformat()}"
 
 
 def prepare(scale: float, seed: int, anchor: dt.date, name: str = NAME) -> str:

@@ -164,10 +164,16 @@ SELECT t.n,
             ELSE 'confirmed' END AS status,
        ({_sql_array(FIRST_NAMES)})[1 + {_h("t.c", 12)} %% {len(FIRST_NAMES)}] AS first_name,
        ({_sql_array(LAST_NAMES)})[1 + {_h("t.c", 13)} %% {len(LAST_NAMES)}] AS last_name,
-       -- booked 1-30 days ahead, at some minute of the day
-       (t.day + t.start_time) AT TIME ZONE r.timezone
-           - make_interval(days => 1 + ({_h("t.c", 14)} %% 30)::int,
-                           mins => ({_h("t.c", 15)} %% 1440)::int) AS created_at
+       -- booked 1-30 days ahead, at some minute of the day; never after the anchor (a
+       -- data set is a snapshot taken then): a seating further ahead was booked at some
+       -- minute of the 30 days before it, so a day's window holds a day's bookings
+       LEAST(
+           (t.day + t.start_time) AT TIME ZONE r.timezone
+               - make_interval(days => 1 + ({_h("t.c", 14)} %% 30)::int,
+                               mins => ({_h("t.c", 15)} %% 1440)::int),
+           (%(anchor)s::date::timestamp AT TIME ZONE 'UTC')
+               - make_interval(mins => 1 + ({_h("t.c", 16)} %% (30 * 1440))::int)
+       ) AS created_at
 FROM timed AS t
 JOIN _gen_restaurants AS r ON r.r = t.r
 """
