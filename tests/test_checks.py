@@ -372,20 +372,25 @@ def test_malformed_headers_name_the_file_and_line(tmp_path: Path) -> None:
         health.parse(other)
 
 
-def test_prometheus_output_parses(db_url: str) -> None:
+def test_prometheus_output_is_the_exporters_convention(db_url: str) -> None:
+    """The textfile form carries the exporter's metrics: a state set per check, and no
+    value sample for a check that measured nothing (never a 0 or a NaN)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     result = invoke("check", "--format", "prometheus", "--database-url", db_url)
     assert result.exit_code == 5  # some rates have no data on a fresh database
-    sample = re.compile(r'^venuedb_check_(value|status)\{(\w+="[^"]*",?)+\} (NaN|-?[\d.e+-]+)$')
-    lines = [line for line in result.stdout.splitlines() if line]
-    assert lines and all(line.startswith("# ") or sample.match(line) for line in lines)
-    assert sum(line.startswith("venuedb_check_status") for line in lines) == len(ALL)
-    assert "# HELP venuedb_check_status 0 ok, 1 warning, 2 critical, 3 error, 4 no data" in (
-        result.stdout
-    )
-    assert 'venuedb_check_status{check="confirmation_rate",domain="booking"} 4' in result.stdout
-    assert 'venuedb_check_status{check="simplified_mode_adoption",domain="bar"} 0' in (
-        result.stdout
-    )
+    families = {f.name: f for f in text_string_to_metric_families(result.stdout)}
+    states: dict[str, dict[str, float]] = {}
+    for s in families["venuedb_check_status"].samples:
+        states.setdefault(s.labels["check"], {})[s.labels["state"]] = s.value
+    assert set(states) == {c.name for c in ALL}
+    assert all(sorted(v.values()) == [0, 0, 0, 0, 1] for v in states.values())
+    assert states["confirmation_rate"]["no_data"] == 1
+    assert states["simplified_mode_adoption"]["ok"] == 1
+    valued = {s.labels["check"] for s in families["venuedb_check_value"].samples}
+    assert "confirmation_rate" not in valued
+    assert all(s.value == s.value for s in families["venuedb_check_value"].samples)  # no NaN
+    assert families["venuedb_up"].samples[0].value == 1
 
 
 def test_list_explain_and_unknown_names() -> None:

@@ -475,35 +475,18 @@ def run_checks(
     return results
 
 
-# Prometheus status values; 4 was added after the others, so the existing codes keep
-# their meaning for alert rules already written against them.
-STATUS_CODE = {"ok": 0, "warning": 1, "critical": 2, "error": 3, "no_data": 4}
 STATUSES = ("ok", "warning", "critical", "error", "no_data")
 
 
 def prometheus(results: list[Result]) -> str:
-    lines = [
-        "# HELP venuedb_check_value The value a venuedb health check measured "
-        "(NaN: no data, or not applicable).",
-        "# TYPE venuedb_check_value gauge",
-    ]
-    for r in results:
-        labels = f'check="{r.check.name}",domain="{r.check.domain}",unit="{r.check.unit}"'
-        lines.append(
-            f"venuedb_check_value{{{labels}}} "
-            + ("NaN" if r.value is None else repr(float(r.value)))
-        )
-    lines += [
-        "# HELP venuedb_check_status 0 ok, 1 warning, 2 critical, 3 error, "
-        "4 no data (nothing measured, not declared fine).",
-        "# TYPE venuedb_check_status gauge",
-    ]
-    for r in results:
-        lines.append(
-            f'venuedb_check_status{{check="{r.check.name}",domain="{r.check.domain}"}} '
-            f"{STATUS_CODE[r.status]}"
-        )
-    return "\n".join(lines) + "\n"
+    """The node_exporter textfile form of a run: the exporter's metrics for the checks
+    (toolkit/metrics_text.py), so the generated alert rules and dashboard read both."""
+    from toolkit import metrics_text
+
+    windows = {r.check.name: float(r.window.seconds) for r in results if r.window}
+    return metrics_text.render(
+        [metrics_text.up_family(True), *metrics_text.check_families(results, windows)]
+    )
 
 
 def overall(results: list[Result], named: bool = False) -> str:
