@@ -285,11 +285,19 @@ BAR_FUNCTIONS = {
     "enforce_server_id_membership": set(),
     "switching_mode_enabled": {"service_role"},
     "create_sale_by_server_name": {"authenticated", "service_role"},
+    # bar-observability (issue 19)
+    "try_create_sale_by_server_name": {"authenticated", "service_role"},
+    "resolve_server_name": set(),
+    "record_orphaned_sale": set(),
+    "correct_server_id_batch": set(),
+    "correct_sales_server_id": set(),
+    "correct_consignments_server_id": set(),
+    "correct_returns_server_id": set(),
 }
 # A function whose body names a bar table is a bar function, listed or not.
 BAR_TABLES = re.compile(
     r"public\.(bars|bar_members|sales|consignments|returns|server_name_mappings|feature_flags|"
-    r"migration_server_id_log)\b"
+    r"migration_server_id_log|orphaned_sales|server_id_resolution_log)\b"
 )
 
 FUNCTIONS_SQL = """

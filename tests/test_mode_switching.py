@@ -336,7 +336,11 @@ def test_seed_post_migration_health_and_day1_queries(sample_db: tuple[str, dict]
         conn.execute("ANALYZE bars")
         plan = "\n".join(r[0] for r in conn.execute(POST_MIGRATION[2]).fetchall())
         assert "idx_bars_operating_mode" in plan, plan
-        assert conn.execute(POST_MIGRATION[3]).fetchone()[0] == 0
+        # Backfill v2 (bar-observability, issue 19): the seed's `LIKE '%failed%'` finds
+        # exactly the rows the backfill left unresolved (v1's codes read 0 here).
+        unresolved = "SELECT count(*) FROM migration_server_id_log WHERE resolved_server_id IS NULL"
+        failed = conn.execute(POST_MIGRATION[3]).fetchone()[0]
+        assert failed == conn.execute(unresolved).fetchone()[0] > 0
 
         for query in MONITORING + ROOT_CAUSE:
             conn.execute(query).fetchall()
@@ -721,10 +725,11 @@ def test_backfill_resolution_rules(fixture_db: tuple[str, Any]) -> None:
         " marie   CLAIRE ": (U["managerA"], U["server1A"], False, None),
         "SOFIA MENSAH": (None, U["server2A"], False, None),
         "Nobody Known": (U["managerA"], U["managerA"], True, "no_mapping_used_creator"),
-        "Also Unknown": (gone, None, True, "no_mapping_creator_missing"),
+        # Backfill v2 (bar-observability): unresolved rows say *_resolution_failed.
+        "Also Unknown": (gone, None, True, "no_mapping_resolution_failed"),
         "Left Bar": (U["ownerA"], U["ownerA"], True, "no_mapping_used_creator"),
         None: (U["managerA"], U["managerA"], True, "no_server_name_used_creator"),
-        "  ": (gone, None, True, "no_server_name_creator_missing"),
+        "  ": (gone, None, True, "no_server_name_resolution_failed"),
     }
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DELETE FROM migration_server_id_log")

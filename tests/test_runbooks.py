@@ -24,6 +24,7 @@ ORDER = [
     "bar-owner-lookups.md",
     "booking-integrity.md",
     "bar-integrity.md",
+    "bar-observability.md",
 ]
 
 

@@ -5,8 +5,8 @@
 -- unit: backfills
 -- returns: rows
 -- requires: venuedb.backfill_progress
--- description: Backfills whose last run failed (venuedb backfill status shows the failing key range).
--- runbook: venuedb backfill status NAME, then venuedb backfill run NAME to continue
+-- description: Backfills whose last run failed (venuedb backfill status shows the failing key range). Not a rate in time: a failed run stays failed until it is run again.
+-- runbook: runbooks/bar-observability.md#backfill_failures
 SELECT
     p.name,
     p.last_key,

@@ -5,8 +5,8 @@
 -- unit: sales
 -- returns: value
 -- requires: public.sales.server_id
--- description: Sales whose server_id references no auth user (seed 002: expected 0 orphaned FKs).
--- runbook: seed 002 "Post-Migration Validation: Verify Foreign Key integrity"
+-- description: Sales whose server_id references no auth user (seed 002 "Post-Migration Validation" and "Day 1": expected 0 orphaned FKs). Every sale, not a window: the foreign key should make it impossible.
+-- runbook: runbooks/bar-observability.md#orphaned_server_ids
 SELECT count(*)
 FROM public.sales AS s
 WHERE
