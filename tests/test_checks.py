@@ -521,7 +521,9 @@ def test_declared_no_data_checks_are_the_ones_whose_silence_is_healthy() -> None
     assert declared == {
         "average_tables_per_booking",
         "fallback_mapping_rate",
+        "lock_contention",
         "simplified_mode_adoption",
+        "zone_lock_conflicts_per_day",
     }
 
 

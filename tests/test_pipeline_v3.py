@@ -75,10 +75,15 @@ def test_every_allowed_transition_passes_and_is_logged(conn: psycopg.Connection)
             {"to": target, "id": booking},
         )
         event = _events(conn, booking, "assignment.state_machine")[-1]
-        assert event == (
-            "booking.assignment_state_transition",
-            {"from": source, "to": target, "reason": "test"},
-        )
+        # The caller's reason is the step; it is also the event's reason only when the
+        # transition reports a failure (state machine v3, booking-observability): seed
+        # 004 counts every event with a reason as a failure.
+        expected = {"from": source, "to": target, "step": "test"}
+        if target in ("manual_review", "failed") or (
+            target == "capacity_verified" and source in ("tables_planned", "tables_held")
+        ):
+            expected["reason"] = "test"
+        assert event == ("booking.assignment_state_transition", expected)
     conn.rollback()
 
 
@@ -142,10 +147,11 @@ def test_no_tables_goes_to_manual_review(db_url: str) -> None:
         conn.commit()
         outcome = Coordinator(conn, _options()).process(booking)
         assert (outcome.status, outcome.reason) == ("manual_review", "no_tables")
-        assert _events(conn, booking, "assignment.coordinator")[-1] == (
-            "coordinator.manual_review",
-            {"reason": "no_tables", "mode": "v3"},
-        )
+        event, context = _events(conn, booking, "assignment.coordinator")[-1]
+        assert event == "coordinator.manual_review"
+        # Its latency runs from the first attempt (booking-observability).
+        assert context.pop("latency_ms") >= 0
+        assert context == {"reason": "no_tables", "mode": "v3"}
         assert conn.execute(
             "SELECT assignment_state FROM bookings WHERE id = %s", (booking,)
         ).fetchone() == ("manual_review",)

@@ -16,7 +16,13 @@ from tests.conftest import DATA, load_sql
 from toolkit import revisions as revs
 from toolkit.backup import list_contents
 
-LATER = ["booking-integrity", "allocation-lookups", "assignment-pipeline-v3", "capacity-overlap"]
+LATER = [
+    "booking-observability",
+    "booking-integrity",
+    "allocation-lookups",
+    "assignment-pipeline-v3",
+    "capacity-overlap",
+]
 
 
 def _heads(url: str) -> dict[str, str | None]:
@@ -75,7 +81,7 @@ def test_a_revision_target_reaching_into_several_releases_needs_cascade(db_url: 
     before = _heads(db_url)
     result = invoke("rollback", "booking_006", "--yes", "--database-url", db_url, "--json")
     assert result.exit_code == 2
-    assert [d["release"] for d in as_json(result)["dependent_releases"]] == LATER[:3]
+    assert [d["release"] for d in as_json(result)["dependent_releases"]] == LATER[:4]
     assert _heads(db_url) == before
 
 
@@ -136,11 +142,13 @@ def test_with_both_flags_a_verified_backup_comes_first(db_url: str, tmp_path: Pa
 
 def test_rolling_back_the_latest_release_without_data_needs_neither_flag(db_url: str) -> None:
     before = _heads(db_url)
-    result = invoke("rollback", "booking-integrity", "--yes", "--database-url", db_url, "--json")
+    result = invoke(
+        "rollback", "booking-observability", "--yes", "--database-url", db_url, "--json"
+    )
     assert result.exit_code == 0, result.output
     doc = as_json(result)
     assert doc["dependent_releases"] == [] and doc["backup"] is None
-    assert _heads(db_url)["booking"] == "booking_009"
+    assert _heads(db_url)["booking"] == "booking_013"
     assert _heads(db_url)["bar"] == before["bar"]
 
 

@@ -25,6 +25,7 @@ ORDER = [
     "booking-integrity.md",
     "bar-integrity.md",
     "bar-observability.md",
+    "booking-observability.md",
 ]
 
 

@@ -10,6 +10,12 @@ kill switch: no booking goes through V3, whatever the rollout says. Likewise the
 plans combinations for a booking only when FEATURE_COMBINATION_PLANNER is true and its
 restaurant is in that flag's rollout. Up to --parallel workers, each on its own
 connection, one short transaction per step.
+
+The events seed 000's checks read are written by the database paths themselves:
+auto_assign_booking v2 (booking-observability) writes its auto_assign.summary and
+zone_lock_conflict events in the caller's transaction, as it does for any application
+that calls it; this command writes the summary only for an older version that does not
+(the result then has no event_id).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class AssignSummary:
     manual_review: int = 0
     retries: int = 0
     lock_contention: int = 0
+    zone_lock_conflicts: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     paths: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
@@ -79,6 +86,7 @@ class AssignSummary:
             "manual_review": self.manual_review,
             "retries": self.retries,
             "lock_contention": self.lock_contention,
+            "zone_lock_conflicts": self.zone_lock_conflicts,
             "outcomes": self.outcomes,
             "paths": self.paths,
             "workers": self.workers,
@@ -104,6 +112,7 @@ class AssignSummary:
         combination: bool = False,
         retries: int = 0,
         contention: bool = False,
+        zone_lock_conflicts: int = 0,
     ) -> None:
         self.considered += 1
         self.paths[path] = self.paths.get(path, 0) + 1
@@ -111,6 +120,7 @@ class AssignSummary:
         self.latencies_ms.append(latency_ms)
         self.retries += retries
         self.lock_contention += int(contention)
+        self.zone_lock_conflicts += zone_lock_conflicts
         if status == "confirmed":
             self.assigned += 1
             self.combinations += int(combination)
@@ -281,17 +291,19 @@ def _one(
     result = conn.execute(
         "SELECT auto_assign_booking(%s, %s)", (booking, Jsonb(options))
     ).fetchone()[0]
-    context = {
-        k: result.get(k)
-        for k in ("status", "table_ids", "is_combination", "attempts", "reason")
-        if k in result
-    }
-    context["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
-    conn.execute(
-        "INSERT INTO observability_events (source, event_type, restaurant_id, booking_id, "
-        "context) VALUES ('auto_assign', 'auto_assign.summary', %s, %s, %s)",
-        (restaurant, booking, Jsonb(context)),
-    )
+    if "event_id" not in result:
+        # auto_assign_booking v1 (before booking-observability) writes no summary itself.
+        context = {
+            k: result.get(k)
+            for k in ("status", "table_ids", "is_combination", "attempts", "reason")
+            if k in result
+        }
+        context["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        conn.execute(
+            "INSERT INTO observability_events (source, event_type, restaurant_id, booking_id, "
+            "context) VALUES ('auto_assign', 'auto_assign.summary', %s, %s, %s)",
+            (restaurant, booking, Jsonb(context)),
+        )
     conn.commit()
     status = str(result.get("status"))
     if shadow_outcome is not None:
@@ -324,6 +336,7 @@ def _one(
         bool(result.get("is_combination")),
         0,
         False,
+        int(result.get("zone_lock_conflicts") or 0),
     )
 
 
@@ -335,4 +348,5 @@ def _from_outcome(path: str, outcome: Outcome) -> tuple[Any, ...]:
         outcome.is_combination,
         outcome.retries,
         outcome.lock_contention,
+        outcome.zone_lock_conflicts,
     )

@@ -8,6 +8,18 @@ seeds' cheat sheet names them: source 'assignment.coordinator', event types
 coordinator.start (mode), .lock_contention, .retry (reason, delay_ms), .manual_review,
 .confirmed, .error. In shadow mode it does the same work inside a transaction that is
 rolled back, then records what it would have done (context.shadow = true).
+
+Latency (context.latency_ms of .confirmed, .manual_review and .error) runs from the start
+of `process`, the first attempt, so retries and their back-off count: seed 000's "per
+booking", not the last attempt's share of it.
+
+The zone lock (the one auto_assign_booking takes, so that the two paths take turns in a
+zone) is tried, never waited for while the attempt holds the booking: a miss rolls the
+attempt back, records seed 000's zone_lock_conflict event in a transaction of its own
+(so it survives whatever the attempt does next) and backs off like a retry
+(coordinator.retry, reason zone_locked). After `zone_lock_retries` misses the booking is
+left untouched for the next run (outcome noop, reason zone_locked), as a missed booking
+lock is.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ class Outcome:
     reason: str | None = None
     retries: int = 0
     lock_contention: bool = False
+    zone_lock_conflicts: int = 0
     is_combination: bool = False
     table_ids: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
@@ -41,6 +54,19 @@ class _Retry(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _ZoneBusy(Exception):
+    """Another transaction holds the zone's lock; the attempt was rolled back."""
+
+
+# The transitions that report a failure, as enforce_assignment_state_transition v3 writes
+# them (a shadow run records its transitions itself): into manual_review or failed, or
+# back to capacity_verified because the plan or the hold was lost.
+def _failed_transition(current: str | None, to: str) -> bool:
+    return to in ("manual_review", "failed") or (
+        to == "capacity_verified" and current in ("tables_planned", "tables_held")
+    )
 
 
 class Coordinator:
@@ -53,14 +79,24 @@ class Coordinator:
         *,
         max_retries: int = 3,
         base_delay_ms: int = 25,
+        zone_lock_retries: int = 5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.conn = conn
         self.options = options
         self.max_retries = max_retries
         self.base_delay_ms = base_delay_ms
+        self.zone_lock_retries = zone_lock_retries
         self.sleep = sleep
         self._shadow_events: list[tuple[str, str, str, dict[str, Any]]] | None = None
+        self._started = time.perf_counter()
+
+    def _elapsed_ms(self) -> float:
+        """Milliseconds since `process` began: the booking's whole assignment so far."""
+        return round((time.perf_counter() - self._started) * 1000, 2)
+
+    def _delay_ms(self, attempt: int) -> int:
+        return round(self.base_delay_ms * 2**attempt * (0.8 + 0.4 * random.random()))
 
     # -- events ---------------------------------------------------------------------------
     def _event(
@@ -95,12 +131,15 @@ class Coordinator:
             (to, booking),
         )
         if self._shadow_events is not None:  # the trigger's row is rolled back with the rest
+            context: dict[str, Any] = {"from": current, "to": to, "step": reason}
+            if _failed_transition(current, to):
+                context["reason"] = reason
             self._shadow_events.append(
                 (
                     STATE_SOURCE,
                     "booking.assignment_state_transition",
-                    "info",
-                    {"from": current, "to": to, "reason": reason, "shadow": True},
+                    "warning" if to in ("manual_review", "failed") else "info",
+                    {**context, "shadow": True},
                 )
             )
         return to
@@ -112,7 +151,7 @@ class Coordinator:
         `options`: the planner's options for this booking (its restaurant's rollout of
         FEATURE_COMBINATION_PLANNER), else the coordinator's."""
         planner = self.options if options is None else options
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
         outcome = Outcome(booking, mode, "error")
         shadow = mode == "shadow"
         self._shadow_events = [] if shadow else None
@@ -151,7 +190,12 @@ class Coordinator:
                 "coordinator.error",
                 booking,
                 restaurant,
-                {"reason": "exception", "error": str(exc).splitlines()[0][:500], "mode": mode},
+                {
+                    "reason": "exception",
+                    "error": str(exc).splitlines()[0][:500],
+                    "mode": mode,
+                    "latency_ms": self._elapsed_ms(),
+                },
                 "error",
             )
             self._commit()
@@ -182,30 +226,47 @@ class Coordinator:
         mode: str,
         options: dict[str, Any],
     ) -> None:
-        for attempt in range(self.max_retries + 1):
+        attempt = retries = zone_waits = 0
+        while True:
             try:
                 self._attempt(booking, outcome, mode, attempt, options)
                 return
+            except _ZoneBusy:
+                # Its own budget: a busy zone is another booking being seated there, not
+                # a failure of this one; a booking still waiting is left for the next run.
+                if zone_waits == self.zone_lock_retries:
+                    outcome.status, outcome.reason = "noop", "zone_locked"
+                    return
+                self._back_off(booking, restaurant, mode, "zone_locked", zone_waits, attempt)
+                zone_waits += 1
             except _Retry as retry:
-                if attempt == self.max_retries:
+                if retries == self.max_retries:
                     self._escalate(booking, restaurant, outcome, mode, "retries_exhausted")
                     return
-                delay_ms = round(self.base_delay_ms * 2**attempt * (0.8 + 0.4 * random.random()))
+                self._back_off(booking, restaurant, mode, retry.reason, retries, attempt)
+                retries += 1
                 outcome.retries += 1
-                self._event(
-                    "coordinator.retry",
-                    booking,
-                    restaurant,
-                    {
-                        "reason": retry.reason,
-                        "delay_ms": delay_ms,
-                        "attempt": attempt + 1,
-                        "mode": mode,
-                    },
-                )
-                self._commit()
-                if self._shadow_events is None:
-                    self.sleep(delay_ms / 1000)
+            attempt += 1
+
+    def _back_off(
+        self,
+        booking: str,
+        restaurant: str | None,
+        mode: str,
+        reason: str,
+        tries: int,
+        attempt: int,
+    ) -> None:
+        delay_ms = self._delay_ms(tries)
+        self._event(
+            "coordinator.retry",
+            booking,
+            restaurant,
+            {"reason": reason, "delay_ms": delay_ms, "attempt": attempt + 1, "mode": mode},
+        )
+        self._commit()
+        if self._shadow_events is None:
+            self.sleep(delay_ms / 1000)
 
     def _escalate(
         self, booking: str, restaurant: str | None, outcome: Outcome, mode: str, reason: str
@@ -219,7 +280,7 @@ class Coordinator:
             "coordinator.manual_review",
             booking,
             restaurant,
-            {"reason": reason, "mode": mode},
+            {"reason": reason, "mode": mode, "latency_ms": self._elapsed_ms()},
             "warning",
         )
         self._commit()
@@ -228,7 +289,6 @@ class Coordinator:
     def _attempt(
         self, booking: str, outcome: Outcome, mode: str, attempt: int, options: dict[str, Any]
     ) -> None:
-        began = time.perf_counter()
         row = self.conn.execute(
             "SELECT restaurant_id, status, assignment_state, party_size FROM bookings "
             "WHERE id = %s FOR UPDATE",
@@ -263,10 +323,9 @@ class Coordinator:
             self._escalate(booking, restaurant, outcome, mode, "no_tables")
             return
         zone, tables, is_combination = plan
-        self.conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('venuedb.zone:' || %s::text, 0))",
-            (zone,),
-        )
+        if not self._zone_locked(booking, restaurant, zone, mode, attempt):
+            outcome.zone_lock_conflicts += 1
+            raise _ZoneBusy()
         state = self._transition(booking, restaurant, state, "tables_planned", "planned")
         hold = self.conn.execute(
             "INSERT INTO table_holds (restaurant_id, booking_id, zone_id, start_at, end_at, "
@@ -299,10 +358,33 @@ class Coordinator:
                 "attempt": attempt + 1,
                 "table_ids": outcome.table_ids,
                 "is_combination": outcome.is_combination,
-                "latency_ms": round((time.perf_counter() - began) * 1000, 2),
+                "latency_ms": self._elapsed_ms(),
             },
         )
         self._commit()
+
+    def _zone_locked(
+        self, booking: str, restaurant: str, zone: Any, mode: str, attempt: int
+    ) -> bool:
+        """Try the zone's transaction-level lock. On a miss, roll the attempt back (its
+        transitions and the booking's row lock) and record the conflict in a transaction
+        of its own: written inside the attempt, a later rollback would erase it."""
+        locked = self.conn.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended('venuedb.zone:' || %s::text, 0))",
+            (zone,),
+        ).fetchone()[0]
+        if locked:
+            return True
+        self.conn.rollback()
+        self._event(
+            "zone_lock_conflict",
+            booking,
+            restaurant,
+            {"zone_id": str(zone), "attempt": attempt + 1, "mode": mode, "reason": "zone_locked"},
+            "warning",
+        )
+        self._commit()
+        return False
 
     def _capacity_exists(self, restaurant: str, party: int) -> bool:
         return bool(

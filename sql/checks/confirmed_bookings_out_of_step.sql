@@ -4,9 +4,20 @@
 -- critical: > 0
 -- unit: tables
 -- returns: rows
+-- window: 1d
 -- requires: public.bookings, public.booking_table_assignments, public.allocations
--- description: Confirmed or checked-in bookings (ending within the window or later) whose table assignments and live allocations disagree: an assigned table with no live allocation covering the booking, or a live allocation of a table not assigned. Such a table looks free to the next confirmation: a double booking waiting to happen (issue 15). The deferred triggers of booking-integrity refuse this at commit; any row means they were bypassed or the row predates the release.
--- runbook: runbooks/booking-integrity.md "When a check fires"
+-- description: Confirmed or checked-in bookings (ending within the window or later) whose table assignments and live allocations disagree, as validate_booking_allocations() refuses at commit: an assigned table with no live allocation, a live allocation of a table not assigned, one not covering the booking, or one held under another restaurant (allocations_no_overlap compares within a restaurant, so it does not hold the table in the booking's). Such a table looks free to the next confirmation: a double booking waiting to happen (issue 15). Any row means the deferred triggers of booking-integrity were bypassed or the row predates the release.
+-- runbook: runbooks/booking-observability.md#confirmed_bookings_out_of_step
+-- Window 1d: bookings that ended more than a day ago no longer hold a table; every later
+-- one is checked, however far ahead. One pass (issue 19): the assignments FULL JOIN the
+-- allocations still in use, on (booking, table), then the bookings still to come; two
+-- hash joins where the former query made four, and no per-booking probe. That one
+-- capped its rows with a LIMIT the planner saw: expecting many rows, it chose nested
+-- loops that stop early, and with nothing to find they probed allocations_no_overlap's
+-- GiST index once per booking without its leading restaurant_id (0.2 ms a probe: 31 s at
+-- 200,000 bookings, a timeout at 1,000,000). The findings are now gathered in a
+-- MATERIALIZED CTE and only then capped. idx_bookings_end_at and
+-- idx_allocations_upper_window (booking-observability) find what is still to come.
 WITH live AS (
     SELECT
         b.id,
@@ -16,45 +27,61 @@ WITH live AS (
     FROM public.bookings AS b
     WHERE
         b.status IN ('confirmed', 'checked_in')
-        AND b.end_at
-        > now()
-        - make_interval(
-            days => coalesce(nullif(current_setting('venuedb.days', true), ''), '1')::int
-        )
+        AND b.end_at > now() - current_setting('venuedb.window')::interval
+),
+
+held AS (
+    SELECT
+        a.booking_id,
+        a.resource_id,
+        a.restaurant_id,
+        a."window"
+    FROM public.allocations AS a
+    WHERE
+        a.resource_type = 'table'
+        AND NOT a.shadow
+        AND a.booking_id IS NOT NULL
+        AND upper(a."window") > now() - current_setting('venuedb.window')::interval
+),
+
+pairs AS (
+    SELECT
+        h.restaurant_id,
+        h."window",
+        coalesce(x.booking_id, h.booking_id) AS booking_id,
+        coalesce(x.table_id, h.resource_id) AS table_id,
+        x.booking_id IS NOT NULL AS assigned
+    FROM public.booking_table_assignments AS x
+    FULL JOIN held AS h ON x.booking_id = h.booking_id AND x.table_id = h.resource_id
+),
+
+found AS MATERIALIZED (
+    SELECT
+        l.id AS booking_id,
+        l.restaurant_id,
+        l.status,
+        p.table_id,
+        CASE
+            WHEN p."window" IS NULL THEN 'assigned, no live allocation covering the booking'
+            WHEN NOT p.assigned THEN 'live allocation of a table not assigned'
+            WHEN p.restaurant_id <> l.restaurant_id THEN 'live allocation of another restaurant'
+            ELSE 'live allocation not covering the booking'
+        END AS problem
+    FROM live AS l
+    INNER JOIN pairs AS p ON l.id = p.booking_id
+    WHERE
+        p."window" IS NULL
+        OR NOT p.assigned
+        OR p.restaurant_id <> l.restaurant_id
+        OR NOT p."window" @> l.booked
 )
 
 SELECT
-    l.id AS booking_id,
-    l.restaurant_id,
-    l.status,
-    'assigned, no live allocation covering the booking' AS problem,
-    x.table_id
-FROM live AS l
-INNER JOIN public.booking_table_assignments AS x ON l.id = x.booking_id
-WHERE
-    NOT EXISTS (
-        SELECT 1 FROM public.allocations AS a
-        WHERE
-            a.booking_id = l.id
-            AND a.resource_type = 'table'
-            AND a.resource_id = x.table_id
-            AND NOT a.shadow
-            AND a."window" @> l.booked
-    )
-UNION ALL
-SELECT
-    l.id AS booking_id,
-    l.restaurant_id,
-    l.status,
-    'live allocation of a table not assigned' AS problem,
-    a.resource_id AS table_id
-FROM live AS l
-INNER JOIN public.allocations AS a ON l.id = a.booking_id
-WHERE
-    a.resource_type = 'table'
-    AND NOT a.shadow
-    AND NOT EXISTS (
-        SELECT 1 FROM public.booking_table_assignments AS x
-        WHERE x.booking_id = l.id AND x.table_id = a.resource_id
-    )
+    found.booking_id,
+    found.restaurant_id,
+    found.status,
+    found.problem,
+    found.table_id
+FROM found
+ORDER BY found.booking_id, found.table_id
 LIMIT 100
