@@ -145,8 +145,8 @@ def main() -> None:
     check_sql = CHECK.read_text()
     swap = downgrade_swap()
     with psycopg.connect(url, autocommit=True) as conn:
-        # The check reads its look-back from venuedb.window, as `venuedb check` sets it.
-        conn.execute("SELECT set_config('venuedb.window', '1 day', false)")
+        # The check reads its look-back from venuedb.lookback, as `venuedb check` sets it.
+        conn.execute("SELECT set_config('venuedb.lookback', '1 day', false)")
         rows_n = int(conn.execute("SELECT count(*) FROM allocations").fetchone()[0])
         # The plan of the pre-flight's first chunk, its bound written in.
         first = conn.execute(

@@ -50,7 +50,7 @@ def _rows(url: str) -> dict[str, list[tuple[object, ...]]]:
 def _check_rows(url: str, name: str) -> list[tuple[object, ...]]:
     """The rows a health check of sql/checks/ returns, looking back far enough."""
     with psycopg.connect(url) as conn:
-        conn.execute("SELECT set_config('venuedb.window', '3650 days', false)")
+        conn.execute("SELECT set_config('venuedb.lookback', '3650 days', false)")
         return conn.execute((CHECKS / f"{name}.sql").read_text(encoding="utf-8")).fetchall()
 
 

@@ -266,7 +266,7 @@ def _file(directory: Path, name: str, sql: str, extra: str = "") -> Path:
 def test_a_bad_duration_header_names_the_file_and_line(
     tmp_path: Path, extra: str, message: str
 ) -> None:
-    path = _file(tmp_path, "w", "SELECT current_setting('venuedb.window')::interval", extra)
+    path = _file(tmp_path, "w", "SELECT current_setting('venuedb.lookback')::interval", extra)
     with pytest.raises(BadInput, match=message):
         health.parse(path)
 
@@ -282,20 +282,20 @@ def test_a_window_header_on_a_query_that_reads_none_is_refused(tmp_path: Path) -
 def test_both_settings_are_set_per_check_for_files_not_yet_converted(
     db_url: str, tmp_path: Path
 ) -> None:
-    """venuedb.window for converted files, venuedb.days (the window rounded up to whole
+    """venuedb.lookback for converted files, venuedb.days (the window rounded up to whole
     days, at least 1) for files that still read it: both set inside each check's
     savepoint, and the window shown is the one the query really used."""
     _file(
         tmp_path,
         "a_window",
-        "SELECT extract(epoch FROM current_setting('venuedb.window')::interval)",
+        "SELECT extract(epoch FROM current_setting('venuedb.lookback')::interval)",
         "-- window: 5m\n",
     )
     _file(tmp_path, "b_days", "SELECT current_setting('venuedb.days')::int")
     _file(
         tmp_path,
         "c_window_default",
-        "SELECT extract(epoch FROM current_setting('venuedb.window')::interval)",
+        "SELECT extract(epoch FROM current_setting('venuedb.lookback')::interval)",
     )
     checks = health.load_checks(tmp_path)
     target = Target(db_url, "tests")

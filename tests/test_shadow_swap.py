@@ -460,7 +460,7 @@ def test_allocation_overlaps_check_lists_exactly_the_self_joins_pairs(tangled: s
             )
         ]
         query = check.path.read_text()
-        conn.execute("SELECT set_config('venuedb.window', '1 day', false)")  # as check sets it
+        conn.execute("SELECT set_config('venuedb.lookback', '1 day', false)")  # as check sets it
         actual = [(str(r[0]), str(r[1])) for r in conn.execute(query)]
     assert len(expected) > 0 and actual == expected
     (result,) = health.run_checks(Target(tangled, "tests"), [check])
@@ -503,7 +503,7 @@ def test_allocation_overlaps_trusts_only_the_overlap_rules_constraint(tangled: s
             "(restaurant_id WITH =, resource_type WITH =, resource_id WITH =, "
             '"window" WITH &&) WHERE (NOT shadow) DEFERRABLE'
         )
-        conn.execute("SELECT set_config('venuedb.window', '1 day', false)")  # as check sets it
+        conn.execute("SELECT set_config('venuedb.lookback', '1 day', false)")  # as check sets it
         plan = "\n".join(
             r[0] for r in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + check.path.read_text())
         )

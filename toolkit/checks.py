@@ -14,7 +14,7 @@
     -- no_data: ok, no bars: nothing to adopt   (optional: no data is fine here, and why)
     -- window: 10m                              (optional: the look-back, the seed's alert
     --                                           window; s, m, h or d; default 1d; only for
-    --                                           a query that reads venuedb.window)
+    --                                           a query that reads venuedb.lookback)
     -- for: 10m                                 (optional: how long a breach lasts before
     --                                           the generated Prometheus alert fires; 0s)
     -- description: ...
@@ -33,9 +33,10 @@ name does not apply, is no_data overall: it could not say the system is healthy.
 Checks run in one READ ONLY transaction, each under its own statement_timeout in a
 savepoint, so a broken or slow check reports `error` and the others still run. Each
 check looks back over its own window (its `window:` header, else 1d; `--window`
-overrides every check's): the transaction-local setting venuedb.window, set inside the
-check's savepoint and read in SQL as current_setting('venuedb.window')::interval, so a
-check file also runs unchanged in psql after `SET venuedb.window = '10 minutes'`. A
+overrides every check's): the transaction-local setting venuedb.lookback, set inside the
+check's savepoint and read in SQL as current_setting('venuedb.lookback')::interval, so a
+check file also runs unchanged in psql after `SET venuedb.lookback = '10 minutes'`
+(not venuedb.window: WINDOW is a reserved word, and `SET venuedb.window` is a syntax error). A
 query that reads no window looks at every row (an orphan is an orphan however old), and
 its window shows as null.
 """
@@ -87,7 +88,7 @@ class Duration:
         return self.amount * _UNIT_SECONDS[self.unit]
 
     def postgres(self) -> str:
-        """The interval venuedb.window holds, in the unit written ('10 minutes')."""
+        """The interval venuedb.lookback holds, in the unit written ('10 minutes')."""
         return f"{self.amount} {_UNIT_WORDS[self.unit]}"
 
     def whole_days(self) -> int:
@@ -241,7 +242,7 @@ def parse(path: Path) -> Check:
     if "window" in durations and reads is None:
         raise BadInput(
             f"{path}:1: window: {meta['window']} but the query never reads "
-            "current_setting('venuedb.window'): the header would change nothing"
+            "current_setting('venuedb.lookback'): the header would change nothing"
         )
     return Check(
         name=meta["name"],
@@ -265,9 +266,9 @@ def parse(path: Path) -> Check:
 
 
 def _setting_read(sql: str) -> str | None:
-    if "venuedb.window" in sql:
+    if "venuedb.lookback" in sql:
         return "window"
-    # venuedb.days is kept for files not yet converted to venuedb.window.
+    # venuedb.days is kept for files not yet converted to venuedb.lookback.
     return "days" if "venuedb.days" in sql else None
 
 
@@ -405,9 +406,9 @@ def _run_one(conn: Any, check: Check, timeout_ms: int, override: Duration | None
     try:
         with conn.transaction():  # a savepoint inside the read-only transaction
             # This check's own window, local to the transaction: the next check sets its
-            # own. venuedb.days is kept for files not yet converted to venuedb.window.
+            # own. venuedb.days is kept for files not yet converted to venuedb.lookback.
             conn.execute(
-                "SELECT set_config('venuedb.window', %s, true), "
+                "SELECT set_config('venuedb.lookback', %s, true), "
                 "set_config('venuedb.days', %s, true)",
                 (window.postgres(), str(window.whole_days())),
             )

@@ -103,6 +103,6 @@ INNER JOIN candidates AS b
         AND a.resource_id = b.resource_id
         AND a.w && b.w
         AND a.id < b.id
-WHERE upper(a.w) > now() - current_setting('venuedb.window')::interval
+WHERE upper(a.w) > now() - current_setting('venuedb.lookback')::interval
 ORDER BY a.id, b.id
 LIMIT 100

@@ -14,7 +14,7 @@
 SELECT avg((e.context ->> 'latency_ms')::numeric) / 1000
 FROM public.observability_events AS e
 WHERE
-    e.created_at > now() - current_setting('venuedb.window')::interval
+    e.created_at > now() - current_setting('venuedb.lookback')::interval
     AND e.event_type IN (
         'auto_assign.summary', 'coordinator.confirmed', 'coordinator.manual_review',
         'coordinator.error'

@@ -14,6 +14,6 @@ SELECT round(avg(table_count), 2)
 FROM (
     SELECT count(*) AS table_count
     FROM public.booking_table_assignments AS a
-    WHERE a.assigned_at > now() - current_setting('venuedb.window')::interval
+    WHERE a.assigned_at > now() - current_setting('venuedb.lookback')::interval
     GROUP BY a.booking_id
 ) AS per_booking

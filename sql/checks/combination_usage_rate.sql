@@ -15,7 +15,7 @@ WITH seated AS (
         a.booking_id,
         count(*) AS table_count
     FROM public.booking_table_assignments AS a
-    WHERE a.assigned_at > now() - current_setting('venuedb.window')::interval
+    WHERE a.assigned_at > now() - current_setting('venuedb.lookback')::interval
     GROUP BY a.booking_id
 )
 

@@ -15,4 +15,4 @@ SELECT count(*)
 FROM public.booking_confirmation_results AS r
 WHERE
     NOT r.confirmed
-    AND r.checked_at > now() - current_setting('venuedb.window')::interval
+    AND r.checked_at > now() - current_setting('venuedb.lookback')::interval

@@ -21,4 +21,4 @@ SELECT
     100.0 * count(*) FILTER (WHERE b.status = 'confirmed')
     / nullif(count(*), 0)
 FROM public.bookings AS b
-WHERE b.created_at > now() - current_setting('venuedb.window')::interval
+WHERE b.created_at > now() - current_setting('venuedb.lookback')::interval

@@ -13,4 +13,4 @@ SELECT
     100.0 * count(*) FILTER (WHERE b.status IN ('confirmed', 'checked_in', 'completed'))
     / nullif(count(*) FILTER (WHERE b.status <> 'cancelled'), 0)
 FROM public.bookings AS b
-WHERE b.created_at > now() - current_setting('venuedb.window')::interval
+WHERE b.created_at > now() - current_setting('venuedb.lookback')::interval

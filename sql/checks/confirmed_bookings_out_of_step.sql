@@ -27,7 +27,7 @@ WITH live AS (
     FROM public.bookings AS b
     WHERE
         b.status IN ('confirmed', 'checked_in')
-        AND b.end_at > now() - current_setting('venuedb.window')::interval
+        AND b.end_at > now() - current_setting('venuedb.lookback')::interval
 ),
 
 held AS (
@@ -41,7 +41,7 @@ held AS (
         a.resource_type = 'table'
         AND NOT a.shadow
         AND a.booking_id IS NOT NULL
-        AND upper(a."window") > now() - current_setting('venuedb.window')::interval
+        AND upper(a."window") > now() - current_setting('venuedb.lookback')::interval
 ),
 
 pairs AS (

@@ -20,4 +20,4 @@ SELECT
 FROM public.observability_events AS e
 WHERE
     e.source LIKE 'assignment.%'
-    AND e.created_at > now() - current_setting('venuedb.window')::interval
+    AND e.created_at > now() - current_setting('venuedb.lookback')::interval

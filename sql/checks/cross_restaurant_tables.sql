@@ -27,7 +27,7 @@ WITH found AS MATERIALIZED (
     WHERE
         a.resource_type = 'table'
         AND t.restaurant_id IS DISTINCT FROM a.restaurant_id
-        AND upper(a."window") > now() - current_setting('venuedb.window')::interval
+        AND upper(a."window") > now() - current_setting('venuedb.lookback')::interval
     UNION ALL
     SELECT
         'allocations (booking)' AS relation,
@@ -39,7 +39,7 @@ WITH found AS MATERIALIZED (
     INNER JOIN public.bookings AS b ON a.booking_id = b.id
     WHERE
         b.restaurant_id <> a.restaurant_id
-        AND upper(a."window") > now() - current_setting('venuedb.window')::interval
+        AND upper(a."window") > now() - current_setting('venuedb.lookback')::interval
     UNION ALL
     SELECT
         'booking_table_assignments' AS relation,
@@ -52,7 +52,7 @@ WITH found AS MATERIALIZED (
     INNER JOIN public.table_inventory AS t ON x.table_id = t.id
     WHERE
         t.restaurant_id <> b.restaurant_id
-        AND b.end_at > now() - current_setting('venuedb.window')::interval
+        AND b.end_at > now() - current_setting('venuedb.lookback')::interval
     UNION ALL
     SELECT
         'table_hold_members' AS relation,
@@ -65,7 +65,7 @@ WITH found AS MATERIALIZED (
     INNER JOIN public.table_inventory AS t ON m.table_id = t.id
     WHERE
         t.restaurant_id <> h.restaurant_id
-        AND h.end_at > now() - current_setting('venuedb.window')::interval
+        AND h.end_at > now() - current_setting('venuedb.lookback')::interval
 )
 
 SELECT

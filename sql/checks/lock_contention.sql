@@ -16,7 +16,7 @@ WITH seen AS (
         count(*) FILTER (WHERE e.event_type = 'coordinator.start') AS runs
     FROM public.observability_events AS e
     WHERE
-        e.created_at > now() - current_setting('venuedb.window')::interval
+        e.created_at > now() - current_setting('venuedb.lookback')::interval
         AND e.event_type IN ('coordinator.lock_contention', 'coordinator.start')
 )
 

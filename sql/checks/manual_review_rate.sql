@@ -18,4 +18,4 @@ SELECT
         2
     )
 FROM public.bookings AS b
-WHERE b.created_at > now() - current_setting('venuedb.window')::interval
+WHERE b.created_at > now() - current_setting('venuedb.lookback')::interval

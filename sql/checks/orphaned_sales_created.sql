@@ -12,5 +12,5 @@ SELECT count(*)
 FROM public.orphaned_sales AS o
 INNER JOIN public.sales AS s ON o.sale_id = s.id
 WHERE
-    o.created_at > now() - current_setting('venuedb.window')::interval
+    o.created_at > now() - current_setting('venuedb.lookback')::interval
     AND s.server_id IS NULL

@@ -12,5 +12,5 @@
 SELECT count(*) AS error_count
 FROM public.audit_logs
 WHERE
-    created_at > now() - current_setting('venuedb.window')::interval
+    created_at > now() - current_setting('venuedb.lookback')::interval
     AND level = 'error'

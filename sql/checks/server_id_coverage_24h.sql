@@ -14,4 +14,4 @@ SELECT
         count(CASE WHEN s.server_id IS NOT NULL THEN 1 END) * 100.0 / nullif(count(*), 0), 2
     )
 FROM public.sales AS s
-WHERE s.created_at > now() - current_setting('venuedb.window')::interval
+WHERE s.created_at > now() - current_setting('venuedb.lookback')::interval

@@ -11,5 +11,5 @@
 SELECT count(*)
 FROM public.audit_logs AS a
 WHERE
-    a.created_at > now() - current_setting('venuedb.window')::interval
+    a.created_at > now() - current_setting('venuedb.lookback')::interval
     AND a.error_message ~* 'server_?id'

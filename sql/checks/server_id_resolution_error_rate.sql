@@ -21,4 +21,4 @@ SELECT
         2
     )
 FROM public.server_id_resolution_log AS r
-WHERE r.created_at > now() - current_setting('venuedb.window')::interval
+WHERE r.created_at > now() - current_setting('venuedb.lookback')::interval

@@ -16,4 +16,4 @@ SELECT
 FROM public.observability_events AS e
 WHERE
     e.source IN ('assignment.state_machine', 'assignment.coordinator')
-    AND e.created_at > now() - current_setting('venuedb.window')::interval
+    AND e.created_at > now() - current_setting('venuedb.lookback')::interval

@@ -14,4 +14,4 @@ SELECT 100.0 * count(*) FILTER (WHERE e.context ->> 'reason' IS NULL) / nullif(c
 FROM public.observability_events AS e
 WHERE
     e.source IN ('assignment.coordinator', 'assignment.state_machine')
-    AND e.created_at > now() - current_setting('venuedb.window')::interval
+    AND e.created_at > now() - current_setting('venuedb.lookback')::interval

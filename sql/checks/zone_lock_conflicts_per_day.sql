@@ -20,7 +20,7 @@ WITH seen AS (
         ) AS assignments
     FROM public.observability_events AS e
     WHERE
-        e.created_at > now() - current_setting('venuedb.window')::interval
+        e.created_at > now() - current_setting('venuedb.lookback')::interval
         AND e.event_type IN ('zone_lock_conflict', 'auto_assign.summary', 'coordinator.start')
 )
 
@@ -29,6 +29,6 @@ SELECT
         WHEN seen.conflicts > 0 OR seen.assignments > 0
             THEN
                 seen.conflicts * 86400.0
-                / extract(EPOCH FROM current_setting('venuedb.window')::interval)
+                / extract(EPOCH FROM current_setting('venuedb.lookback')::interval)
     END
 FROM seen
