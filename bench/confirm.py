@@ -96,8 +96,9 @@ class Work:
 
 def dataset_tag(scale: float, seed: int, anchor: dt.date) -> str:
     """What the scratch database's comment says about the data it holds."""
-    # v2: no booking created after the anchor (v1 databases are built again).
-    return f"bench.data.booking v2 scale={scale} seed={seed} anchor={anchor.isoformat()}"
+    # v3: no booking created after the anchor, past share of the filled days (older
+    # databases are built again).
+    return f"bench.data.booking v3 scale={scale} seed={seed} anchor={anchor.isoformat()}"
 
 
 def prepare(scale: float, seed: int, anchor: dt.date, name: str = NAME) -> str:

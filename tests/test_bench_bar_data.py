@@ -83,11 +83,14 @@ def test_backfill_resolves_the_mapped_names(db_url: str) -> None:
     outcome = run(Target(db_url, "tests"), find_backfill("sales_server_id"), Options(batch_size=97))
     assert outcome.state == "finished" and outcome.rows == counts["sales"]
     with psycopg.connect(db_url) as conn:
-        mapped, wrong, by_mapping = conn.execute(
+        mapped, wrong, by_name = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE s.server_id IS DISTINCT FROM m.user_id), "
             "(SELECT count(*) FROM migration_server_id_log "
             " WHERE table_name = 'sales' AND NOT fallback_used) "
             "FROM sales AS s JOIN server_name_mappings AS m ON m.bar_id = s.bar_id "
             "AND m.name_normalized = lower(btrim(regexp_replace(s.server_name, '\\s+', ' ', 'g')))"
         ).fetchone()
-    assert mapped > counts["sales"] // 2 and wrong == 0 and by_mapping == mapped
+    # Every mapped name went to its mapping; backfill v2 (bar-observability) also resolves
+    # names nobody mapped through the members' display names, so more rows than the
+    # mapped ones were resolved by name rather than credited to their creator.
+    assert mapped > counts["sales"] // 2 and wrong == 0 and by_name > mapped

@@ -229,15 +229,21 @@ FROM _gen_bookings ORDER BY n
 }
 
 
-def plan(scale: float, anchor: dt.date) -> dict[str, int | dt.date]:
-    """How many restaurants, bookings and days a load at `scale` generates, and from when."""
+def plan(scale: float, anchor: dt.date, past_share: float = PAST_SHARE) -> dict[str, int | dt.date]:
+    """How many restaurants, bookings and days a load at `scale` generates, and from when
+    (`past_share` of the days before the anchor)."""
     if scale <= 0:
         raise ValueError("scale must be positive")
     restaurants = max(1, round(RESTAURANTS * scale))
     bookings = max(1, round(BOOKINGS * scale))
     # 40 tables a restaurant on average; margin so the candidates always cover `bookings`.
     days = math.ceil(bookings / (restaurants * 40 * MEAN_FILL) * 1.25) + 2
-    first_day = anchor - dt.timedelta(days=math.floor(days * PAST_SHARE))
+    if not 0 <= past_share < 1:
+        raise ValueError("past_share must be in [0, 1)")
+    # The bookings fill the first days in order (the 1.25 margin leaves the last ones
+    # empty): past_share is of the days they fill.
+    filled = bookings / (restaurants * 40 * MEAN_FILL)
+    first_day = anchor - dt.timedelta(days=math.floor(filled * past_share))
     return {"restaurants": restaurants, "bookings": bookings, "days": days, "first_day": first_day}
 
 
@@ -247,14 +253,16 @@ def load(
     scale: float = 1.0,
     seed: int = 1,
     anchor: dt.date | None = None,
+    past_share: float = PAST_SHARE,
 ) -> dict[str, int]:
     """Generate the data set into `conn` (autocommit) and return the rows written per table.
+    `past_share` of the days lie before the anchor (the rest, ahead, are confirmed).
 
     One transaction for the rows (a failed load leaves nothing), then VACUUM ANALYZE of the
     tables written so that benchmarks start from fresh statistics and visibility maps.
     """
     anchor = anchor or dt.datetime.now(dt.UTC).date()
-    sizes = plan(scale, anchor)
+    sizes = plan(scale, anchor, past_share)
     params: dict[str, object] = {
         "seed": seed,
         **sizes,
