@@ -155,7 +155,7 @@ def test_set_refuses_bad_input_with_exit_2(db_url: str, args: tuple, message: st
 
 
 def test_set_before_the_release_names_it(db_url: str) -> None:
-    result = invoke("rollback", "bar-integrity", "--yes", "--database-url", db_url)
+    result = invoke("rollback", "bar-integrity", "--cascade", "--yes", "--database-url", db_url)
     assert result.exit_code == 0, result.output
     refused = invoke("flags", "set", "ENABLE_SWITCHING_MODE", "on", "--database-url", db_url)
     assert refused.exit_code == 2

@@ -455,7 +455,12 @@ def test_checksum_tables_of_an_older_toolkit_are_upgraded(db_url: str) -> None:
         )
     code, report = _verify(db_url)  # old rows: the revision file's sha256 only
     assert (code, report["tamper"]) == (0, []), report
-    assert invoke("rollback", "bar-integrity", "--yes", "--database-url", db_url).exit_code == 0
+    assert (
+        invoke(
+            "rollback", "bar-integrity", "--cascade", "--yes", "--database-url", db_url
+        ).exit_code
+        == 0
+    )
     assert invoke("apply", "--database-url", db_url).exit_code == 0
     rows = dict(_rows(db_url, "SELECT revision, checksum FROM venuedb.revision_checksums"))
     assert rows["bar_014"] == frozen.load_manifest()["bar_014"]["checksum"]

@@ -465,12 +465,21 @@ def test_an_unknown_booking_is_an_error(conn: psycopg.Connection) -> None:
 
 
 def test_version_comments(conn: psycopg.Connection) -> None:
-    for signature in (
-        "public.plan_booking_tables(uuid,jsonb)",
-        "public.auto_assign_booking(uuid,jsonb)",
+    for signature, version in (
+        ("public.plan_booking_tables(uuid,jsonb)", 1),
+        ("public.auto_assign_booking(uuid,jsonb)", 2),  # v2: booking-observability
     ):
         row = conn.execute("SELECT obj_description(%s::regprocedure)", (signature,)).fetchone()
-        assert row == ("venuedb:version=1",)
+        assert row == (f"venuedb:version={version}",)
+
+
+# What auto_assign_booking v2 adds to every result (booking-observability): its own
+# summary event, latency and zone-lock waits; the outcome is the rest.
+TELEMETRY = ("event_id", "latency_ms", "zone_lock_conflicts")
+
+
+def _outcome(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k not in TELEMETRY}
 
 
 SIXTY_SIZES = (2, 2, 4, 4, 6, 8)
@@ -843,13 +852,17 @@ def test_auto_assign_skips_bookings_not_pending_or_assigned(conn: psycopg.Connec
     assert auto_assign(conn, booking)["status"] == "confirmed"
     conn.commit()
     skipped = auto_assign(conn, booking)
-    assert skipped == {"status": "skipped", "reason": "not_pending", "booking_status": "confirmed"}
+    assert _outcome(skipped) == {
+        "status": "skipped",
+        "reason": "not_pending",
+        "booking_status": "confirmed",
+    }
     other = floor.booking(4, start="2030-01-02 19:00+00")
     conn.execute(
         "INSERT INTO booking_table_assignments (booking_id, table_id) VALUES (%s, %s)",
         (other, floor.tables["A"]),
     )
-    assert auto_assign(conn, other) == {"status": "skipped", "reason": "already_assigned"}
+    assert _outcome(auto_assign(conn, other)) == {"status": "skipped", "reason": "already_assigned"}
 
 
 def _zone_key(zone: str) -> str:
@@ -1025,7 +1038,9 @@ def test_conflict_after_max_attempts(any_url: str) -> None:
         _wait_for_lock_waiter(url)
         writer.commit()
         thread.join(timeout=20)
-        assert results[booking] == {"status": "conflict", "attempts": 1}
+        outcome = _outcome(results[booking])
+        assert outcome.pop("reason", "tables_taken") == "tables_taken"  # v2 names it
+        assert outcome == {"status": "conflict", "attempts": 1}
 
 
 def _assign_once(url: str, booking: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -187,7 +187,9 @@ def test_reference_rows_the_migrations_wrote_are_not_data_but_a_changed_one_is(
     db_url: str,
 ) -> None:
     # bar_012 writes feature_flags' one row; dropping it as written loses nothing.
-    plain = invoke("rollback", "bar-integrity", "--yes", "--database-url", db_url, "--json")
+    plain = invoke(
+        "rollback", "bar-integrity", "--cascade", "--yes", "--database-url", db_url, "--json"
+    )
     assert plain.exit_code == 0, plain.output
     [flags] = [t for t in as_json(plain)["data_at_risk"]["tables"] if t["table"] == "feature_flags"]
     assert (flags["rows"], flags["from_migrations"]) == (1, 1)
@@ -196,7 +198,7 @@ def test_reference_rows_the_migrations_wrote_are_not_data_but_a_changed_one_is(
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("UPDATE feature_flags SET enabled = true")
     before = _heads(db_url)
-    refused = invoke("rollback", "bar-integrity", "--yes", "--database-url", db_url)
+    refused = invoke("rollback", "bar-integrity", "--cascade", "--yes", "--database-url", db_url)
     assert refused.exit_code == 2, refused.output
     assert "feature_flags (1 rows)" in refused.stderr and "--allow-data-loss" in refused.stderr
     assert _heads(db_url) == before

@@ -47,7 +47,7 @@ def test_a_rewound_alembic_version_still_compares_and_finds_the_dropped_policy(
     text, report = _verify(db_url)
     assert text.exit_code == 3 and report["status"] in ("drift", "tampered"), report["status"]
     assert report["drift_reference"] == (
-        "a scratch database migrated to bar_014, booking_009, core_001"
+        "a scratch database migrated to bar_017, booking_009, core_001"
     )
     found = {(d["kind"], d["name"], d["status"]) for d in report["drift"]}
     assert ("policy", "public.sales.sales_insert_own", "missing") in found
@@ -92,7 +92,7 @@ def test_a_revision_this_checkout_does_not_know_is_not_compared(db_url: str) -> 
 
 
 def test_a_release_that_is_not_applied_is_not_verified_clean(db_url: str) -> None:
-    down = invoke("rollback", "bar-integrity", "--yes", "--database-url", db_url)
+    down = invoke("rollback", "bar-integrity", "--cascade", "--yes", "--database-url", db_url)
     assert down.exit_code == 0, down.output
     text, report = _verify(db_url, "--release", "bar-integrity")
     assert (text.exit_code, report["status"]) == (5, "not_compared")
@@ -126,7 +126,7 @@ def login_role(pg_server: Server, db_url: str) -> Iterator[Callable[[str], str]]
 def test_no_createdb_means_not_compared_and_scratch_url_compares(
     db_url: str, login_role: Callable[[str], str], pg_server: Server
 ) -> None:
-    down = invoke("rollback", "bar-integrity", "--yes", "--database-url", db_url)
+    down = invoke("rollback", "bar-integrity", "--cascade", "--yes", "--database-url", db_url)
     assert down.exit_code == 0, down.output
     # A member of the deployer: sees what it owns (information_schema), may not create.
     verifier = login_role(f"IN ROLE {pg_server.user}")
