@@ -253,6 +253,33 @@ def test_try_create_agrees_with_create_sale_by_server_name(db_url: str) -> None:
             assert tried == (raised, server), (on, name)
 
 
+def test_another_bars_owner_can_neither_sell_nor_log_attempts_in_bar_a(db_url: str) -> None:
+    """An attacker with the API's role and a bar of their own: no sale in bar A, no row
+    in A's resolution log (so A's error rate cannot be driven to page), and neither
+    bar-observability table can be read or written directly."""
+    _fixture(db_url)
+    _switching(db_url, True)
+    for name in ("Marie Claire", "Ghost", None):
+        with psycopg.connect(db_url) as conn:
+            _become(conn, "ownerB")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(
+                    "SELECT * FROM try_create_sale_by_server_name(%s, %s, '[]', 1)",
+                    (BAR_A, name),
+                )
+    for table in ("server_id_resolution_log", "orphaned_sales"):
+        with psycopg.connect(db_url) as conn:
+            _become(conn, "manager")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT count(*) FROM {table}")
+        with psycopg.connect(db_url) as conn:
+            _become(conn, "ownerB")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"DELETE FROM {table}")
+    assert _sql(db_url, "SELECT count(*) FROM server_id_resolution_log")[0][0] == 0
+    assert _sql(db_url, "SELECT count(*) FROM sales WHERE bar_id = %s", (BAR_A,))[0][0] == 0
+
+
 # ---- 1b: rows the backfill could not resolve -------------------------------------------
 
 
