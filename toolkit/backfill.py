@@ -352,27 +352,56 @@ def _record(
     )
 
 
-def _dry_run(conn: Any, backfill: Backfill, key_type: str, report: Report) -> Report:
-    last = None
-    if (
+def _current_progress(conn: Any, backfill: Backfill) -> dict[str, Any] | None:
+    """The progress row of the backfill's current run; None when there is none, or when it
+    is stale (the next run resets it: every row still to do counts)."""
+    if not (
         records.schema_exists(conn)
         and conn.execute("SELECT to_regclass('venuedb.backfill_progress') IS NOT NULL").fetchone()[
             0
         ]
     ):
-        progress = _progress(conn, backfill.name)
-        if progress and stale_reason(conn, backfill, progress):
-            progress = None  # the run resets it: every row still to do counts
-        last = progress["last_key"] if progress and progress["state"] != "finished" else None
-    count = conn.execute(
-        f"SELECT count(*) FROM public.{backfill.table} "
-        f"WHERE ({backfill.todo}) AND (%(last)s::{key_type} IS NULL "
-        f"OR {backfill.key} > %(last)s::{key_type})",
-        {"last": last},
-    ).fetchone()[0]
-    report.total = int(count)
+        return None
+    progress = _progress(conn, backfill.name)
+    if progress and stale_reason(conn, backfill, progress):
+        return None
+    return progress
+
+
+def _count_todo(conn: Any, backfill: Backfill, key_type: str, progress: Any) -> int:
+    last = progress["last_key"] if progress and progress["state"] != "finished" else None
+    return int(
+        conn.execute(
+            f"SELECT count(*) FROM public.{backfill.table} "
+            f"WHERE ({backfill.todo}) AND (%(last)s::{key_type} IS NULL "
+            f"OR {backfill.key} > %(last)s::{key_type})",
+            {"last": last},
+        ).fetchone()[0]
+    )
+
+
+def _dry_run(conn: Any, backfill: Backfill, key_type: str, report: Report) -> Report:
+    report.total = _count_todo(conn, backfill, key_type, _current_progress(conn, backfill))
     report.state = "dry-run"
     return report
+
+
+@dataclass(frozen=True)
+class Standing:
+    remaining: int  # rows still to do, as `venuedb backfill run NAME --dry-run` counts them
+    done: int  # rows its current run did (0: no run, or a stale one)
+
+
+def standing(conn: Any, backfill: Backfill) -> Standing | None:
+    """Where a backfill stands (the exporter's progress metrics), read once; None when its
+    table or function does not exist (its release is not applied)."""
+    try:
+        key_type = _key_type(conn, backfill)
+    except BadInput:
+        return None
+    progress = _current_progress(conn, backfill)
+    done = int(progress["rows_done"]) if progress else 0
+    return Standing(_count_todo(conn, backfill, key_type, progress), done)
 
 
 def _reset_if_stale(control: Any, backfill: Backfill) -> str | None:

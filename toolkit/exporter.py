@@ -168,20 +168,11 @@ def _backfills(conn: Any, declared: list[backfills.Backfill]) -> list[BackfillPr
     """Per declared backfill: what `venuedb backfill run NAME --dry-run` counts as still to
     do, and the rows its current run did. A backfill whose table or function does not exist
     (its release is not applied) has nothing to say and is left out."""
-    exists = "SELECT to_regclass('venuedb.backfill_progress') IS NOT NULL"
-    has_progress = records.schema_exists(conn) and conn.execute(exists).fetchone()[0]
     out = []
     for backfill in declared:
-        try:
-            key_type = backfills._key_type(conn, backfill)
-        except BadInput:
-            continue
-        report = backfills.Report(backfill.name, "dry-run", dry_run=True)
-        remaining = backfills._dry_run(conn, backfill, key_type, report).total or 0
-        progress = backfills._progress(conn, backfill.name) if has_progress else None
-        stale = progress is not None and backfills.stale_reason(conn, backfill, progress)
-        done = 0 if progress is None or stale else int(progress["rows_done"])
-        out.append(BackfillProgress(backfill.name, int(remaining), done))
+        found = backfills.standing(conn, backfill)
+        if found is not None:
+            out.append(BackfillProgress(backfill.name, found.remaining, found.done))
     return out
 
 
