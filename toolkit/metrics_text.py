@@ -72,23 +72,12 @@ def check_families(
         for state in health.STATUSES:
             status.add_metric([c.name, c.domain, c.severity, state], float(r.status == state))
         for level, limit in (("warning", c.warning), ("critical", c.critical)):
-            for op, number in threshold_samples(limit.text) if limit else ():
+            for op, number in limit.bounds() if limit else ():
                 threshold.add_metric([c.name, level, op], number)
         if c.name in windows:
             window.add_metric([c.name], windows[c.name])
         duration.add_metric([c.name], r.ms / 1000)
     return [value, status, threshold, window, duration]
-
-
-def threshold_samples(text: str) -> list[tuple[str, float]]:
-    """`< 90` -> [("<", 90)]; `outside 5..15` -> [("<", 5), (">", 15)] (the header grammar
-    of toolkit/checks.py, which refuses anything else when it reads the file)."""
-    match = health._THRESHOLD.match(text)
-    if match is None:
-        raise ValueError(f"not a threshold: {text!r}")
-    if match["op"]:
-        return [(match["op"], float(match["n"]))]
-    return [("<", float(match["lo"])), (">", float(match["hi"]))]
 
 
 def families(snapshot: Snapshot) -> list[Metric]:
