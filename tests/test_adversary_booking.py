@@ -578,3 +578,69 @@ def test_no_function_of_ours_is_executable_by_public_or_anon(world_url: str) -> 
         rows = conn.execute(OWN_FUNCTIONS).fetchall()
     assert len(rows) >= 15
     assert [r[0] for r in rows if r[1] or r[2]] == []
+
+
+# Every row of a booking still to come that names another restaurant's table is reported by
+# exactly one check (issue 19): confirmed_bookings_out_of_step reads the confirmed and
+# checked-in bookings once, tables included; cross_restaurant_tables the other statuses,
+# the allocations' own tables and the holds. Each rule broken with the triggers off.
+ASSIGN = (
+    "INSERT INTO booking_table_assignments (booking_id, table_id) VALUES ('{booking}', '{table}')"
+)
+SPLIT = [
+    (
+        ASSIGN.format(booking="{confirmed}", table="{B2}"),
+        "confirmed_bookings_out_of_step",
+        ("problem", "table of another restaurant"),
+    ),
+    (
+        ASSIGN.format(booking="{pending}", table="{B2}"),
+        "cross_restaurant_tables",
+        ("relation", "booking_table_assignments"),
+    ),
+    (
+        allocate("rB", "B2", "confirmed"),
+        "confirmed_bookings_out_of_step",
+        ("problem", "table of another restaurant"),
+    ),
+    (
+        allocate("rB", "B2", "pending"),
+        "cross_restaurant_tables",
+        ("relation", "allocations (booking)"),
+    ),
+    (
+        allocate("rA", "B2", "cancelled"),
+        "cross_restaurant_tables",
+        ("relation", "allocations"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("attack", "reporter", "finding"),
+    SPLIT,
+    ids=[
+        "confirmed-assigned",
+        "pending-assigned",
+        "confirmed-allocated",
+        "pending-allocated",
+        "allocation-own-table",
+    ],
+)
+def test_each_cross_restaurant_row_is_reported_by_one_check(
+    db_url: str, attack: str, reporter: str, finding: tuple[str, str]
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(WORLD.format(**ID))
+        conn.execute("DELETE FROM table_holds WHERE id = %s", (ID["hold_old"],))
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(attack.format(**ID))
+    names = ("cross_restaurant_tables", "confirmed_bookings_out_of_step")
+    result = invoke("check", *names, "--database-url", db_url, "--json")
+    assert result.exit_code == 1, result.stdout
+    checks = {c["name"]: c for c in as_json(result)["checks"]}
+    assert checks[reporter]["status"] == "critical", checks
+    (row,) = checks[reporter]["rows"]
+    assert row[finding[0]] == finding[1], row
+    (other,) = set(names) - {reporter}
+    assert checks[other]["status"] == "ok", checks
