@@ -35,8 +35,6 @@ from toolkit.migrate import current_heads
 from toolkit.urls import mask_text
 
 PURPOSE = "exporter"  # application_name 'venuedb exporter'
-DEFAULT_PORT = 19187
-DEFAULT_LISTEN = f":{DEFAULT_PORT}"
 # The toolkit's own reads (releases, deployments, backfills) wait this long for a lock at
 # most: a migration's ALTER on the records must not hold a scrape until Prometheus gives up.
 LOCK_TIMEOUT_MS = 1000

@@ -11,7 +11,8 @@ from socketserver import TCPServer
 from urllib.parse import urlsplit
 
 from toolkit.errors import BadInput
-from toolkit.exporter import DEFAULT_PORT, Exporter
+from toolkit.exporter import Exporter
+from toolkit.exporter_defaults import DEFAULT_PORT
 from toolkit.metrics_text import CONTENT_TYPE, render_snapshot
 
 LISTEN_HELP = (

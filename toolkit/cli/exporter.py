@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from toolkit.cli.common import DatabaseUrl, Output, handled, resolve_target
-from toolkit.exporter import DEFAULT_LISTEN, DEFAULT_PORT
+from toolkit.exporter_defaults import DEFAULT_LISTEN, DEFAULT_PORT
 
 if TYPE_CHECKING:
     from toolkit.exporter_http import ExporterServer
