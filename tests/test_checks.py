@@ -617,3 +617,29 @@ def test_simplified_mode_adoption_is_a_plain_metric(db_url: str) -> None:
     )
     result = _run(db_url, "simplified_mode_adoption")
     assert (result.status, result.value) == ("ok", 25.0)
+
+
+def test_requires_names_a_table_or_a_column_and_each_is_looked_up(
+    db_url: str, tmp_path: Path
+) -> None:
+    """`requires:` items are read from the catalogs in one query for all the checks: a
+    missing table or column makes only its own check not applicable."""
+    for name, requires in (
+        ("table_there", "public.bookings"),
+        ("column_there", "public.bookings.end_at"),
+        ("table_gone", "public.bookings, public.no_such_table"),
+        ("column_gone", "public.bookings.no_such_column"),
+        ("schema_gone", "nowhere.bookings"),
+    ):
+        _check_file(tmp_path, name, "SELECT 0", extra=f"-- requires: {requires}\n")
+    by_name = {
+        r.check.name: r
+        for r in health.run_checks(Target(db_url, "tests"), health.load_checks(tmp_path))
+    }
+    assert {n for n, r in by_name.items() if r.applicable} == {"table_there", "column_there"}
+    assert by_name["table_gone"].note == "not applicable: public.no_such_table missing"
+    assert by_name["column_gone"].note == "not applicable: public.bookings.no_such_column missing"
+    bad = tmp_path / "bad.sql"
+    _check_file(tmp_path, "bad", "SELECT 0", extra="-- requires: bookings\n")
+    with pytest.raises(BadInput, match=r"bad\.sql:1: requires 'bookings'"):
+        health.parse(bad)

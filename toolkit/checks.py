@@ -238,6 +238,13 @@ def parse(path: Path) -> Check:
     sql = "\n".join(body).strip().rstrip(";")
     if not sql:
         raise BadInput(f"{path}: no query after the header")
+    requires = tuple(r.strip() for r in meta.get("requires", "").split(",") if r.strip())
+    for item in requires:
+        if len(item.split(".")) not in (2, 3):
+            raise BadInput(
+                f"{path}:1: requires {item!r}: name a table or view as schema.name, "
+                "a column as schema.table.column"
+            )
     reads = _setting_read(sql)
     if "window" in durations and reads is None:
         raise BadInput(
@@ -256,7 +263,7 @@ def parse(path: Path) -> Check:
         sql=sql,
         warning=Threshold(meta["warning"]) if "warning" in meta else None,
         critical=Threshold(meta["critical"]) if "critical" in meta else None,
-        requires=tuple(r.strip() for r in meta.get("requires", "").split(",") if r.strip()),
+        requires=requires,
         index=meta.get("index"),
         no_data_ok=_why_no_data_is_fine(meta.get("no_data")),
         window=durations.get("window", DEFAULT_WINDOW),
@@ -369,22 +376,37 @@ def _grade(check: Check, value: float | None) -> str:
     return "ok"
 
 
-def _missing(conn: Any, requires: tuple[str, ...]) -> list[str]:
-    missing = []
-    for item in requires:
-        parts = item.split(".")
-        if len(parts) == 3:
-            row = conn.execute(
-                "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) "
-                "AND attname = %s AND NOT attisdropped",
-                (f"{parts[0]}.{parts[1]}", parts[2]),
-            ).fetchone()
-        else:
-            row = conn.execute("SELECT to_regclass(%s)", (item,)).fetchone()
-            row = row if row and row[0] is not None else None
-        if row is None:
-            missing.append(item)
-    return missing
+# The `requires:` items that do not exist, all checks' in one round trip: a table or view
+# (schema.name) or a column (schema.table.column). Read from the catalogs, not with
+# to_regclass(), which raises for a schema the role may not use: such a check runs and
+# reports its permission error.
+MISSING_SQL = """
+SELECT item
+FROM unnest(%s::text[]) AS item
+WHERE NOT EXISTS (
+    SELECT 1
+    FROM pg_catalog.pg_class AS c
+    INNER JOIN pg_catalog.pg_namespace AS n ON c.relnamespace = n.oid
+    WHERE n.nspname = split_part(item, '.', 1)
+      AND c.relname = split_part(item, '.', 2)
+      AND (
+          split_part(item, '.', 3) = ''
+          OR EXISTS (
+              SELECT 1 FROM pg_catalog.pg_attribute AS a
+              WHERE a.attrelid = c.oid
+                AND a.attname = split_part(item, '.', 3)
+                AND NOT a.attisdropped
+          )
+      )
+)
+"""
+
+
+def _missing(conn: Any, checks: list[Check]) -> set[str]:
+    items = sorted({item for check in checks for item in check.requires})
+    if not items:
+        return set()
+    return {row[0] for row in conn.execute(MISSING_SQL, (items,)).fetchall()}
 
 
 def _number(value: Any) -> float | None:
@@ -397,27 +419,31 @@ def _number(value: Any) -> float | None:
     raise TypeError(f"the check returned {type(value).__name__}, not a number")
 
 
-def _run_one(conn: Any, check: Check, timeout_ms: int, override: Duration | None) -> Result:
+def _run_one(
+    conn: Any, check: Check, timeout_ms: int, override: Duration | None, missing: set[str]
+) -> Result:
     import psycopg
 
     started = time.perf_counter()
     result = Result(check, "error", None, window=check.effective_window(override))
     window = override or check.window
+    absent = [item for item in check.requires if item in missing]
+    if absent:
+        result.status, result.note = "ok", f"not applicable: {', '.join(absent)} missing"
+        result.applicable = False
+        result.ms = (time.perf_counter() - started) * 1000
+        return result
     try:
         with conn.transaction():  # a savepoint inside the read-only transaction
-            # This check's own window, local to the transaction: the next check sets its
-            # own. venuedb.days is kept for files not yet converted to venuedb.lookback.
+            # This check's own window and timeout, local to the transaction: the next
+            # check sets its own. venuedb.days is kept for files not yet converted to
+            # venuedb.lookback.
             conn.execute(
                 "SELECT set_config('venuedb.lookback', %s, true), "
-                "set_config('venuedb.days', %s, true)",
-                (window.postgres(), str(window.whole_days())),
+                "set_config('venuedb.days', %s, true), "
+                "set_config('statement_timeout', %s, true)",
+                (window.postgres(), str(window.whole_days()), str(int(timeout_ms))),
             )
-            missing = _missing(conn, check.requires)
-            if missing:
-                result.status, result.note = "ok", f"not applicable: {', '.join(missing)} missing"
-                result.applicable = False
-                return result
-            conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
             if check.returns == "explain":
                 conn.execute("SET LOCAL enable_seqscan = off")
                 plan = conn.execute(f"EXPLAIN (FORMAT JSON) {check.sql}").fetchone()[0]
@@ -471,7 +497,8 @@ def run_checks(
         window = window_option(window.text if window else None, days)
     with db.connect(target, autocommit=False, purpose=purpose) as conn:
         conn.execute("SET TRANSACTION READ ONLY")
-        results = [_run_one(conn, check, timeout_ms, window) for check in checks]
+        missing = _missing(conn, checks)
+        results = [_run_one(conn, check, timeout_ms, window, missing) for check in checks]
         conn.rollback()
     return results
 
