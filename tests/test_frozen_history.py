@@ -437,14 +437,14 @@ def test_emptied_checksum_table_is_tampering(db_url: str) -> None:
 def test_alembic_version_changed_behind_the_records(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
-            "UPDATE alembic_version SET version_num = 'booking_015' "
-            "WHERE version_num = 'booking_016'"
+            "UPDATE alembic_version SET version_num = 'booking_016' "
+            "WHERE version_num = 'booking_017'"
         )
     code, report = _verify(db_url)
     assert code == 3
     (finding,) = [t for t in report["tamper"] if t["kind"] == "version_disagrees_with_records"]
-    assert finding["expected"]["booking"] == "booking_016"
-    assert finding["actual"]["booking"] == "booking_015"
+    assert finding["expected"]["booking"] == "booking_017"
+    assert finding["actual"]["booking"] == "booking_016"
 
 
 def test_checksum_tables_of_an_older_toolkit_are_upgraded(db_url: str) -> None:

@@ -17,6 +17,7 @@ from toolkit import revisions as revs
 from toolkit.backup import list_contents
 
 LATER = [
+    "assignment-times",
     "booking-observability",
     "booking-integrity",
     "allocation-lookups",
@@ -81,7 +82,7 @@ def test_a_revision_target_reaching_into_several_releases_needs_cascade(db_url: 
     before = _heads(db_url)
     result = invoke("rollback", "booking_006", "--yes", "--database-url", db_url, "--json")
     assert result.exit_code == 2
-    assert [d["release"] for d in as_json(result)["dependent_releases"]] == LATER[:4]
+    assert [d["release"] for d in as_json(result)["dependent_releases"]] == LATER[:5]
     assert _heads(db_url) == before
 
 
@@ -142,13 +143,11 @@ def test_with_both_flags_a_verified_backup_comes_first(db_url: str, tmp_path: Pa
 
 def test_rolling_back_the_latest_release_without_data_needs_neither_flag(db_url: str) -> None:
     before = _heads(db_url)
-    result = invoke(
-        "rollback", "booking-observability", "--yes", "--database-url", db_url, "--json"
-    )
+    result = invoke("rollback", "assignment-times", "--yes", "--database-url", db_url, "--json")
     assert result.exit_code == 0, result.output
     doc = as_json(result)
     assert doc["dependent_releases"] == [] and doc["backup"] is None
-    assert _heads(db_url)["booking"] == "booking_013"
+    assert _heads(db_url)["booking"] == "booking_016"
     assert _heads(db_url)["bar"] == before["bar"]
 
 

@@ -186,6 +186,7 @@ def test_the_plan_counts_on_the_database_and_changes_nothing(
 def test_the_full_revert_plan_names_the_releases_it_would_undo(data_url: str) -> None:
     doc = as_json(_level(data_url, "table-combinations", 3, "--plan"))
     assert [d["release"] for d in doc["dependent_releases"]] == [
+        "assignment-times",
         "booking-observability",
         "booking-integrity",
         "allocation-lookups",
@@ -238,6 +239,7 @@ def test_level_2_of_table_combinations_loses_nothing_and_is_restored(
         "allocation-lookups",
         "booking-integrity",
         "booking-observability",
+        "assignment-times",
     ]
     assert row_counts(data_url) == counts
     assert "booking_assignment_validation" not in _triggers(data_url)

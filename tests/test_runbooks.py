@@ -26,6 +26,7 @@ ORDER = [
     "bar-integrity.md",
     "bar-observability.md",
     "booking-observability.md",
+    "assignment-times.md",
 ]
 
 

@@ -42,7 +42,7 @@ def test_a_rewound_alembic_version_still_compares_and_finds_the_dropped_policy(
     _sql(
         db_url,
         "UPDATE alembic_version SET version_num = 'booking_009' "
-        "WHERE version_num = 'booking_016'; DROP POLICY sales_insert_own ON public.sales",
+        "WHERE version_num = 'booking_017'; DROP POLICY sales_insert_own ON public.sales",
     )
     text, report = _verify(db_url)
     assert text.exit_code == 3 and report["status"] in ("drift", "tampered"), report["status"]
@@ -51,7 +51,7 @@ def test_a_rewound_alembic_version_still_compares_and_finds_the_dropped_policy(
     )
     found = {(d["kind"], d["name"], d["status"]) for d in report["drift"]}
     assert ("policy", "public.sales.sales_insert_own", "missing") in found
-    # What booking_010..016 added is there although alembic_version says it is not.
+    # What booking_010..017 added is there although alembic_version says it is not.
     assert ("trigger", "public.bookings.bookings_restaurant_id_immutable", "unexpected") in found
     _never_clean(text)
 
@@ -83,7 +83,7 @@ def test_a_schema_without_alembic_version_is_drift(db_url: str) -> None:
 def test_a_revision_this_checkout_does_not_know_is_not_compared(db_url: str) -> None:
     _sql(
         db_url,
-        "UPDATE alembic_version SET version_num = 'booking_999' WHERE version_num = 'booking_016'",
+        "UPDATE alembic_version SET version_num = 'booking_999' WHERE version_num = 'booking_017'",
     )
     text, report = _verify(db_url)
     assert text.exit_code in (3, 5) and report["drift_status"] == "not_compared"
@@ -173,7 +173,7 @@ def _dump(url: str, out: Path) -> str:
         ("DROP POLICY sales_insert_own ON public.sales", 3, "drift"),
         (
             "UPDATE alembic_version SET version_num = 'booking_999' "
-            "WHERE version_num = 'booking_016'",
+            "WHERE version_num = 'booking_017'",
             5,
             "not_compared",
         ),
