@@ -489,3 +489,24 @@ def test_losing_the_deploy_lock_session_never_lets_a_second_deploy_run(
     # refused second one ran nothing.
     assert results[:2] == ["succeeded", "succeeded"], results
     assert "running" not in results and "interrupted" not in results, results
+
+
+@pytest.mark.parametrize("typo", ["upgarde", "Upgrade", "down", ""])
+def test_a_direction_that_is_neither_is_refused_before_anything_runs(
+    db_url: str, typo: str
+) -> None:
+    """Issue 20's hazard: run() treated every direction but "upgrade" as a downgrade, so a
+    typo in a caller rolled the database back. Now nothing is read or written."""
+    from toolkit.connection import Target
+    from toolkit.migrate import run
+
+    def versions() -> list[str]:
+        with psycopg.connect(db_url) as conn:
+            return sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version"))
+
+    before = versions()
+    with pytest.raises(ValueError, match="direction must be 'upgrade' or 'downgrade'"):
+        run(Target(db_url, "tests"), typo, "base")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="direction must be"):
+        revs.plan(typo, "base", tuple(before))  # type: ignore[arg-type]
+    assert versions() == before

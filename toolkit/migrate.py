@@ -124,12 +124,14 @@ def error_text(exc: BaseException) -> str:
 
 def run(
     target: db.Target,
-    direction: str,
+    direction: revs.Direction,
     target_name: str | None,
     options: RunOptions | None = None,
     emit: Emit = quiet,
 ) -> RunResult:
-    """Upgrade or downgrade under the deploy lock; raise VenuedbError subclasses on failure."""
+    """Upgrade or downgrade under the deploy lock; raise VenuedbError subclasses on failure.
+    ValueError, before anything is read or written, for a direction that is neither."""
+    revs.checked_direction(direction)
     options = options or RunOptions()
     if options.rehearse and not options.rehearse_in_place:
         from toolkit import rehearsal
@@ -639,10 +641,10 @@ def _rehearse(
         trans.rollback()
 
 
-def _upgrade_or_downgrade(config: Any, direction: str, alembic_target: str) -> None:
+def _upgrade_or_downgrade(config: Any, direction: revs.Direction, alembic_target: str) -> None:
     from alembic import command
 
-    if direction == "upgrade":
+    if revs.checked_direction(direction) == "upgrade":
         command.upgrade(config, alembic_target)
     else:
         command.downgrade(config, alembic_target)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from toolkit.errors import BadInput
 from toolkit.paths import alembic_ini, project_root
@@ -185,15 +185,27 @@ def downgrade_target(name: str) -> tuple[str, Release | None]:
     return name, None
 
 
-def target_for(direction: str, name: str | None) -> tuple[str, Release | None]:
+Direction = Literal["upgrade", "downgrade"]
+
+
+def checked_direction(direction: str) -> Direction:
+    """`direction` itself, or ValueError: callers used to treat anything but "upgrade" as a
+    downgrade, so a typo in a caller would have rolled a database back."""
+    if direction not in get_args(Direction):
+        raise ValueError(f"direction must be 'upgrade' or 'downgrade', not {direction!r}")
+    return direction  # type: ignore[return-value]  # narrowed by the test above
+
+
+def target_for(direction: Direction, name: str | None) -> tuple[str, Release | None]:
     """The Alembic target (and the release named, if any) of an upgrade or a downgrade."""
-    if direction == "upgrade":
+    if checked_direction(direction) == "upgrade":
         return upgrade_target(name)
     return downgrade_target(name or "")
 
 
-def plan(direction: str, target: str, heads: tuple[str, ...]) -> list[Step]:
+def plan(direction: Direction, target: str, heads: tuple[str, ...]) -> list[Step]:
     """The revisions Alembic will run, in order (uses the same planner as `alembic upgrade`)."""
+    checked_direction(direction)
     script = script_directory()
     try:
         if direction == "upgrade":
