@@ -7,7 +7,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from toolkit.errors import BadInput
-from toolkit.urls import mask_text, mask_url, validate_url
+from toolkit.urls import mask_text, mask_url, masked_first_line, validate_url
 
 
 def test_mask_url_hides_the_password() -> None:
@@ -88,3 +88,14 @@ def test_a_raw_at_in_the_password_is_refused_with_the_fix() -> None:
     with pytest.raises(BadInput, match="%40") as info:
         validate_url("postgresql://app:p@ss@db.internal/venuedb")
     assert "ss@db" not in str(info.value) and "p@" not in str(info.value)
+
+
+def test_an_error_is_reported_by_its_first_line_masked_and_never_crashes() -> None:
+    """One helper for every report of an exception (issue 20): three of its copies raised
+    IndexError on an empty message, and some did not mask."""
+    assert masked_first_line(RuntimeError("")) == "RuntimeError"
+    assert masked_first_line(RuntimeError("\n  \n")) == "RuntimeError"
+    assert (
+        masked_first_line(RuntimeError("\n  cannot reach postgresql://u:s3cret@db/x\nDETAIL: y"))
+        == "cannot reach postgresql://u:***@db/x"
+    )

@@ -32,6 +32,7 @@ from toolkit import locks, records
 from toolkit.durations import to_postgres
 from toolkit.errors import BadInput, LockBusy, OperationFailed, VenuedbError
 from toolkit.paths import migrations_dir
+from toolkit.urls import masked_first_line
 
 
 @dataclass(frozen=True)
@@ -591,7 +592,7 @@ def _record_error(
         "UPDATE venuedb.backfill_progress SET errors = errors + 1, last_error = %s, "
         "failing_range = %s, updated_at = clock_timestamp() WHERE name = %s",
         (
-            _first_line(exc),
+            masked_first_line(exc),
             f"after {last if last is not None else '(start)'}, next {size} rows",
             backfill.name,
         ),
@@ -618,12 +619,7 @@ def _fail(
     _finish(control, backfill, report, "failed", None)
     raise OperationFailed(
         f"backfill {backfill.name} failed in the batch after key "
-        f"{last if last is not None else '(start)'} (next {size} rows): {_first_line(exc)}. "
+        f"{last if last is not None else '(start)'} (next {size} rows): {masked_first_line(exc)}. "
         f"{report.rows} rows in {report.batches} batches are committed and kept; fix the "
         f"cause and run `venuedb backfill run {backfill.name}` to continue from there."
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0] if lines else exc.__class__.__name__

@@ -55,6 +55,7 @@ from typing import Any
 from toolkit import connection as db
 from toolkit.errors import BadInput
 from toolkit.paths import sql_dir
+from toolkit.urls import masked_first_line
 
 REQUIRED = ("name", "domain", "severity", "unit", "returns", "description", "runbook")
 OPTIONAL = ("warning", "critical", "requires", "index", "no_data", "window", "for")
@@ -467,8 +468,7 @@ def _run_one(
                 )
     except (psycopg.Error, TypeError) as exc:
         result.status, result.value = "error", None
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        result.error = lines[0] if lines else type(exc).__name__
+        result.error = masked_first_line(exc)
     finally:
         result.ms = (time.perf_counter() - started) * 1000
     return result

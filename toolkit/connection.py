@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from toolkit.errors import BadInput
-from toolkit.urls import mask_url, validate_url
+from toolkit.urls import mask_url, masked_first_line, validate_url
 
 if TYPE_CHECKING:
     import psycopg
@@ -86,7 +86,7 @@ def connect(target: Target, *, autocommit: bool = True, purpose: str = "") -> ps
             target.url, autocommit=autocommit, connect_timeout=5, application_name=name
         )
     except psycopg.OperationalError as exc:
-        raise BadInput(f"cannot reach {target.masked}: {_first_line(exc)}") from None
+        raise BadInput(f"cannot reach {target.masked}: {masked_first_line(exc)}") from None
 
 
 def engine(target: Target, *, purpose: str = "") -> Engine:
@@ -107,10 +107,3 @@ def engine(target: Target, *, purpose: str = "") -> Engine:
 def check_reachable(target: Target) -> None:
     with connect(target, purpose="probe"):
         pass
-
-
-def _first_line(exc: BaseException) -> str:
-    from toolkit.urls import mask_text
-
-    text = str(exc).strip().splitlines()
-    return mask_text(text[0] if text else exc.__class__.__name__)

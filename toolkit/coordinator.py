@@ -32,6 +32,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from toolkit.urls import masked_first_line
+
 SOURCE = "assignment.coordinator"
 STATE_SOURCE = "assignment.state_machine"
 
@@ -192,7 +194,7 @@ class Coordinator:
                 restaurant,
                 {
                     "reason": "exception",
-                    "error": str(exc).splitlines()[0][:500],
+                    "error": masked_first_line(exc)[:500],
                     "mode": mode,
                     "latency_ms": self._elapsed_ms(),
                 },

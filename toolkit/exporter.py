@@ -32,7 +32,7 @@ from toolkit import records
 from toolkit import revisions as revs
 from toolkit.errors import BadInput
 from toolkit.migrate import current_heads
-from toolkit.urls import mask_text
+from toolkit.urls import mask_text, masked_first_line
 
 PURPOSE = "exporter"  # application_name 'venuedb exporter'
 # The toolkit's own reads (releases, deployments, backfills) wait this long for a lock at
@@ -113,7 +113,9 @@ def collect(
         return Snapshot(up=False, error=str(exc), unreachable=True)
     except psycopg.Error as exc:  # the session was lost (terminated, server restarted)
         return Snapshot(
-            up=False, error=f"the scrape lost the database: {_line(exc)}", unreachable=True
+            up=False,
+            error=f"the scrape lost the database: {masked_first_line(exc)}",
+            unreachable=True,
         )
 
 
@@ -143,7 +145,7 @@ def _part(conn: Any, snapshot: Snapshot, what: str, read: Callable[[], Any]) -> 
     except psycopg.Error as exc:
         if conn.broken or conn.closed:
             raise
-        snapshot.warnings.append(f"{what} left out: {_line(exc)}")
+        snapshot.warnings.append(f"{what} left out: {masked_first_line(exc)}")
         return None
 
 
@@ -172,11 +174,6 @@ def _backfills(conn: Any, declared: list[backfills.Backfill]) -> list[BackfillPr
         if found is not None:
             out.append(BackfillProgress(backfill.name, found.remaining, found.done))
     return out
-
-
-def _line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return mask_text(lines[0] if lines else type(exc).__name__)
 
 
 def log_to_stderr(message: str) -> None:
@@ -247,7 +244,7 @@ class Exporter:
             return collect(self.target, self.checks, self.backfills, timeout_ms=self.timeout_ms)
         except Exception as exc:  # a bug must not take the endpoint down: up 0, logged
             self.log("unexpected error, venuedb_up 0:\n" + traceback.format_exc())
-            return Snapshot(up=False, error=f"unexpected error: {_line(exc)}")
+            return Snapshot(up=False, error=f"unexpected error: {masked_first_line(exc)}")
 
     def _report(self, snapshot: Snapshot) -> None:
         """Log when the state changes (down, back up, a part left out), not every scrape."""

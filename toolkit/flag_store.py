@@ -21,6 +21,7 @@ from typing import Any
 from toolkit import connection as db
 from toolkit.errors import BadInput
 from toolkit.flags import FLAGS, Flag, Resolved, flag_named
+from toolkit.urls import masked_first_line
 
 TABLE = "public.feature_flags"
 
@@ -198,7 +199,7 @@ def database_view(
     except BadInput as exc:
         return None, None, f"no database value for the flags it owns: {exc}"
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = masked_first_line(exc)
         return None, None, f"no database value for the flags it owns: {first}"
     if stored is None:
         releases = sorted({f.release or "bar-integrity" for f in database_flags()})

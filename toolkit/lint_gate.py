@@ -40,6 +40,7 @@ from typing import Any
 from toolkit.errors import OperationFailed
 from toolkit.lint import Finding, offline_sql
 from toolkit.paths import project_root, sql_dir
+from toolkit.urls import masked_first_line
 
 LEGACY = re.compile(r"--\s*lint:\s*allow\s+([a-z0-9,\s-]+?)\s*:\s*(\S.*)$")
 IGNORE = re.compile(r"--\s*squawk-ignore(-file)?\b(.*)$")
@@ -408,7 +409,7 @@ def findings_by_revision(revisions: Iterable[str]) -> dict[str, list[Finding]]:
         try:
             texts[rev] = offline_sql(rev)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = masked_first_line(exc)
             found[rev] = [
                 Finding(
                     "squawk",

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from toolkit import connection as db
 from toolkit.durations import to_postgres
 from toolkit.errors import BadInput, LockBusy, OperationFailed
-from toolkit.urls import mask_text, with_database
+from toolkit.urls import mask_text, masked_first_line, with_database
 
 if TYPE_CHECKING:
     from toolkit.migrate import Emit, RunOptions, RunResult
@@ -361,12 +361,12 @@ def scratch_database(target: db.Target, options: RunOptions, emit: Emit) -> Iter
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
         except psycopg.errors.InsufficientPrivilege as exc:
             raise BadInput(
-                f"cannot create a scratch database to rehearse on ({_first(exc)}); nothing was "
+                f"cannot create a scratch database to rehearse on ({masked_first_line(exc)}); nothing was "
                 f"run and {target.masked} was not changed. Either {ADVICE}"
             ) from None
         except psycopg.Error as exc:
             raise OperationFailed(
-                f"cannot create the scratch database {name}: {_first(exc)}; nothing was run. "
+                f"cannot create the scratch database {name}: {masked_first_line(exc)}; nothing was run. "
                 f"Either {ADVICE}"
             ) from None
     try:
@@ -378,7 +378,7 @@ def scratch_database(target: db.Target, options: RunOptions, emit: Emit) -> Iter
         except (psycopg.Error, BadInput) as exc:
             emit(
                 "warning",
-                f"could not drop the scratch database {name} ({_first(exc)}); the next "
+                f"could not drop the scratch database {name} ({masked_first_line(exc)}); the next "
                 f"rehearsal on this server drops it once it is {LEFTOVER_AGE_S // 60} min old",
             )
 
@@ -402,7 +402,7 @@ def _drop_leftovers(conn: Any, emit: Emit) -> None:
         try:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # no FORCE: in use means alive
         except psycopg.Error as exc:
-            emit("warning", f"left the scratch database {name} in place: {_first(exc)}")
+            emit("warning", f"left the scratch database {name} in place: {masked_first_line(exc)}")
             continue
         minutes = (now - int(match["epoch"])) / 60
         emit(
@@ -410,11 +410,6 @@ def _drop_leftovers(conn: Any, emit: Emit) -> None:
             f"dropped {name}, the scratch database of a rehearsal (pid {match['pid']}) that "
             f"did not finish {minutes:.0f} min ago",
         )
-
-
-def _first(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return mask_text(lines[0] if lines else exc.__class__.__name__)
 
 
 def _copy(source: db.Target, scratch: db.Target, empty: list[str], lock_timeout: float) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from toolkit.errors import BadInput
 from toolkit.paths import alembic_ini, project_root
 from toolkit.releases import Release, find_release, load_releases, release_of
+from toolkit.urls import masked_first_line
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -215,10 +216,5 @@ def plan(direction: Direction, target: str, heads: tuple[str, ...]) -> list[Step
             steps = script._downgrade_revs(target, heads)
             revs = [s.revision for s in steps]
     except Exception as exc:
-        raise BadInput(f"cannot {direction} to {target!r}: {_one_line(exc)}") from None
+        raise BadInput(f"cannot {direction} to {target!r}: {masked_first_line(exc)}") from None
     return [step_of(rev) for rev in revs]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__

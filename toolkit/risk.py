@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from toolkit import connection as db
-from toolkit.urls import with_database
+from toolkit.urls import masked_first_line, with_database
 
 COLUMNS_SQL = """
 SELECT c.relname, a.attname
@@ -54,7 +54,7 @@ def data_at_risk(
             conn.execute(f'CREATE DATABASE "{scratch}"')
     except psycopg.Error as exc:
         return {
-            "unknown": f"cannot create a scratch database to plan with: {str(exc).splitlines()[0]}"
+            "unknown": f"cannot create a scratch database to plan with: {masked_first_line(exc)}"
         }
     try:
         url = with_database(target.url, scratch)

@@ -31,6 +31,7 @@ from typing import Any
 
 from toolkit.errors import OperationFailed
 from toolkit.paths import migrations_dir, sql_dir
+from toolkit.urls import masked_first_line
 
 # The schemas the project's migrations create or fill; any other non-system schema in a
 # database is reported as unexpected, with whatever it holds.
@@ -399,7 +400,7 @@ def build(
     from toolkit import revisions as revs
     from toolkit.connection import Target
     from toolkit.migrate import RunOptions, current_heads, run
-    from toolkit.urls import mask_text, with_database
+    from toolkit.urls import with_database
 
     scratch = f"venuedb_scratch_{uuid.uuid4().hex[:12]}"
     try:
@@ -408,7 +409,7 @@ def build(
             admin.execute(f'CREATE DATABASE "{scratch}" TEMPLATE template0')
     except psycopg.Error as exc:
         raise ScratchUnavailable(
-            f"cannot create a scratch database: {mask_text(str(exc).strip().splitlines()[0])}"
+            f"cannot create a scratch database: {masked_first_line(exc)}"
         ) from None
     try:
         url = with_database(server_url, scratch)
@@ -421,10 +422,9 @@ def build(
             objects = take(conn)
             heads = [h for h in revs.heads_by_branch(current_heads(conn)).values() if h]
     except Exception as exc:
-        text = str(exc).strip().splitlines()
         raise ScratchUnavailable(
             "cannot migrate a scratch database to "
-            f"{', '.join(targets or ['the heads'])}: {mask_text(text[0] if text else repr(exc))}"
+            f"{', '.join(targets or ['the heads'])}: {masked_first_line(exc)}"
         ) from None
     finally:
         try:

@@ -39,6 +39,13 @@ def mask_text(text: str) -> str:
     return _PASSWORD_KV.sub(lambda m: f"{m['head']}***", text)
 
 
+def masked_first_line(exc: BaseException) -> str:
+    """The first non-blank line of `exc`'s message, passwords masked; its class name when
+    the message is empty (psycopg raises some with none), so a report never crashes."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return mask_text(lines[0] if lines else type(exc).__name__)
+
+
 def _safe_port(parts: SplitResult) -> int | None:
     try:
         return parts.port

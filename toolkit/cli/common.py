@@ -86,13 +86,12 @@ def handled(output: Output) -> Iterator[None]:
     except VenuedbError as exc:
         output.fail(exc)
     except _database_error() as exc:
-        from toolkit.urls import mask_text
+        from toolkit.urls import masked_first_line
 
-        lines = [line for line in str(exc).splitlines() if line.strip()]
         output.fail(
             VenuedbError(
                 "the database refused an operation: "
-                + mask_text(lines[0] if lines else type(exc).__name__)
+                + masked_first_line(exc)
                 + f". {_WHAT_IS_KEPT}"
             )
         )

@@ -671,8 +671,9 @@ def _offline_sql(target_name: str | None, from_revision: str | None, out: Output
             command.upgrade(config, spec, sql=True)
     except Exception as exc:
         from toolkit.errors import BadInput
+        from toolkit.urls import masked_first_line
 
-        raise BadInput(f"cannot produce SQL for {spec!r}: {str(exc).splitlines()[0]}") from None
+        raise BadInput(f"cannot produce SQL for {spec!r}: {masked_first_line(exc)}") from None
     text = buffer.getvalue()
     try:
         printed, unjustified = squawk_form({"script": text})["script"]
