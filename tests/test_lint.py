@@ -129,3 +129,25 @@ def test_emitted_sql_that_does_not_parse_is_reported(tmp_path: Path, in_project)
     in_project(_project(tmp_path, "SELEC 1 FROMM nowhere;"))
     found = [f for f in lint.emitted_sql_findings() if "bar_099" in f.file]
     assert found and all(f.source == "sqlfluff" for f in found)
+
+
+def test_the_toolkit_uses_no_private_alembic_api() -> None:
+    """Issue 20: the planner, the branch of a revision and the offline SQL go through
+    Alembic's public API (iterate_revisions, branch_labels, MigrationStep), so an Alembic
+    upgrade cannot change them silently. Names with a leading underscore that Alembic
+    defines must not be reached for."""
+    import re
+
+    from toolkit.paths import project_root
+
+    private = re.compile(
+        r"\.(_upgrade_revs|_downgrade_revs|_all_down_revisions|_orig_branch_labels"
+        r"|_resolved_dependencies|_revision_map|_catch_revision_errors)\b"
+    )
+    offenders = [
+        f"{path.relative_to(project_root())}:{number}"
+        for path in sorted((project_root() / "toolkit").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if private.search(line)
+    ]
+    assert offenders == []

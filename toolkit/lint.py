@@ -159,6 +159,7 @@ def offline_sql(revision: str) -> str:
     building the revision map again for every revision would make the lint gate in
     front of every apply take a second instead of a tenth of one."""
     from alembic.runtime.environment import EnvironmentContext
+    from alembic.runtime.migration import MigrationStep
 
     from toolkit import revisions as revs
 
@@ -174,7 +175,9 @@ def offline_sql(revision: str) -> str:
     config.output_buffer = buffer
 
     def upgrade(rev: Any, context: Any) -> Any:
-        return script._upgrade_revs(revision, rev)  # as alembic.command.upgrade does
+        # The steps alembic.command.upgrade would run, built from the public API.
+        between = reversed(list(script.iterate_revisions(revision, rev, implicit_base=True)))
+        return [MigrationStep.upgrade_from_script(script.revision_map, r) for r in between]
 
     with (
         contextlib.redirect_stdout(buffer),

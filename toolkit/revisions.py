@@ -60,7 +60,7 @@ def branch_of(revision: str) -> str:
     while current is not None and current.down_revision is not None:
         down = current.down_revision
         current = script.get_revision(down if isinstance(down, str) else down[0])
-    labels = sorted(current._orig_branch_labels) if current is not None else []
+    labels = sorted(current.branch_labels) if current is not None else []
     return labels[0] if labels else "?"
 
 
@@ -98,8 +98,17 @@ def applied_revisions(heads: tuple[str, ...]) -> set[str]:
         applied.add(rev_id)
         rev = script.get_revision(rev_id)
         if rev is not None:
-            pending.extend(rev._all_down_revisions)
+            pending.extend(_ids(rev.down_revision))
+            # depends_on may name a branch label: the revision it stands for.
+            pending.extend(script.get_revision(dep).revision for dep in _ids(rev.dependencies))
     return applied
+
+
+def _ids(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """Alembic's down_revision and depends_on: None, one id, or several."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def heads_by_branch(heads: tuple[str, ...]) -> dict[str, str | None]:
@@ -209,12 +218,13 @@ def plan(direction: Direction, target: str, heads: tuple[str, ...]) -> list[Step
     checked_direction(direction)
     script = script_directory()
     try:
+        # Alembic's own planner, through its public API: what `alembic upgrade` and
+        # `alembic downgrade` would run (compared over every target and 60 states of
+        # the heads when it replaced the private _upgrade_revs/_downgrade_revs).
         if direction == "upgrade":
-            steps = script._upgrade_revs(target, heads)  # alembic's own planner
-            revs = [s.revision for s in steps]
+            revs = list(reversed(list(script.iterate_revisions(target, heads, implicit_base=True))))
         else:
-            steps = script._downgrade_revs(target, heads)
-            revs = [s.revision for s in steps]
+            revs = list(script.iterate_revisions(heads, target, select_for_downgrade=True))
     except Exception as exc:
         raise BadInput(f"cannot {direction} to {target!r}: {masked_first_line(exc)}") from None
     return [step_of(rev) for rev in revs]
