@@ -18,7 +18,6 @@ downgrade, whoever ran it: venuedb or plain alembic), so `status` shows a stale 
 from __future__ import annotations
 
 import os
-import random
 import socket
 import time
 import tomllib
@@ -27,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolkit import backoff, locks, records
 from toolkit import connection as db
-from toolkit import locks, records
 from toolkit.durations import to_postgres
 from toolkit.errors import BadInput, LockBusy, OperationFailed, VenuedbError
 from toolkit.paths import migrations_dir
@@ -502,7 +501,7 @@ def _run_locked(
                 if attempt > options.batch_retries:
                     return _fail(control, backfill, report, last, size, exc)
                 size = max(options.min_batch, size // 2) if options.adaptive else size
-                time.sleep(min(0.1 * 2**attempt, 2.0) * (0.8 + 0.4 * random.random()))
+                time.sleep(backoff.delay(0.1, attempt, cap=2.0))
                 continue
             except psycopg.Error as exc:
                 work.rollback()

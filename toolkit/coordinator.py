@@ -24,7 +24,6 @@ lock is.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from toolkit import backoff
 from toolkit.urls import masked_first_line
 
 SOURCE = "assignment.coordinator"
@@ -98,7 +98,7 @@ class Coordinator:
         return round((time.perf_counter() - self._started) * 1000, 2)
 
     def _delay_ms(self, attempt: int) -> int:
-        return round(self.base_delay_ms * 2**attempt * (0.8 + 0.4 * random.random()))
+        return round(backoff.delay(self.base_delay_ms, attempt))
 
     # -- events ---------------------------------------------------------------------------
     def _event(

@@ -4,14 +4,13 @@ short lock_timeout with bounded retries, every run recorded.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from toolkit import catalog, checksums, locks, records
+from toolkit import backoff, catalog, checksums, locks, records
 from toolkit import connection as db
 from toolkit import revisions as revs
 from toolkit.blockers import Blocker, BlockerWatcher
@@ -413,7 +412,7 @@ def retry_on_lock_timeout(
                     f"{options.lock_timeout:g}s after {attempt} attempts; blocked by {who}. "
                     f"{after(blockers)}"
                 ) from None
-            delay = options.backoff * (2 ** (attempt - 1)) * (0.8 + 0.4 * random.random())
+            delay = backoff.delay(options.backoff, attempt - 1)
             note(
                 "retry",
                 f"lock not granted within {options.lock_timeout:g}s for {what()} (blocked by "

@@ -33,13 +33,13 @@ path (DROP + ADD CONSTRAINT in the revision's transaction); the output says whic
 from __future__ import annotations
 
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from alembic import context, op
 
+from toolkit import backoff
 from toolkit.online import in_rehearsal, outside_transaction
 
 SHADOW_SUFFIX = "__venuedb_shadow"
@@ -824,6 +824,6 @@ def _swap(swap: ExclusionSwap) -> None:
         except psycopg.errors.LockNotAvailable:
             if attempt == swap.swap_attempts:
                 raise
-            delay = min(0.2 * 2 ** (attempt - 1), 5.0) * (0.8 + 0.4 * random.random())
+            delay = backoff.delay(0.2, attempt - 1, cap=5.0)
             _notice(f"swap lock not granted (attempt {attempt}); retrying in {delay:.1f}s")
             time.sleep(delay)
