@@ -5,7 +5,6 @@ latency summaries, results printed as a table and written as JSON under bench/re
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from toolkit import stats
 from toolkit.embedded import EmbeddedServer, free_port
 from toolkit.paths import state_dir
 from toolkit.urls import with_database
@@ -172,12 +172,9 @@ class LatencyProbe:
         }
 
 
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """The nearest-rank percentile of already sorted values (0.0 for none)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
+def percentile(values: list[float], pct: float) -> float:
+    """toolkit.stats.percentile, 0.0 for no values (a benchmark row always has a number)."""
+    return stats.percentile(values, pct) or 0.0
 
 
 def latency_summary(latencies_ms: list[float]) -> dict[str, float]:

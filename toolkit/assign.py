@@ -31,6 +31,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from toolkit import connection as db
+from toolkit import stats
 from toolkit.coordinator import Coordinator, Outcome
 from toolkit.errors import BadInput
 from toolkit.feature_rollout import enabled_restaurants
@@ -66,11 +67,8 @@ class AssignSummary:
     workers: int = 1
 
     def percentile(self, p: float) -> float | None:
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
-        return round(ordered[index], 2)
+        value = stats.percentile(self.latencies_ms, p)
+        return None if value is None else round(value, 2)
 
     def _rate(self, part: int) -> float | None:
         counted = self.considered - self.skipped
