@@ -41,6 +41,19 @@ def test_dotenv_with_quotes_and_export(tmp_path: Path) -> None:
     assert target.masked == "postgresql://u:***@h:5433/d"
 
 
+def test_dotenv_values_are_taken_as_written(tmp_path: Path) -> None:
+    """A password with a $ is not expanded (python-dotenv would by default), a bare
+    KEY sets nothing, and a value with an inline comment or double quotes is parsed as
+    docker compose parses it."""
+    (tmp_path / ".env").write_text(
+        'BARE\nDATABASE_URL="postgresql://u:pa$HOME${USER}@h/d"  # the dev database\n'
+    )
+    target = connection.resolve(None)
+    assert target.url == "postgresql://u:pa$HOME${USER}@h/d"
+    assert connection.read_dotenv(tmp_path / ".env") == {"DATABASE_URL": target.url}
+    assert connection.read_dotenv(tmp_path / "missing.env") == {}
+
+
 def test_nothing_configured_says_how_to_name_a_database() -> None:
     with pytest.raises(BadInput, match="venuedb db start"):
         connection.resolve(None)

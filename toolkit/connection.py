@@ -35,22 +35,18 @@ class Target:
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; quotes stripped; comments and `export ` prefixes allowed."""
-    values: dict[str, str] = {}
+    """The KEY=VALUE pairs of a .env file, parsed by python-dotenv (quotes, `export `,
+    comments, escapes); {} when there is no readable file. A bare KEY (no `=`) sets
+    nothing. Variables are not expanded: a value is taken as written."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        return {}
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return values
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.removeprefix("export ").split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+        values = dotenv_values(path, interpolate=False, encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def resolve(database_url: str | None = None, *, cwd: Path | None = None) -> Target:
