@@ -25,13 +25,6 @@ class BadInput(VenuedbError):
     status = "bad_input"
 
 
-class DriftFound(VenuedbError):
-    """Verification found drift or a failed postcondition (exit 3)."""
-
-    exit_code = 3
-    status = "drift"
-
-
 class LockBusy(VenuedbError):
     """Another deploy holds the lock, or a lock could not be had in time (exit 4)."""
 

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import BadInput, DriftFound
+from toolkit.errors import BadInput, VenuedbError
 from toolkit.paths import migrations_dir, project_root
 
 MANIFEST_VERSION = 1
 
 
-class Tampered(DriftFound):
+class Tampered(VenuedbError):
     """A released file differs from the manifest and nobody accepted it (exit 3)."""
 
     exit_code = 3
