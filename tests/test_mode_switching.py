@@ -20,7 +20,7 @@ from psycopg import errors
 
 from tests import actors
 from tests.clihelpers import as_json, invoke, rollback_with_data_loss, spawn
-from toolkit import catalog
+from toolkit import snapshot
 from toolkit.bar_sample import load_bar_sample
 
 BAR_A = "10000000-0000-4000-8000-00000000000a"
@@ -864,7 +864,8 @@ def test_bar_sample_is_deterministic(db_url: str, empty_db_url: str) -> None:
 
 def _snapshot(url: str) -> dict:
     with psycopg.connect(url) as conn:
-        return {k: v for k, v in catalog.snapshot(conn).items() if k[0] != "extension"}
+        objects = snapshot.take(conn)
+    return {kind: named for kind, named in objects.items() if kind != "extension"}
 
 
 def test_rollback_mode_switching_returns_to_bar_001_exactly(

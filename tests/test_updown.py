@@ -13,8 +13,8 @@ from __future__ import annotations
 import psycopg
 
 from tests.conftest import DATA, load_sql, row_counts
-from toolkit import catalog
 from toolkit import revisions as revs
+from toolkit import snapshot
 from toolkit.connection import Target
 from toolkit.migrate import RunOptions, run
 
@@ -25,11 +25,11 @@ def _snapshot(url: str) -> dict:
     # roles (cluster-wide, never dropped) and schema public's USAGE for them: core_001
     # grants it and its (released) downgrade keeps it.
     with psycopg.connect(url) as conn:
-        return {
-            k: v
-            for k, v in catalog.snapshot(conn).items()
-            if k[0] not in ("extension", "role") and k != ("schema", "public")
-        }
+        objects = snapshot.take(conn)
+    objects.pop("extension", None)
+    objects.pop("role", None)
+    objects.get("schema", {}).pop("public", None)
+    return objects
 
 
 def _before(step: revs.Step) -> str:

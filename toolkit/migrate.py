@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from toolkit import backoff, catalog, checksums, locks, records
+from toolkit import backoff, checksums, locks, records, snapshot
 from toolkit import connection as db
 from toolkit import revisions as revs
 from toolkit.blockers import Blocker, BlockerWatcher
@@ -56,7 +56,7 @@ class RunResult:
     from_heads: dict[str, str | None] = field(default_factory=dict)
     to_heads: dict[str, str | None] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
-    changes: list[catalog.Change] = field(default_factory=list)
+    changes: list[snapshot.Change] = field(default_factory=list)
     deployment_id: int | None = None
     duration_ms: int = 0
     attempts: int = 1
@@ -619,7 +619,7 @@ def _rehearse(
     config.attributes["on_version_apply"].append(recorder.end_revision)
 
     def run_and_describe() -> None:
-        before = catalog.snapshot(conn)
+        before = snapshot.take(conn)
         if on_copy:
             conn.commit()  # each revision then commits on the copy, as in a real apply
         try:
@@ -627,7 +627,7 @@ def _rehearse(
                 _upgrade_or_downgrade(config, direction, alembic_target)
         finally:
             result.locks = recorder.report()
-        result.changes = catalog.diff(before, catalog.snapshot(conn))
+        result.changes = snapshot.changes(before, snapshot.take(conn))
 
     if on_copy:
         run_and_describe()

@@ -433,3 +433,24 @@ def build(
         except psycopg.Error:
             pass  # the scratch database's name says what it is; nothing to protect here
     return objects, heads
+
+
+@dataclass(frozen=True)
+class Change:
+    """An object a migration added, removed or changed: `apply --rehearse`'s report."""
+
+    action: str  # added | removed | changed
+    kind: str
+    name: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"action": self.action, "kind": self.kind, "name": self.name}
+
+
+_ACTION = {"unexpected": "added", "missing": "removed", "changed": "changed"}
+
+
+def changes(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> list[Change]:
+    """What turned `before` into `after`, by the same comparison as drift (diff): an
+    object `after` has and `before` lacks was added, and so on."""
+    return [Change(_ACTION[d.status], d.kind, d.name) for d in diff(before, after)]
