@@ -74,7 +74,7 @@ PATH = re.compile(r"path: (shadow table|plain ALTER TABLE)[^\n]*")
 
 
 @dataclass(frozen=True)
-class Step:
+class Phase:
     name: str
     argv: tuple[str, ...]
     constraint: str  # the exclusion constraint allocations must carry afterwards
@@ -82,24 +82,24 @@ class Step:
     swaps: bool  # a phase the target is about (it swaps the constraint)
 
 
-def steps(records_dir: str) -> list[Step]:
+def steps(records_dir: str) -> list[Phase]:
     return [
-        Step(
+        Phase(
             "rollback level 2",
             ("rollback", RELEASE, "--level", "2", "--yes", "--json"),
             LEVEL_CONSTRAINT,
             True,
             True,
         ),
-        Step("verify at level 2", ("verify", "--json"), LEVEL_CONSTRAINT, True, False),
-        Step(
+        Phase("verify at level 2", ("verify", "--json"), LEVEL_CONSTRAINT, True, False),
+        Phase(
             "rollout (restore)",
             ("rollout", RELEASE, "--yes", "--json", "--records-dir", records_dir),
             HEAD_CONSTRAINT,
             False,
             True,
         ),
-        Step("verify at the heads", ("verify", "--json"), HEAD_CONSTRAINT, False, False),
+        Phase("verify at the heads", ("verify", "--json"), HEAD_CONSTRAINT, False, False),
     ]
 
 
@@ -238,7 +238,7 @@ class WaitSampler:
         return seen
 
 
-def run_step(exe: str, step: Step, env: dict[str, str]) -> dict[str, Any]:
+def run_step(exe: str, step: Phase, env: dict[str, str]) -> dict[str, Any]:
     """One `venuedb` process: its wall time, exit code, JSON document, and its progress
     lines each stamped with when it arrived (to place a slow write in the swap's steps)."""
     lines: list[tuple[float, str]] = []
@@ -300,7 +300,7 @@ def slow_writes(
     return sorted(found, key=lambda w: -w["ms"])
 
 
-def expected(step: Step, outcome: dict[str, Any], constraints: list[str]) -> list[str]:
+def expected(step: Phase, outcome: dict[str, Any], constraints: list[str]) -> list[str]:
     """What is wrong with a step's outcome (empty: it did what it must)."""
     problems = []
     document = outcome["document"]
@@ -335,7 +335,7 @@ def _restore_step(document: dict[str, Any]) -> dict[str, Any] | None:
     )
 
 
-def _only_health_checks(step: Step, outcome: dict[str, Any]) -> bool:
+def _only_health_checks(step: Phase, outcome: dict[str, Any]) -> bool:
     """The rollout restored the level and then failed only on its post-deploy health checks.
 
     Those judge the synthetic data set (e.g. combination_usage_rate: its bookings sit at one
@@ -353,7 +353,7 @@ def _only_health_checks(step: Step, outcome: dict[str, Any]) -> bool:
     )
 
 
-def health_note(step: Step, outcome: dict[str, Any]) -> str:
+def health_note(step: Phase, outcome: dict[str, Any]) -> str:
     if not _only_health_checks(step, outcome):
         return ""
     names = ", ".join(
@@ -363,7 +363,7 @@ def health_note(step: Step, outcome: dict[str, Any]) -> str:
 
 
 def phase_row(
-    step: Step,
+    step: Phase,
     outcome: dict[str, Any],
     probes: dict[str, LatencyProbe],
     rows_before: int,
@@ -485,7 +485,7 @@ def shown(row: dict[str, Any]) -> dict[str, Any]:
     return {label: row[key] for key, label in SHOWN.items()}
 
 
-def command_ms(step: Step, outcome: dict[str, Any]) -> int | str:
+def command_ms(step: Phase, outcome: dict[str, Any]) -> int | str:
     """The duration the command reports for the level's own work (the rest of a process's
     wall time is start-up, the plan, the deployment record and, for rollout, its checks)."""
     document = outcome["document"]

@@ -32,7 +32,7 @@ def _snapshot(url: str) -> dict:
     return objects
 
 
-def _before(step: revs.Step) -> str:
+def _before(step: revs.PlannedRevision) -> str:
     script_rev = revs.script_directory().get_revision(step.revision)
     down = script_rev.down_revision
     return down if isinstance(down, str) else f"{step.branch}@base"

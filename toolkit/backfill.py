@@ -322,7 +322,7 @@ def _record(
 ) -> None:
     from datetime import UTC, datetime
 
-    from toolkit.deploy_record import Step, simple
+    from toolkit.deploy_record import RecordStep, simple
 
     finished = datetime.now(UTC)
     lines = [f"{k}: {v}" for k, v in report.to_dict().items()] if report else []
@@ -345,7 +345,7 @@ def _record(
         actor,
         release=None,
         status=f"FAILED: {error}" if error else "SUCCESS",
-        steps=[Step(f"backfill {name}", started, finished, "failed" if error else "ok", detail)],
+        steps=[RecordStep(f"backfill {name}", started, finished, "failed" if error else "ok", detail)],
         lines=lines,
         issues=[error] if error else [],
         deployment_id=deployment_id,

@@ -11,7 +11,7 @@ from typing import Any
 
 
 @dataclass
-class Step:
+class RecordStep:
     name: str
     started: datetime
     finished: datetime | None = None
@@ -32,20 +32,20 @@ class Record:
     actor: str
     os_user: str
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
-    steps: list[Step] = field(default_factory=list)
+    steps: list[RecordStep] = field(default_factory=list)
     issues: list[str] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
     facts: dict[str, str] = field(default_factory=dict)
     status: str = "RUNNING"
 
-    def begin(self, name: str) -> Step:
-        step = Step(name, datetime.now(UTC))
+    def begin(self, name: str) -> RecordStep:
+        step = RecordStep(name, datetime.now(UTC))
         self.steps.append(step)
         return step
 
     @staticmethod
-    def end(step: Step, status: str, detail: str = "") -> None:
+    def end(step: RecordStep, status: str, detail: str = "") -> None:
         step.finished = datetime.now(UTC)
         step.status = status
         step.detail = detail
@@ -140,7 +140,7 @@ def simple(
     *,
     release: str | None,
     status: str,
-    steps: list[Step],
+    steps: list[RecordStep],
     issues: list[str],
     lines: list[str] | None = None,
     facts: dict[str, str] | None = None,

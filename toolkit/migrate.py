@@ -14,7 +14,7 @@ from toolkit import backoff, checksums, locks, records, snapshot
 from toolkit import connection as db
 from toolkit import revisions as revs
 from toolkit.blockers import Blocker, BlockerWatcher
-from toolkit.deploy_record import Step
+from toolkit.deploy_record import RecordStep
 from toolkit.durations import to_postgres
 from toolkit.errors import LockBusy, OperationFailed, VenuedbError
 from toolkit.urls import mask_text
@@ -51,7 +51,7 @@ class RunResult:
     command: str
     target: str
     release: str | None
-    planned: list[revs.Step]
+    planned: list[revs.PlannedRevision]
     done: list[str] = field(default_factory=list)
     from_heads: dict[str, str | None] = field(default_factory=dict)
     to_heads: dict[str, str | None] = field(default_factory=dict)
@@ -60,7 +60,7 @@ class RunResult:
     deployment_id: int | None = None
     duration_ms: int = 0
     attempts: int = 1
-    steps: list[Step] = field(default_factory=list)  # each revision, with when it really ran
+    steps: list[RecordStep] = field(default_factory=list)  # each revision, with when it really ran
     locks: list[dict[str, Any]] = field(default_factory=list)  # rehearsal: per revision
     rehearsal: dict[str, Any] = field(default_factory=dict)  # rehearsal: where, caveats
 
@@ -183,7 +183,7 @@ def _warn_of_levels(control: Any, emit: Emit) -> None:
         )
 
 
-def _lint(options: RunOptions, direction: str, planned: list[revs.Step]) -> None:
+def _lint(options: RunOptions, direction: str, planned: list[revs.PlannedRevision]) -> None:
     """The lint gate, before anything is written (not even the toolkit's own schema). Not
     on a rollback: it is the way back from a bad deploy, its SQL was reviewed with the
     release, and squawk's rules judge forward changes (a downgrade drops by design)."""
@@ -263,7 +263,7 @@ def _control_for_the_record(control: Any, target: db.Target, note: Emit) -> Any:
 
 def plan_for(
     target: db.Target, direction: str, target_name: str | None
-) -> tuple[list[revs.Step], dict[str, str | None], str]:
+) -> tuple[list[revs.PlannedRevision], dict[str, str | None], str]:
     """The plan without running it (for `rollback` confirmation and `status`)."""
     alembic_target, _ = revs.target_for(direction, target_name)
     with db.connect(target, purpose="plan") as conn:
@@ -503,7 +503,7 @@ def _migrate_once(
                     verb = "rehearsed " + ("upgrade of" if step.is_upgrade else "rollback of")
                 finished = datetime.now(UTC)
                 result.steps.append(
-                    Step(f"{verb} {name}", finished - timedelta(seconds=elapsed), finished, "ok")
+                    RecordStep(f"{verb} {name}", finished - timedelta(seconds=elapsed), finished, "ok")
                 )
                 note("step", f"{verb} {name} ({elapsed * 1000:.0f} ms)")
 

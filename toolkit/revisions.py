@@ -37,7 +37,7 @@ def script_directory() -> ScriptDirectory:
 
 
 @dataclass(frozen=True)
-class Step:
+class PlannedRevision:
     revision: str
     branch: str
     release: str | None
@@ -64,9 +64,9 @@ def branch_of(revision: str) -> str:
     return labels[0] if labels else "?"
 
 
-def step_of(script_rev: Script) -> Step:
+def step_of(script_rev: Script) -> PlannedRevision:
     release = release_of(script_rev.revision)
-    return Step(
+    return PlannedRevision(
         revision=script_rev.revision,
         branch=branch_of(script_rev.revision),
         release=release.name if release else None,
@@ -75,7 +75,7 @@ def step_of(script_rev: Script) -> Step:
     )
 
 
-def all_steps() -> list[Step]:
+def all_steps() -> list[PlannedRevision]:
     """Every revision, bases first, in an order in which they can be applied."""
     script = script_directory()
     ordered = list(reversed(list(script.walk_revisions("base", "heads"))))
@@ -213,7 +213,7 @@ def target_for(direction: Direction, name: str | None) -> tuple[str, Release | N
     return downgrade_target(name or "")
 
 
-def plan(direction: Direction, target: str, heads: tuple[str, ...]) -> list[Step]:
+def plan(direction: Direction, target: str, heads: tuple[str, ...]) -> list[PlannedRevision]:
     """The revisions Alembic will run, in order (uses the same planner as `alembic upgrade`)."""
     checked_direction(direction)
     script = script_directory()

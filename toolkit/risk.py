@@ -39,7 +39,7 @@ def data_at_risk(
 ) -> dict[str, Any]:
     """{"tables": [{table, rows}], "columns": [{table, column, values}]} or {"unknown": why}.
 
-    Given the plan's steps (toolkit.revisions.Step), the scratch copy is downgraded one
+    Given the plan's steps (toolkit.revisions.PlannedRevision), the scratch copy is downgraded one
     release at a time, so each dropped table and column also names the release whose
     downgrade drops it ("release"): a cascading rollback says what of each it drops."""
     import psycopg

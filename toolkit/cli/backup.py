@@ -96,7 +96,7 @@ def _record(target: object, file: Path, result: dict, verdict: str) -> None:  # 
     from datetime import UTC, datetime, timedelta
 
     from toolkit import connection, records
-    from toolkit.deploy_record import Step, simple
+    from toolkit.deploy_record import RecordStep, simple
 
     actor = records.default_actor()
     lines = [
@@ -121,7 +121,7 @@ def _record(target: object, file: Path, result: dict, verdict: str) -> None:  # 
         actor,
         release=None,
         status="SUCCESS" if verdict == "clean" else f"RESTORED, VERIFY {verdict.upper()}",
-        steps=[Step(f"restore {file.name}", started, finished, "ok")],
+        steps=[RecordStep(f"restore {file.name}", started, finished, "ok")],
         lines=lines,
         issues=[],
         deployment_id=deployment_id,
