@@ -32,7 +32,7 @@ CHECKS = {c.name: c for c in health.load_checks()}
 ZONE_KEY = "hashtextextended('venuedb.zone:' || %s::text, 0)"
 
 
-def _check(url: str, name: str) -> health.Result:
+def _check(url: str, name: str) -> health.CheckResult:
     """The check over its own window (its `window:` header), as `venuedb check` runs it."""
     (result,) = health.run_checks(Target(url, "tests"), [CHECKS[name]])
     return result

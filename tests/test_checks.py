@@ -18,7 +18,7 @@ from toolkit.errors import BadInput
 ALL = health.load_checks()
 
 
-def _run(url: str, name: str, days: int | None = None) -> health.Result:
+def _run(url: str, name: str, days: int | None = None) -> health.CheckResult:
     """One check over its own window (its header's), or over `days` days."""
     (check,) = health.select(ALL, [name], None)
     (result,) = health.run_checks(Target(url, "tests"), [check], days=days)

@@ -123,7 +123,7 @@ def check_file(directory: Path, name: str, sql: str) -> None:
     (directory / f"{name}.sql").write_text(HEADER.format(name) + sql)
 
 
-def waiting_checks(directory: Path) -> list[health.Check]:
+def waiting_checks(directory: Path) -> list[health.HealthCheck]:
     """A check that waits for the test's advisory lock, and one that does not."""
     check_file(directory, "waits", f"SELECT 1 FROM (SELECT pg_advisory_xact_lock_shared({LOCK})) l")
     check_file(directory, "fine", "SELECT 2")
@@ -149,7 +149,7 @@ def serve() -> Iterator[Callable[[Exporter], ExporterServer]]:
         thread.join()
 
 
-def exporter_for(url: str, checks: list[health.Check] | None = None, **kw: Any) -> Exporter:
+def exporter_for(url: str, checks: list[health.HealthCheck] | None = None, **kw: Any) -> Exporter:
     logged: list[str] = []
     exporter = Exporter(
         Target(url, "tests"),

@@ -282,7 +282,7 @@ def test_github_anchor_rules() -> None:
 
 
 @pytest.mark.parametrize("check", ALL, ids=lambda c: c.name)
-def test_every_runbook_header_links_to_a_heading_that_exists(check: health.Check) -> None:
+def test_every_runbook_header_links_to_a_heading_that_exists(check: health.HealthCheck) -> None:
     match = re.fullmatch(r"(runbooks/[\w.-]+\.md)#([\w-]+)", check.runbook)
     assert match, (
         f"{check.path}: runbook must be runbooks/<file>.md#<anchor>, not {check.runbook!r}"

@@ -345,7 +345,9 @@ def _record(
         actor,
         release=None,
         status=f"FAILED: {error}" if error else "SUCCESS",
-        steps=[RecordStep(f"backfill {name}", started, finished, "failed" if error else "ok", detail)],
+        steps=[
+            RecordStep(f"backfill {name}", started, finished, "failed" if error else "ok", detail)
+        ],
         lines=lines,
         issues=[error] if error else [],
         deployment_id=deployment_id,

@@ -159,7 +159,7 @@ class Threshold:
 
 
 @dataclass(frozen=True)
-class Check:
+class HealthCheck:
     name: str
     path: Path
     domain: str
@@ -195,7 +195,7 @@ class Check:
         return window if self.reads == "window" else Duration(window.whole_days(), "d")
 
 
-def parse(path: Path) -> Check:
+def parse(path: Path) -> HealthCheck:
     """Read one check file; BadInput names the file and line of a malformed header."""
     meta: dict[str, str] = {}
     durations: dict[str, Duration] = {}
@@ -252,7 +252,7 @@ def parse(path: Path) -> Check:
             f"{path}:1: window: {meta['window']} but the query never reads "
             "current_setting('venuedb.lookback'): the header would change nothing"
         )
-    return Check(
+    return HealthCheck(
         name=meta["name"],
         path=path,
         domain=meta["domain"],
@@ -289,11 +289,11 @@ def checks_dir() -> Path:
     return sql_dir() / "checks"
 
 
-def load_checks(directory: Path | None = None) -> list[Check]:
+def load_checks(directory: Path | None = None) -> list[HealthCheck]:
     return [parse(p) for p in sorted((directory or checks_dir()).glob("*.sql"))]
 
 
-def select(checks: list[Check], names: list[str], domain: str | None) -> list[Check]:
+def select(checks: list[HealthCheck], names: list[str], domain: str | None) -> list[HealthCheck]:
     """The checks asked for; BadInput (listing the valid ones) for an unknown name or
     domain, and for a choice that selects nothing: zero checks run is not a green."""
     known = [c.name for c in checks]
@@ -330,8 +330,8 @@ def _did_you_mean(asked: list[str], valid: list[str]) -> str:
 
 
 @dataclass
-class Result:
-    check: Check
+class CheckResult:
+    check: HealthCheck
     status: str  # ok | warning | critical | error | no_data
     value: float | None
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -365,7 +365,7 @@ class Result:
         }
 
 
-def _grade(check: Check, value: float | None) -> str:
+def _grade(check: HealthCheck, value: float | None) -> str:
     if value is None:
         # Nothing was measured (no row, or a rate over zero events): not a breach, and
         # not a pass either, unless the check says its silence is the healthy answer.
@@ -403,7 +403,7 @@ WHERE NOT EXISTS (
 """
 
 
-def _missing(conn: Any, checks: list[Check]) -> set[str]:
+def _missing(conn: Any, checks: list[HealthCheck]) -> set[str]:
     items = sorted({item for check in checks for item in check.requires})
     if not items:
         return set()
@@ -421,12 +421,12 @@ def _number(value: Any) -> float | None:
 
 
 def _run_one(
-    conn: Any, check: Check, timeout_ms: int, override: Duration | None, missing: set[str]
-) -> Result:
+    conn: Any, check: HealthCheck, timeout_ms: int, override: Duration | None, missing: set[str]
+) -> CheckResult:
     import psycopg
 
     started = time.perf_counter()
-    result = Result(check, "error", None, window=check.effective_window(override))
+    result = CheckResult(check, "error", None, window=check.effective_window(override))
     window = override or check.window
     absent = [item for item in check.requires if item in missing]
     if absent:
@@ -484,13 +484,13 @@ def _plain(value: Any) -> Any:
 
 def run_checks(
     target: db.Target,
-    checks: list[Check],
+    checks: list[HealthCheck],
     *,
     window: Duration | None = None,
     days: int | None = None,
     timeout_ms: int = 5000,
     purpose: str = "check",  # application_name 'venuedb <purpose>' (the exporter's: exporter)
-) -> list[Result]:
+) -> list[CheckResult]:
     """Run `checks`, each over its own window unless `window` (or `days`, the same as
     `window=Nd`) overrides them all. BadInput before connecting for a bad override."""
     if days is not None:
@@ -506,7 +506,7 @@ def run_checks(
 STATUSES = ("ok", "warning", "critical", "error", "no_data")
 
 
-def prometheus(results: list[Result]) -> str:
+def prometheus(results: list[CheckResult]) -> str:
     """The node_exporter textfile form of a run: the exporter's metrics for the checks
     (toolkit/metrics_text.py), so the generated alert rules and dashboard read both."""
     from toolkit import metrics_text
@@ -517,7 +517,7 @@ def prometheus(results: list[Result]) -> str:
     )
 
 
-def overall(results: list[Result], named: bool = False) -> str:
+def overall(results: list[CheckResult], named: bool = False) -> str:
     """error, else critical, else no_data, else warning, else ok. A warning is still a
     green exit; no data is not (the command could not check what it was asked). Nor is a
     run that checked nothing because no selected check applies to this database, or one
@@ -537,7 +537,7 @@ def exit_code(status: str) -> int:
     return {"error": 1, "critical": 1, "no_data": 5}.get(status, 0)
 
 
-def counts(results: list[Result]) -> dict[str, int]:
+def counts(results: list[CheckResult]) -> dict[str, int]:
     tally = {s: 0 for s in STATUSES}
     for r in results:
         tally[r.status] += 1
@@ -546,7 +546,7 @@ def counts(results: list[Result]) -> dict[str, int]:
     return tally
 
 
-def summary(results: list[Result]) -> str:
+def summary(results: list[CheckResult]) -> str:
     """One line, e.g. `12 ok, 1 warning, 0 critical, 0 errors, 3 no data`."""
     c = counts(results)
     fine = (

@@ -59,7 +59,7 @@ class Snapshot:
     """What one scrape found. up False: nothing else is filled, nothing else is served."""
 
     up: bool
-    results: list[health.Result] = field(default_factory=list)
+    results: list[health.CheckResult] = field(default_factory=list)
     windows: dict[str, float] = field(default_factory=dict)  # check name -> seconds
     releases: list[dict[str, Any]] | None = None  # None: could not be read this scrape
     last_deployment: float | None = None  # Unix seconds; None: no record has ended
@@ -84,8 +84,8 @@ class Snapshot:
 
 
 def run_the_checks(
-    target: db.Target, checks: list[health.Check], timeout_ms: int
-) -> tuple[list[health.Result], dict[str, float]]:
+    target: db.Target, checks: list[health.HealthCheck], timeout_ms: int
+) -> tuple[list[health.CheckResult], dict[str, float]]:
     """The one call into the check runner: the results, and each check's look-back window
     in seconds (venuedb_check_window_seconds)."""
     # Each check over its own window (its `window:` header), as its alert rule reads it.
@@ -95,7 +95,7 @@ def run_the_checks(
 
 def collect(
     target: db.Target,
-    checks: list[health.Check],
+    checks: list[health.HealthCheck],
     declared_backfills: list[backfills.Backfill],
     *,
     timeout_ms: int = 5000,
@@ -188,7 +188,7 @@ class Exporter:
     def __init__(
         self,
         target: db.Target,
-        checks: list[health.Check],
+        checks: list[health.HealthCheck],
         declared_backfills: list[backfills.Backfill] | None = None,
         *,
         timeout_ms: int = 5000,

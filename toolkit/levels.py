@@ -299,9 +299,9 @@ def forget_unapplied(conn: Any) -> list[str]:
 
 
 def level_postconditions(states: list[AppliedLevel]) -> list[Any]:
-    """The postconditions of the applied levels, as postconditions.Check (release "X level
+    """The postconditions of the applied levels, as postconditions.Postcondition (release "X level
     2"): they replace the releases' own checks on the same objects."""
-    from toolkit.postconditions import Check
+    from toolkit.postconditions import Postcondition
 
     checks = []
     for state in states:
@@ -309,7 +309,7 @@ def level_postconditions(states: list[AppliedLevel]) -> list[Any]:
         assert level.steps is not None
         module = steps_module(level.steps)
         for kind, obj, expect in module.postconditions(state.details):
-            checks.append(Check(f"{state.release} level {state.level}", kind, obj, expect))
+            checks.append(Postcondition(f"{state.release} level {state.level}", kind, obj, expect))
     return checks
 
 

@@ -34,7 +34,7 @@ def up_family(up: bool) -> GaugeMetricFamily:
 
 
 def check_families(
-    results: list[health.Result], windows: dict[str, float]
+    results: list[health.CheckResult], windows: dict[str, float]
 ) -> list[GaugeMetricFamily]:
     """The checks' metrics; `venuedb check` could render the same from its results."""
     value = GaugeMetricFamily(

@@ -503,7 +503,9 @@ def _migrate_once(
                     verb = "rehearsed " + ("upgrade of" if step.is_upgrade else "rollback of")
                 finished = datetime.now(UTC)
                 result.steps.append(
-                    RecordStep(f"{verb} {name}", finished - timedelta(seconds=elapsed), finished, "ok")
+                    RecordStep(
+                        f"{verb} {name}", finished - timedelta(seconds=elapsed), finished, "ok"
+                    )
                 )
                 note("step", f"{verb} {name} ({elapsed * 1000:.0f} ms)")
 

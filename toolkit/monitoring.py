@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.checks import Check, Threshold, load_checks
+from toolkit.checks import HealthCheck, Threshold, load_checks
 from toolkit.paths import project_root
 
 RULES = Path("monitoring/prometheus/venuedb-alerts.yml")
@@ -54,7 +54,7 @@ class Difference:
     state: str  # current | stale | missing
 
 
-def _ordered(checks: list[Check]) -> list[Check]:
+def _ordered(checks: list[HealthCheck]) -> list[HealthCheck]:
     return sorted(checks, key=lambda c: (c.domain, c.name))
 
 
@@ -62,23 +62,23 @@ def _number(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def alert_name(check: Check, suffix: str) -> str:
+def alert_name(check: HealthCheck, suffix: str) -> str:
     """confirmation_rate, Critical -> VenuedbConfirmationRateCritical."""
     return "Venuedb" + "".join(part.capitalize() for part in check.name.split("_")) + suffix
 
 
-def expression(check: Check, threshold: Threshold) -> str:
+def expression(check: HealthCheck, threshold: Threshold) -> str:
     """The PromQL of a breach: `outside A..B` is below A or above B."""
     value = f'venuedb_check_value{{check="{check.name}"}}'
     return " or ".join(f"{value} {_PROMQL_OP[op]} {_number(n)}" for op, n in threshold.bounds())
 
 
-def _window(check: Check) -> str:
+def _window(check: HealthCheck) -> str:
     window = check.effective_window()
     return f"window {window.text}" if window else "every row, no window"
 
 
-def rules(checks: list[Check]) -> dict[str, Any]:
+def rules(checks: list[HealthCheck]) -> dict[str, Any]:
     """The Prometheus rule file as a document: a group for the exporter, one per domain."""
     groups: list[dict[str, Any]] = [
         {
@@ -106,7 +106,7 @@ def rules(checks: list[Check]) -> dict[str, Any]:
     return {"groups": groups}
 
 
-def _check_rules(check: Check) -> list[dict[str, Any]]:
+def _check_rules(check: HealthCheck) -> list[dict[str, Any]]:
     out = []
     for level in ("critical", "warning"):
         threshold: Threshold | None = getattr(check, level)
@@ -148,7 +148,7 @@ def _check_rules(check: Check) -> list[dict[str, Any]]:
     return out
 
 
-def rules_text(checks: list[Check]) -> str:
+def rules_text(checks: list[HealthCheck]) -> str:
     import yaml
 
     body = yaml.safe_dump(
@@ -160,7 +160,7 @@ def rules_text(checks: list[Check]) -> str:
 # -- the Grafana dashboard ---------------------------------------------------------------
 
 
-def _color(check: Check, value: float) -> str:
+def _color(check: HealthCheck, value: float) -> str:
     if check.critical and check.critical.breached(value):
         return "red"
     if check.warning and check.warning.breached(value):
@@ -168,7 +168,7 @@ def _color(check: Check, value: float) -> str:
     return "green"
 
 
-def threshold_steps(check: Check) -> list[dict[str, Any]]:
+def threshold_steps(check: HealthCheck) -> list[dict[str, Any]]:
     """Grafana's ascending steps (a step's colour holds from its value up), read from the
     check's thresholds: `< 90` critical is red up to 90, green from it. A value exactly on
     a `>` or `<=` bound is shown in the colour just above it."""
@@ -186,7 +186,7 @@ def _unit(unit: str) -> str:
     return {"percent": "percent", "seconds": "s"}.get(unit, f"suffix: {unit}")
 
 
-def _check_panel(check: Check, panel_id: int, x: int, y: int) -> dict[str, Any]:
+def _check_panel(check: HealthCheck, panel_id: int, x: int, y: int) -> dict[str, Any]:
     limits = ", ".join(
         f"{level} {t.text}"
         for level, t in (("warning", check.warning), ("critical", check.critical))
@@ -332,7 +332,7 @@ def _deployment_panels() -> list[dict[str, Any]]:
     ]
 
 
-def dashboard(checks: list[Check]) -> dict[str, Any]:
+def dashboard(checks: list[HealthCheck]) -> dict[str, Any]:
     """The Grafana dashboard as a document."""
     panels = _deployment_panels()
     panel_id, y = len(panels) + 1, 14
@@ -394,14 +394,14 @@ def dashboard(checks: list[Check]) -> dict[str, Any]:
     }
 
 
-def dashboard_text(checks: list[Check]) -> str:
+def dashboard_text(checks: list[HealthCheck]) -> str:
     return json.dumps(dashboard(checks), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 # -- the files -----------------------------------------------------------------------------
 
 
-def generate(checks: list[Check] | None = None) -> dict[Path, str]:
+def generate(checks: list[HealthCheck] | None = None) -> dict[Path, str]:
     """Each generated file (relative to the checkout) and its content."""
     every = load_checks() if checks is None else checks
     return {RULES: rules_text(every), DASHBOARD: dashboard_text(every)}
@@ -419,12 +419,12 @@ def _states(base: Path, files: dict[Path, str]) -> list[Difference]:
     return out
 
 
-def compare(root: Path | None = None, checks: list[Check] | None = None) -> list[Difference]:
+def compare(root: Path | None = None, checks: list[HealthCheck] | None = None) -> list[Difference]:
     """The generated files against those under `root` (default: the checkout)."""
     return _states(root or project_root(), generate(checks))
 
 
-def write(root: Path | None = None, checks: list[Check] | None = None) -> list[Difference]:
+def write(root: Path | None = None, checks: list[HealthCheck] | None = None) -> list[Difference]:
     """Write the files that differ; returns every file with its state before writing."""
     base = root or project_root()
     files = generate(checks)

@@ -30,7 +30,7 @@ API_ROLES = ("anon", "authenticated", "service_role")
 
 
 @dataclass(frozen=True)
-class Check:
+class Postcondition:
     release: str
     kind: str
     object: str
@@ -42,8 +42,8 @@ class Check:
 
 
 @dataclass(frozen=True)
-class Result:
-    check: Check
+class PostconditionResult:
+    check: Postcondition
     ok: bool
     actual: str | None
 
@@ -58,7 +58,7 @@ class Result:
         }
 
 
-def load_checks(path: Path | None = None) -> list[Check]:
+def load_postconditions(path: Path | None = None) -> list[Postcondition]:
     import os
 
     override = os.environ.get("VENUEDB_POSTCONDITIONS_FILE")
@@ -70,7 +70,9 @@ def load_checks(path: Path | None = None) -> list[Check]:
     checks = []
     for number, entry in enumerate(data.get("check", []), 1):
         try:
-            check = Check(entry["release"], entry["kind"], entry["object"], entry.get("expect", ""))
+            check = Postcondition(
+                entry["release"], entry["kind"], entry["object"], entry.get("expect", "")
+            )
         except KeyError as exc:
             raise BadInput(f"{path}: check #{number} has no {exc}") from None
         if check.kind not in KINDS:
@@ -79,10 +81,10 @@ def load_checks(path: Path | None = None) -> list[Check]:
     return checks
 
 
-def effective(checks: list[Check], applied_releases: list[str]) -> list[Check]:
+def effective(checks: list[Postcondition], applied_releases: list[str]) -> list[Postcondition]:
     """The checks of the applied releases; for one kind and object the latest release wins."""
     order = {name: i for i, name in enumerate(applied_releases)}
-    chosen: dict[tuple[str, str], Check] = {}
+    chosen: dict[tuple[str, str], Postcondition] = {}
     for check in checks:
         if check.release not in order:
             continue
@@ -97,7 +99,7 @@ def _split(name: str) -> tuple[str, str]:
     return (schema or "public"), rest
 
 
-def actual_value(conn: Any, check: Check) -> str | None:
+def actual_value(conn: Any, check: Postcondition) -> str | None:
     """What the database has for the check's object (None: it does not exist)."""
     kind, name = check.kind, check.object
     if kind == "table":
@@ -202,7 +204,7 @@ def _unhealthy(actual: str) -> bool:
     return actual.startswith(("INVALID", "DISABLED")) or "(NOT VALID" in actual
 
 
-def evaluate(conn: Any, checks: list[Check]) -> list[Result]:
+def evaluate(conn: Any, checks: list[Postcondition]) -> list[PostconditionResult]:
     results = []
     for check in checks:
         actual = actual_value(conn, check)
@@ -212,5 +214,7 @@ def evaluate(conn: Any, checks: list[Check]) -> list[Result]:
             ok = actual is not None and not _unhealthy(actual)
         else:
             ok = actual == check.expect
-        results.append(Result(check, ok, "absent" if actual is None else (actual or "exists")))
+        results.append(
+            PostconditionResult(check, ok, "absent" if actual is None else (actual or "exists"))
+        )
     return results

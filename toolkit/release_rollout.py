@@ -342,7 +342,7 @@ def _postcondition_failures(target: db.Target, release: Release) -> list[dict[st
     with db.connect(target, purpose="rollout postconditions") as conn:
         states = revs.releases_applied(current_heads(conn))
         applied = [r["release"] for r in states if r["state"] == "applied"]
-        every = postconditions.load_checks()
+        every = postconditions.load_postconditions()
         if release.name not in applied:
             changing = {c.key for c in every if c.release == release.name}
             checks = [c for c in postconditions.effective(every, applied) if c.key not in changing]
@@ -386,7 +386,7 @@ def _artifacts(
     )
     checks = [
         c
-        for c in postconditions.load_checks()
+        for c in postconditions.load_postconditions()
         if c.release == release.name
         and c.kind in ("constraint", "function_version")
         and c.expect != "absent"

@@ -123,7 +123,7 @@ def verify(
             report.not_compared.append(
                 f"release {release} is not (fully) applied: none of its postconditions checked"
             )
-        checks = postconditions.effective(postconditions.load_checks(), names)
+        checks = postconditions.effective(postconditions.load_postconditions(), names)
         # A release at level 2 is held to the level's postconditions, not its own.
         recorded = levels.recorded(conn)
         at_level = [a for a in recorded if a.state == levels.APPLIED]
