@@ -1,6 +1,6 @@
 """Which database a command talks to, and opening connections to it.
 
-Resolution order (DESIGN.md): --database-url, else DATABASE_URL, else .env, else
+Resolution order (docs/design.md): --database-url, else DATABASE_URL, else .env, else
 the running embedded server. The chosen URL is always printed masked.
 """
 

@@ -1,8 +1,8 @@
 """The `venuedb` command line: parses, calls toolkit functions, renders tables or JSON.
 
 Exit codes: 0 all well, 1 a check or operation failed, 2 bad input or unreachable
-database, 3 verification found drift, 4 another deploy holds the lock or a lock
-could not be had in time.
+database, 3 verification found drift or tampering, 4 another deploy holds the lock or a
+lock could not be had in time, 5 nothing could be compared or measured.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ app = typer.Typer(
     "blocking production.\n\nThe database is --database-url, else $DATABASE_URL, else "
     "DATABASE_URL in ./.env, else the running embedded server (`venuedb db start`); every "
     "command says which one it uses, password masked.\n\nExit codes: 0 ok, 1 failed, "
-    "2 bad input or unreachable database, 3 drift, 4 lock held by another deploy or not "
-    "granted in time.",
+    "2 bad input or unreachable database, 3 drift or tampering, 4 lock held by another "
+    "deploy or not granted in time, 5 nothing could be compared or measured (README: "
+    "Exit codes).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
