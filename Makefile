@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (Python 3.11+, make; no PostgreSQL needed):
 #   make demo   the embedded PostgreSQL, every migration, what was done
-#   make test   ruff, venuedb lint (sqlfluff, PL/pgSQL, squawk) and the whole pytest suite
+#   make test   ruff, mypy, venuedb lint (sqlfluff, PL/pgSQL, squawk) and the whole pytest suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,6 +19,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/venuedb lint
 
 test: lint

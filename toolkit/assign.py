@@ -199,9 +199,7 @@ def assign_pending(
     started = time.monotonic()
     with db.connect(target, autocommit=False, purpose="assign") as conn:
         if (
-            conn.execute(
-                "SELECT to_regprocedure('public.auto_assign_booking(uuid,jsonb)')"
-            ).fetchone()[0]
+            db.scalar(conn, "SELECT to_regprocedure('public.auto_assign_booking(uuid,jsonb)')")
             is None
         ):
             raise BadInput(

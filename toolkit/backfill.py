@@ -228,11 +228,8 @@ def status(target: db.Target, name: str | None = None) -> list[dict[str, Any]]:
         declared = [find_backfill(name)]
     with db.connect(target, purpose="backfill status") as conn:
         records.reap(conn)
-        known = (
-            records.schema_exists(conn)
-            and conn.execute(
-                "SELECT to_regclass('venuedb.backfill_progress') IS NOT NULL"
-            ).fetchone()[0]
+        known = records.schema_exists(conn) and db.scalar(
+            conn, "SELECT to_regclass('venuedb.backfill_progress') IS NOT NULL"
         )
         out = []
         for backfill in declared:

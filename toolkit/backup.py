@@ -147,12 +147,13 @@ def _create_private(path: Path) -> None:
 
 def is_empty(target: db.Target) -> bool:
     with db.connect(target, purpose="restore check") as conn:
-        row = conn.execute(
+        tables = db.scalar(
+            conn,
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', "
-            "'information_schema', 'pg_toast')"
-        ).fetchone()
-    return row[0] == 0
+            "'information_schema', 'pg_toast')",
+        )
+    return tables == 0
 
 
 def restore(path: Path, target: db.Target, *, force: bool = False) -> dict[str, Any]:
@@ -215,7 +216,7 @@ $roles$""")
 
 def _server_version(target: db.Target) -> int:
     with db.connect(target, purpose="restore version") as conn:
-        return int(conn.execute("SHOW server_version_num").fetchone()[0])
+        return int(db.scalar(conn, "SHOW server_version_num"))
 
 
 def _restore_to_older_server(args: list[str], path: Path, url: str, env: dict[str, str]) -> None:

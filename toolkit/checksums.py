@@ -149,8 +149,9 @@ def accept(conn: Any, revision: str, reason: str, actor: str) -> Acceptance:
             f"{revision} is neither released (migrations/released.json) nor recorded as "
             "applied in this database: there is no checksum to accept"
         )
-    files = [{"path": p, "sha256": frozen.file_sha(p)} for p in paths]
-    now = frozen.checksum((f["path"], f["sha256"]) for f in files)
+    shas = [(p, frozen.file_sha(p)) for p in paths]
+    files = [{"path": p, "sha256": sha} for p, sha in shas]
+    now = frozen.checksum(shas)
     applied = revision in revs.applied_revisions(current_heads(conn))
     differs = (
         (entry is not None and now != entry["checksum"])
@@ -244,7 +245,8 @@ def record_applied(
     entry = manifest.get(script_rev.revision)
     paths = [path for path, _ in frozen.entry_files(entry)] if entry else [revision_path]
     paths += [p for p in (frozen.sql_relative(s) for s in installed) if p not in paths]
-    files = [{"path": p, "sha256": frozen.file_sha(p)} for p in paths]
+    shas = [(p, frozen.file_sha(p)) for p in paths]
+    files = [{"path": p, "sha256": sha} for p, sha in shas]
     revision_sha = frozen.file_sha(revision_path)
     records.record_checksum(
         connection,
@@ -253,7 +255,7 @@ def record_applied(
         path=script_rev.path,
         sha256=revision_sha or "missing",
         deployment_id=deployment_id,
-        checksum=frozen.checksum((f["path"], f["sha256"]) for f in files),
+        checksum=frozen.checksum(shas),
         files=files,
     )
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import BadInput
 from toolkit.urls import mask_url, masked_first_line, validate_url
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg.abc import Params
     from sqlalchemy.engine import Engine
 
 APPLICATION_NAME = "venuedb"
@@ -83,6 +84,16 @@ def connect(target: Target, *, autocommit: bool = True, purpose: str = "") -> ps
         )
     except psycopg.OperationalError as exc:
         raise BadInput(f"cannot reach {target.masked}: {masked_first_line(exc)}") from None
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Params | None = None) -> Any:
+    """The first column of the one row `query` returns: for the queries that always return
+    exactly one (an aggregate, SHOW, a SELECT without FROM). No row is a bug, and says so
+    instead of "'NoneType' object is not subscriptable"."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row from a query that always returns one: {query!r}")
+    return row[0]
 
 
 def engine(target: Target, *, purpose: str = "") -> Engine:

@@ -42,9 +42,7 @@ def _load_sample(target: db.Target, say: Say) -> dict[str, int]:
 
     with db.connect(target, autocommit=False, purpose="demo sample") as conn:
         prefix = f"sample-{SAMPLE_SEED}-%"
-        present = conn.execute(
-            "SELECT count(*) FROM restaurants WHERE slug LIKE %s", (prefix,)
-        ).fetchone()[0]
+        present = db.scalar(conn, "SELECT count(*) FROM restaurants WHERE slug LIKE %s", (prefix,))
         if present:
             say("info", f"sample data already loaded ({present} sample restaurants)")
             return {}
@@ -58,7 +56,7 @@ def _load_bar_sample(target: db.Target, say: Say) -> dict[str, int]:
     from toolkit.bar_sample import load_bar_sample
 
     with db.connect(target, autocommit=False, purpose="demo bar sample") as conn:
-        present = conn.execute("SELECT count(*) FROM sales").fetchone()[0]
+        present = db.scalar(conn, "SELECT count(*) FROM sales")
         if present >= 1000:
             say("info", f"bar sample already loaded ({present} sales)")
             return {}

@@ -175,11 +175,10 @@ class EmbeddedServer:
     def _run_as_owner(
         self, args: list[str], timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        kwargs: dict[str, object] = {}
-        if os.geteuid() == 0:
-            kwargs["user"] = SYSTEM_USER
+        # user=None (not root) is subprocess's default: run as ourselves.
+        user = SYSTEM_USER if os.geteuid() == 0 else None
         return subprocess.run(
-            args, capture_output=True, text=True, timeout=timeout, cwd=self.home, **kwargs
+            args, capture_output=True, text=True, timeout=timeout, cwd=self.home, user=user
         )
 
     def _prepare_root_owner(self) -> None:

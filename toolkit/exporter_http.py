@@ -75,9 +75,11 @@ class ExporterServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        shown = f"[{host}]" if ":" in str(host) else str(host)
-        return f"http://{shown}:{port}"
+        # As server_bind() stored them from the bound socket (the stubs' server_address
+        # also allows a bytes host, which getsockname() never returns).
+        host = self.server_name
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.server_port}"
 
 
 def bind(exporter: Exporter, listen: str) -> ExporterServer:

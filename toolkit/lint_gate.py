@@ -136,7 +136,7 @@ def run_squawk(texts: dict[str, str]) -> dict[str, list[Report]]:
     if not texts:
         return {}
     with tempfile.TemporaryDirectory(prefix="venuedb-lint-") as tmp:
-        paths = {}
+        paths: dict[str, str] = {}  # temporary file -> the caller's key
         for number, (key, text) in enumerate(texts.items()):
             path = Path(tmp) / f"{number:04d}.sql"
             path.write_text(text, encoding="utf-8")
@@ -156,10 +156,10 @@ def run_squawk(texts: dict[str, str]) -> dict[str, list[Report]]:
         ) from None
     found: dict[str, list[Report]] = {key: [] for key in texts}
     for report in reports:
-        key = paths.get(report.get("file", ""))
-        if key is None:
+        owner = paths.get(report.get("file", ""))
+        if owner is None:
             continue
-        found[key].append(
+        found[owner].append(
             Report(
                 int(report.get("line") or 0),
                 str(report.get("rule_name") or "?"),

@@ -183,7 +183,9 @@ def _warn_of_levels(control: Any, emit: Emit) -> None:
         )
 
 
-def _lint(options: RunOptions, direction: str, planned: list[revs.PlannedRevision]) -> None:
+def _lint(
+    options: RunOptions, direction: revs.Direction, planned: list[revs.PlannedRevision]
+) -> None:
     """The lint gate, before anything is written (not even the toolkit's own schema). Not
     on a rollback: it is the way back from a bad deploy, its SQL was reviewed with the
     release, and squawk's rules judge forward changes (a downgrade drops by design)."""
@@ -204,7 +206,7 @@ def refuse_an_orphaned_migration(control: Any) -> None:
 
 
 def _settle_interrupted_swaps(
-    control: Any, direction: str, alembic_target: str, emit: Emit
+    control: Any, direction: revs.Direction, alembic_target: str, emit: Emit
 ) -> list[str]:
     """Resume a swap a dead run left behind when this plan builds the same constraint on
     the same table; otherwise abandon it, so no shadow keeps refusing legal writes."""
@@ -262,7 +264,7 @@ def _control_for_the_record(control: Any, target: db.Target, note: Emit) -> Any:
 
 
 def plan_for(
-    target: db.Target, direction: str, target_name: str | None
+    target: db.Target, direction: revs.Direction, target_name: str | None
 ) -> tuple[list[revs.PlannedRevision], dict[str, str | None], str]:
     """The plan without running it (for `rollback` confirmation and `status`)."""
     alembic_target, _ = revs.target_for(direction, target_name)
@@ -274,7 +276,7 @@ def plan_for(
 def _run_locked(
     target: db.Target,
     control: Any,
-    direction: str,
+    direction: revs.Direction,
     command: str,
     alembic_target: str,
     release: Any,
@@ -355,7 +357,7 @@ def _run_locked(
 
 def _attempt_loop(
     target: db.Target,
-    direction: str,
+    direction: revs.Direction,
     alembic_target: str,
     options: RunOptions,
     result: RunResult,
@@ -475,7 +477,7 @@ def _failure(result: RunResult, exc: BaseException) -> OperationFailed:
 
 def _migrate_once(
     target: db.Target,
-    direction: str,
+    direction: revs.Direction,
     alembic_target: str,
     options: RunOptions,
     result: RunResult,
@@ -579,7 +581,7 @@ def _take_the_work_lock(conn: Any) -> None:
 def _rehearse(
     conn: Any,
     config: Any,
-    direction: str,
+    direction: revs.Direction,
     alembic_target: str,
     result: RunResult,
     options: RunOptions,

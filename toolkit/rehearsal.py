@@ -38,6 +38,7 @@ from toolkit.urls import mask_text, masked_first_line, with_database
 
 if TYPE_CHECKING:
     from toolkit.migrate import Emit, RunOptions, RunResult
+    from toolkit.revisions import Direction
 
 SCRATCH_PREFIX = "venuedb_rehearsal_"
 _SCRATCH_NAME = re.compile(rf"^{SCRATCH_PREFIX}(?P<pid>\d+)_(?P<epoch>\d+)$")
@@ -144,7 +145,7 @@ class LockRecorder:
         }
         recorder = self
 
-        class RecordingCursor(psycopg.Cursor):  # type: ignore[type-arg]
+        class RecordingCursor(psycopg.Cursor):
             def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
                 out = super().execute(query, params, **kwargs)
                 recorder.after(query)
@@ -274,7 +275,7 @@ def populated_tables(driver: Any) -> list[tuple[str, int | None]]:
 
 def on_a_scratch_copy(
     target: db.Target,
-    direction: str,
+    direction: Direction,
     target_name: str | None,
     options: RunOptions,
     emit: Emit,

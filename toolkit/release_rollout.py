@@ -289,10 +289,10 @@ def _restore_level(
 
 def _preflight(target: db.Target, release: Release, record: Record) -> list[str]:
     with db.connect(target, purpose="rollout pre-flight") as conn:
-        version = int(conn.execute("SHOW server_version_num").fetchone()[0])
+        version = int(db.scalar(conn, "SHOW server_version_num"))
         if version < MIN_SERVER:
             raise BadInput(f"server version {version} is older than PostgreSQL 15")
-        record.facts["Server version"] = conn.execute("SHOW server_version").fetchone()[0]
+        record.facts["Server version"] = db.scalar(conn, "SHOW server_version")
         for extension in EXTENSIONS.get(release.branch, ()):
             if (
                 conn.execute(
@@ -318,7 +318,7 @@ def _preflight(target: db.Target, release: Release, record: Record) -> list[str]
             )
         if release.name in PRECHECKS and pending:
             what, sql = PRECHECKS[release.name]
-            count = conn.execute(sql).fetchone()[0]
+            count = db.scalar(conn, sql)
             record.facts[f"Pre-check: {what}"] = str(count)
             if count:
                 # The data, not the input, is wrong: the rollout stops (exit 1) before

@@ -85,7 +85,7 @@ def data_at_risk(
     out: dict[str, Any] = {"tables": [], "columns": []}
     with db.connect(target, purpose="data at risk") as conn:
         for table in dropped_tables:
-            rows = conn.execute(f'SELECT count(*) FROM public."{table}"').fetchone()[0]
+            rows = db.scalar(conn, f'SELECT count(*) FROM public."{table}"')
             entry = {"table": table, "rows": int(rows)}
             if table in seeded:
                 entry["from_migrations"] = _matching(conn, table, seeded[table], int(rows))
@@ -93,7 +93,7 @@ def data_at_risk(
                 entry["release"] = table_owner.get(table)
             out["tables"].append(entry)
         for table, column in dropped_columns:
-            values = conn.execute(f'SELECT count("{column}") FROM public."{table}"').fetchone()[0]
+            values = db.scalar(conn, f'SELECT count("{column}") FROM public."{table}"')
             entry = {"table": table, "column": column, "values": int(values)}
             if steps is not None:
                 entry["release"] = owner.get((table, column))
@@ -111,7 +111,7 @@ def _seeded_rows(url: str, tables: set[str]) -> dict[str, tuple[str, Counter[str
     seeded: dict[str, tuple[str, Counter[str]]] = {}
     with psycopg.connect(url) as conn:
         for table in sorted(tables):
-            if conn.execute(f'SELECT NOT EXISTS (SELECT FROM public."{table}")').fetchone()[0]:
+            if db.scalar(conn, f'SELECT NOT EXISTS (SELECT FROM public."{table}")'):
                 continue
             columns = [
                 r[0]

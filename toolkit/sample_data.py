@@ -211,8 +211,8 @@ def _insert_floors(cur: psycopg.Cursor, restaurants: list[Restaurant]) -> dict[s
             copy.write_row(row)
     pairs = [(r.id, a, b) for r in restaurants for z in r.zones for a, b in _adjacencies(z)]
     with cur.copy("COPY table_adjacencies (restaurant_id, table_a, table_b) FROM STDIN") as copy:
-        for row in pairs:
-            copy.write_row(row)
+        for pair in pairs:
+            copy.write_row(pair)
     return {
         "restaurants": len(restaurants),
         "zones": len(zones),

@@ -414,7 +414,7 @@ def build(
     try:
         url = with_database(server_url, scratch)
         options = RunOptions(actor="snapshot")
-        for name in targets if targets is not None else [None]:  # type: ignore[list-item]
+        for name in targets if targets is not None else [None]:
             run(Target(url, "snapshot"), "upgrade", name, options)
         if after is not None:
             after(url)

@@ -42,6 +42,8 @@ def execute_sql(sql: str) -> None:
         context.get_context().impl.static_output(sql.rstrip() + "\n")
         return
     driver_connection = op.get_bind().connection.driver_connection
+    # None only once the connection is invalidated, and with it the revision's transaction.
+    assert driver_connection is not None
     driver_connection.execute(sql)
 
 

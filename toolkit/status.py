@@ -15,7 +15,7 @@ def status(target: db.Target) -> dict[str, Any]:
         heads = current_heads(conn)
         records.reap(conn)  # so "last deployment" never shows a dead run as running
         last = records.last_deployment(conn)
-        server_version = conn.execute("SHOW server_version").fetchone()[0]
+        server_version = db.scalar(conn, "SHOW server_version")
         in_progress = [s.to_dict() | {"what": s.describe()} for s in interrupted_swaps.find(conn)]
         at_level = {a.release: a for a in levels.recorded(conn)}
         in_progress += [

@@ -302,7 +302,11 @@ def _never_stamped(conn: Any, report: Report) -> None:
 def _tamper(conn: Any, heads: tuple[str, ...], release: str | None, report: Report) -> None:
     """Files against their records and the released-files manifest, and the toolkit's own
     bookkeeping against alembic_version (toolkit/checksums.py)."""
-    scope = set(find_release(release).revisions) if release else None  # type: ignore[union-attr]
+    scope = None
+    if release:
+        found = find_release(release)
+        assert found is not None  # verify() refused an unknown release before connecting
+        scope = set(found.revisions)
     rows = checksums.tamper(conn, heads, scope, report.tamper, report.notes)
     recorded = {r: (rec.path, rec.sha256, rec.applied_at) for r, rec in rows.items()}
     steps = {s.revision: s for s in revs.all_steps()}

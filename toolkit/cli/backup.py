@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target
+
+if TYPE_CHECKING:
+    from toolkit.connection import Target
 
 
 def backup(
@@ -91,7 +94,7 @@ def restore(
             raise typer.Exit(report.exit_code)
 
 
-def _record(target: object, file: Path, result: dict, verdict: str) -> None:  # type: ignore[type-arg]
+def _record(target: Target, file: Path, result: dict[str, Any], verdict: str) -> None:
     """The restore as a deployment record in the restored database and as Markdown."""
     from datetime import UTC, datetime, timedelta
 
@@ -105,7 +108,7 @@ def _record(target: object, file: Path, result: dict, verdict: str) -> None:  # 
     ]
     finished = datetime.now(UTC)
     started = finished - timedelta(seconds=float(result["seconds"]))
-    with connection.connect(target, purpose="restore record") as conn:  # type: ignore[arg-type]
+    with connection.connect(target, purpose="restore record") as conn:
         deployment_id = records.record_once(
             conn,
             command="restore",
@@ -117,7 +120,7 @@ def _record(target: object, file: Path, result: dict, verdict: str) -> None:  # 
         )
     simple(
         "restore Deployment Record",
-        target.masked,  # type: ignore[attr-defined]
+        target.masked,
         actor,
         release=None,
         status="SUCCESS" if verdict == "clean" else f"RESTORED, VERIFY {verdict.upper()}",

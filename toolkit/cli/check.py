@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from toolkit.cli.common import DatabaseUrl, Output, handled, resolve_target, table
+
+if TYPE_CHECKING:
+    from toolkit.checks import CheckResult, Duration, HealthCheck
 
 
 def check(
@@ -112,7 +115,7 @@ def check(
             raise typer.Exit(code)
 
 
-def _render(out: Output, results: list, override: Any) -> None:  # type: ignore[type-arg]
+def _render(out: Output, results: list[CheckResult], override: Duration | None) -> None:
     from toolkit.checks import summary
 
     rows = []
@@ -159,7 +162,7 @@ def _render(out: Output, results: list, override: Any) -> None:  # type: ignore[
         )
 
 
-def _describe(out: Output, every: list, name: str | None) -> None:  # type: ignore[type-arg]
+def _describe(out: Output, every: list[HealthCheck], name: str | None) -> None:
     if name:
         from toolkit.checks import select
 
@@ -238,6 +241,6 @@ def _describe(out: Output, every: list, name: str | None) -> None:  # type: igno
     )
 
 
-def _window_text(check: Any) -> str | None:
+def _window_text(check: HealthCheck) -> str | None:
     window = check.effective_window()
     return window.text if window else None

@@ -149,7 +149,7 @@ def _surgical(
     facts: dict[str, Any],
 ) -> None:
     from toolkit import revisions as revs
-    from toolkit.connection import connect
+    from toolkit.connection import connect, scalar
     from toolkit.level_run import APPLY
     from toolkit.level_run import run_level as run_steps
     from toolkit.migrate import current_heads
@@ -168,7 +168,7 @@ def _surgical(
         counted = [
             {
                 "table": t,
-                "rows": conn.execute(f"SELECT count(*) FROM public.{t}").fetchone()[0],
+                "rows": scalar(conn, f"SELECT count(*) FROM public.{t}"),
                 "rows_lost": 0,
             }
             for t in getattr(module, "TABLES", ())
