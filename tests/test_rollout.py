@@ -142,7 +142,7 @@ def test_a_failing_preflight_check_stops_before_anything_changes(
     result = rollout(db_url, "capacity-overlap", tmp_path)
     assert result.exit_code == 1, result.output
     error = as_json(result)["error"]
-    assert "pre-flight: 1 rows that would violate allocations_no_overlap" in error
+    assert "pre-flight: 1 overlapping pairs that would violate allocations_no_overlap" in error
     assert "nothing was changed" in error and "runbooks/capacity-overlap.md" in error
     status = as_json(invoke("status", "--database-url", db_url, "--json"))
     assert status["branches"]["booking"] == "booking_004"

@@ -26,20 +26,24 @@ from toolkit.deploy_record import Record, write
 from toolkit.errors import BadInput, OperationFailed, VenuedbError
 from toolkit.migrate import RunOptions, current_heads, run
 from toolkit.releases import Release, find_release, load_releases
+from toolkit.shadow_swap import find_violations
 
 Emit = Callable[[str, str], None]
 MIN_SERVER = 150000
 EXTENSIONS = {"booking": ("btree_gist",)}
+# Seed 003's pre-migration validation ("0 constraint violations found"): the pairs of
+# rows the release's own constraint swap would refuse, found by the swap's pre-flight
+# (toolkit.shadow_swap.find_violations) from the revision's ExclusionSwap, so the query
+# that finds overlapping allocations is written once. Up to PRECHECK_LIMIT are counted.
 PRECHECKS = {
-    # seed 003 pre-migration validation: "0 constraint violations found"
+    # release: (what is counted, revision, its ExclusionSwap attribute)
     "capacity-overlap": (
-        "rows that would violate allocations_no_overlap",
-        "SELECT count(*) FROM public.allocations a JOIN public.allocations b "
-        "ON a.restaurant_id = b.restaurant_id AND a.resource_type = b.resource_type "
-        'AND a.resource_id = b.resource_id AND a."window" && b."window" AND a.id < b.id '
-        "WHERE NOT a.shadow AND NOT b.shadow",
+        "overlapping pairs that would violate allocations_no_overlap",
+        "booking_005",
+        "UPGRADE",
     ),
 }
+PRECHECK_LIMIT = 1000
 
 
 def _release(name: str) -> Release:
@@ -204,7 +208,7 @@ def _steps(
     from toolkit.backup import backup
 
     step = record.begin("pre-flight")
-    pending = _preflight(target, release, record)
+    pending = _preflight(target, release, record, emit)
     record.end(step, "ok", f"{len(pending)} revision(s) pending")
     emit("step", f"pre-flight ok: {', '.join(pending) or 'nothing pending'}")
     if not pending:
@@ -287,7 +291,7 @@ def _restore_level(
     return True
 
 
-def _preflight(target: db.Target, release: Release, record: Record) -> list[str]:
+def _preflight(target: db.Target, release: Release, record: Record, emit: Emit) -> list[str]:
     with db.connect(target, purpose="rollout pre-flight") as conn:
         version = int(db.scalar(conn, "SHOW server_version_num"))
         if version < MIN_SERVER:
@@ -317,9 +321,13 @@ def _preflight(target: db.Target, release: Release, record: Record) -> list[str]
                 "roll out the earlier releases first"
             )
         if release.name in PRECHECKS and pending:
-            what, sql = PRECHECKS[release.name]
-            count = db.scalar(conn, sql)
-            record.facts[f"Pre-check: {what}"] = str(count)
+            what, revision, attribute = PRECHECKS[release.name]
+            swap = getattr(revs.script_directory().get_revision(revision).module, attribute)
+            found = find_violations(conn, swap, PRECHECK_LIMIT, say=lambda m: emit("notice", m))
+            count = len(found)
+            record.facts[f"Pre-check: {what}"] = (
+                f"{count} or more" if count == PRECHECK_LIMIT else str(count)
+            )
             if count:
                 # The data, not the input, is wrong: the rollout stops (exit 1) before
                 # the backup and before any revision runs.
