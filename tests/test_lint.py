@@ -151,3 +151,20 @@ def test_the_toolkit_uses_no_private_alembic_api() -> None:
         if private.search(line)
     ]
     assert offenders == []
+
+
+def test_the_command_line_opens_no_connection_and_runs_no_sql() -> None:
+    """Issue 20: toolkit/cli parses, calls one toolkit function and renders; connecting and
+    querying happen in the toolkit, where they are tested without the CLI."""
+    import re
+
+    from toolkit.paths import project_root
+
+    forbidden = re.compile(r"\.execute\(|\bconnect\(|\bscalar\(")
+    offenders = [
+        f"{path.relative_to(project_root())}:{number}: {line.strip()}"
+        for path in sorted((project_root() / "toolkit" / "cli").glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if forbidden.search(line)
+    ]
+    assert offenders == []

@@ -11,7 +11,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -236,3 +236,51 @@ def _restore_to_older_server(args: list[str], path: Path, url: str, env: dict[st
     )
     if result.returncode != 0:
         raise OperationFailed(f"psql failed:\n  {_error_text(result)}")
+
+
+def restore_verified(
+    path: Path, target: db.Target, *, force: bool = False, progress: Any = print
+) -> tuple[dict[str, Any], Any]:
+    """restore(), then verify the restored database, then record both (a deployment record
+    in it, and its Markdown twin): the restore and what verify said of it."""
+    from toolkit.verify import verify
+
+    result = restore(path, target, force=force)
+    report = verify(target, progress=progress)
+    record_restore(target, path, result, report.status)
+    return result, report
+
+
+def record_restore(target: db.Target, file: Path, result: dict[str, Any], verdict: str) -> None:
+    """The restore as a deployment record in the restored database and as Markdown."""
+    from toolkit import records
+    from toolkit.deploy_record import RecordStep, simple
+
+    actor = records.default_actor()
+    lines = [
+        f"restored {result['objects']} objects from {file}",
+        f"verify: {verdict}",
+    ]
+    finished = datetime.now(UTC)
+    started = finished - timedelta(seconds=float(result["seconds"]))
+    with db.connect(target, purpose="restore record") as conn:
+        deployment_id = records.record_once(
+            conn,
+            command="restore",
+            target=str(file),
+            actor=actor,
+            result="succeeded",
+            output=lines,
+            started_at=started,
+        )
+    simple(
+        "restore Deployment Record",
+        target.masked,
+        actor,
+        release=None,
+        status="SUCCESS" if verdict == "clean" else f"RESTORED, VERIFY {verdict.upper()}",
+        steps=[RecordStep(f"restore {file.name}", started, finished, "ok")],
+        lines=lines,
+        issues=[],
+        deployment_id=deployment_id,
+    )

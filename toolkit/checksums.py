@@ -566,3 +566,11 @@ class PlainRun:
             # interrupted by the next command (records.reap) once this session is gone.
             if failure is None:
                 raise
+
+
+def accept_for(target: Any, revision: str, reason: str, actor: str) -> Acceptance:
+    """accept() on the database `target` names."""
+    from toolkit import connection as db
+
+    with db.connect(target, purpose="accept-checksum") as conn:
+        return accept(conn, revision, reason, actor)

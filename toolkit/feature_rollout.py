@@ -184,3 +184,17 @@ def _restaurant_id(conn: Any, name: str) -> str:
     if row is None:
         raise BadInput(f"no restaurant with id or slug {name!r}")
     return str(row[0])
+
+
+def cautions_for(target: db.Target | None, switches: Mapping[str, bool]) -> list[str]:
+    """cautions() for the database `target` names; none when there is no database or it
+    cannot be read (`venuedb flags` then shows the flags as the environment has them)."""
+    import psycopg
+
+    if target is None:
+        return []
+    try:
+        with db.connect(target, purpose="flags") as conn:
+            return cautions(read(conn, switches))
+    except psycopg.Error:
+        return []

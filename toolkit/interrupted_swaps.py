@@ -93,3 +93,11 @@ def abandon(conn: Any, swap: InterruptedSwap, lock_timeout: str = "2s") -> None:
             f"could not get the lock on {swap.table} within {lock_timeout} to abandon "
             f"{swap.describe()}. Nothing was changed; retry when its writers are quieter"
         ) from None
+
+
+def any_left(target: Any, purpose: str = "rollback plan") -> bool:
+    """Whether the database `target` names has a swap a run left half done."""
+    from toolkit import connection as db
+
+    with db.connect(target, purpose=purpose) as conn:
+        return bool(find(conn))

@@ -290,3 +290,33 @@ def replay(url: str, states: list[levels.AppliedLevel]) -> None:
                 module.apply(dict(state.details))
         finally:
             engine.dispose()
+
+
+def plan_level(
+    target: db.Target, level: levels.Level
+) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]], levels.AppliedLevel | None]:
+    """What level 2 of `level.release` would do, read before asking: every release's
+    state, the level's steps, the rows of the tables it copies (every one kept) and the
+    level state already recorded. BadInput, with nothing changed, unless the release is
+    applied."""
+    assert level.steps is not None
+    module = levels.steps_module(level.steps)
+    with db.connect(target, purpose="rollback level plan") as conn:
+        states = revs.releases_applied(current_heads(conn))
+        state = next(s["state"] for s in states if s["release"] == level.release)
+        if state != "applied":
+            raise BadInput(
+                f"release {level.release} is {state}, not applied: level 2 works on its "
+                "objects. Nothing was changed. `venuedb status` shows what is applied"
+            )
+        steps = module.describe(conn)
+        counted = [
+            {
+                "table": t,
+                "rows": db.scalar(conn, f"SELECT count(*) FROM public.{t}"),
+                "rows_lost": 0,
+            }
+            for t in getattr(module, "TABLES", ())
+        ]
+        current = next((a for a in levels.recorded(conn) if a.release == level.release), None)
+    return states, steps, counted, current

@@ -324,3 +324,14 @@ def with_levels(checks: list[Any], states: list[AppliedLevel]) -> list[Any]:
     removed = {c.object for c in ours if c.expect == "absent"}
     kept = [c for c in checks if (c.kind, c.object) not in replaced and c.object not in removed]
     return kept + ours
+
+
+def undone_by(target: Any, steps: list[Any]) -> tuple[tuple[str, ...], list[Any]]:
+    """The database's current heads, and the level-2 states of the releases a downgrade
+    of `steps` undoes (wholly or in part): they are restored before it runs."""
+    from toolkit import connection as db
+    from toolkit.migrate import current_heads
+
+    undone = {s.release for s in steps if s.release}
+    with db.connect(target, purpose="rollback plan") as conn:
+        return current_heads(conn), [a for a in recorded(conn) if a.release in undone]

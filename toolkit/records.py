@@ -554,3 +554,46 @@ def record_once(
     deployment.output = output
     finish(conn, deployment, result=result, to_revisions={}, done=[], error=error)
     return deployment.id
+
+
+def recent(target: Any, last: int) -> list[dict[str, Any]]:
+    """The newest `last` deployment records of the database `target` names."""
+    from toolkit import connection as db
+
+    with db.connect(target, purpose="records") as conn:
+        return listing(conn, last)
+
+
+def one(target: Any, deployment_id: int) -> dict[str, Any] | None:
+    """One deployment record in full, or None."""
+    from toolkit import connection as db
+
+    with db.connect(target, purpose="records show") as conn:
+        return get(conn, deployment_id)
+
+
+def record_change(
+    target: Any, actor: str, command: str, what: str, done: list[str], error: str | None
+) -> int:
+    """A deployment record for a change that is not a migration (a rollback level's
+    flags): alembic_version does not move, so it starts and ends at the same heads."""
+    from toolkit import connection as db
+    from toolkit import revisions as revs
+    from toolkit.migrate import current_heads
+
+    with db.connect(target, purpose="record") as conn:
+        ensure_schema(conn)
+        heads = revs.heads_by_branch(current_heads(conn))
+        deployment = start(
+            conn, command=command, target=what, actor=actor, from_revisions=heads, planned=[what]
+        )
+        deployment.output.extend(f"step: {line}" for line in done)
+        finish(
+            conn,
+            deployment,
+            result="failed" if error else "succeeded",
+            to_revisions=heads,
+            done=[what] if not error else [],
+            error=error,
+        )
+    return deployment.id

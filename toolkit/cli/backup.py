@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target
 
 if TYPE_CHECKING:
-    from toolkit.connection import Target
+    pass
 
 
 def backup(
@@ -58,17 +58,14 @@ def restore(
     is unchanged), 2 for a non-empty target without --force or an unreadable file, 3 when
     the restored database does not verify clean (drift, tampering, a failed postcondition),
     5 when verify could not compare it (the restore itself succeeded; see the reason)."""
-    from toolkit.backup import restore as run_restore
+    from toolkit.backup import restore_verified
     from toolkit.connection import resolve
-    from toolkit.verify import verify
 
     out = Output(json_output)
     with handled(out):
         target = resolve(target_url)
         out.note(target.describe())
-        result = run_restore(file, target, force=force)
-        report = verify(target, progress=out.note)
-        _record(target, file, result, report.status)
+        result, report = restore_verified(file, target, force=force, progress=out.note)
         out.document(
             "ok" if report.clean else report.status,
             **result,
@@ -92,40 +89,3 @@ def restore(
             out.line(f"note: {note}")
         if report.exit_code:
             raise typer.Exit(report.exit_code)
-
-
-def _record(target: Target, file: Path, result: dict[str, Any], verdict: str) -> None:
-    """The restore as a deployment record in the restored database and as Markdown."""
-    from datetime import UTC, datetime, timedelta
-
-    from toolkit import connection, records
-    from toolkit.deploy_record import RecordStep, simple
-
-    actor = records.default_actor()
-    lines = [
-        f"restored {result['objects']} objects from {file}",
-        f"verify: {verdict}",
-    ]
-    finished = datetime.now(UTC)
-    started = finished - timedelta(seconds=float(result["seconds"]))
-    with connection.connect(target, purpose="restore record") as conn:
-        deployment_id = records.record_once(
-            conn,
-            command="restore",
-            target=str(file),
-            actor=actor,
-            result="succeeded",
-            output=lines,
-            started_at=started,
-        )
-    simple(
-        "restore Deployment Record",
-        target.masked,
-        actor,
-        release=None,
-        status="SUCCESS" if verdict == "clean" else f"RESTORED, VERIFY {verdict.upper()}",
-        steps=[RecordStep(f"restore {file.name}", started, finished, "ok")],
-        lines=lines,
-        issues=[],
-        deployment_id=deployment_id,
-    )

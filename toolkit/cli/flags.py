@@ -209,22 +209,13 @@ def _enabled(entry: dict[str, Any]) -> str:
 def _rollout_cautions(target: Any, resolved: Any) -> list[str]:
     """Rollout rows that are ignored or switched off. Best effort, like the database's
     values: the listing of flags never fails because the database cannot be read."""
-    import psycopg
-
-    from toolkit import connection as db
     from toolkit import feature_rollout as rollouts
     from toolkit.flags import rollout_flags
 
-    if target is None:
-        return []
     switches = {
         r.flag.name: bool(r.value) for r in resolved if r.flag in rollout_flags() and not r.error
     }
-    try:
-        with db.connect(target, purpose="flags") as conn:
-            return rollouts.cautions(rollouts.read(conn, switches))
-    except psycopg.Error:
-        return []
+    return rollouts.cautions_for(target, switches)
 
 
 def _value_and_source(r: Any, stored: Any) -> list[str]:

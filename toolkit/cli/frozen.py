@@ -46,15 +46,13 @@ def accept_checksum(
     Exit 0 accepted, 2 unknown revision, empty --reason, nothing to accept or unreachable
     database.
     """
-    from toolkit import connection
-    from toolkit.checksums import accept
+    from toolkit.checksums import accept_for
     from toolkit.records import default_actor
 
     out = Output(json_output)
     with handled(out):
         target = resolve_target(database_url, out)
-        with connection.connect(target, purpose="accept-checksum") as conn:
-            acceptance = accept(conn, revision, reason, actor or default_actor())
+        acceptance = accept_for(target, revision, reason, actor or default_actor())
         out.document("ok", acceptance=acceptance.to_dict())
         out.line(
             f"accepted checksum {acceptance.checksum} of {acceptance.revision} for this "

@@ -432,13 +432,11 @@ def _downgrade(
             ],
         )
     )
-    from toolkit.migrate import current_heads
+    from toolkit.levels import undone_by
     from toolkit.releases import dependent_releases, find_release
     from toolkit.risk import data_at_risk, describe, holds_data
 
-    with _connect(target) as conn:
-        heads = current_heads(conn)
-        at_level = _levels_undone(conn, steps)
+    heads, at_level = undone_by(target, steps)
     risk = data_at_risk(target, alembic_target, heads, steps)
     for line in describe(risk):
         out.emit("warning" if "values dropped" in line or "rows dropped" in line else "info", line)
@@ -507,14 +505,6 @@ def _downgrade(
         **{k: v for k, v in facts.items() if k not in ("planned",)},
         record=_markdown(result, target, options.actor, facts=record_facts),
     )
-
-
-def _levels_undone(conn: Any, steps: list[Any]) -> list[Any]:
-    """The level-2 states of releases this downgrade undoes (wholly or in part)."""
-    from toolkit import levels
-
-    undone = {s.release for s in steps if s.release}
-    return [a for a in levels.recorded(conn) if a.release in undone]
 
 
 def _restore_levels(target: Any, states: list[Any], options: Any, out: Output) -> None:
@@ -694,14 +684,7 @@ def _offline_sql(target_name: str | None, from_revision: str | None, out: Output
 def _swaps_left_behind(target: Any) -> bool:
     from toolkit import interrupted_swaps
 
-    with _connect(target) as conn:
-        return bool(interrupted_swaps.find(conn))
-
-
-def _connect(target: Any) -> Any:
-    from toolkit.connection import connect
-
-    return connect(target, purpose="rollback plan")
+    return interrupted_swaps.any_left(target)
 
 
 def _markdown(

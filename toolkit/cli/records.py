@@ -26,14 +26,12 @@ def records(
     """The newest deployment records (`venuedb records show ID` for one in full)."""
     if ctx.invoked_subcommand is not None:
         return
-    from toolkit import connection
-    from toolkit.records import listing
+    from toolkit.records import recent
 
     out = Output(json_output)
     with handled(out):
         target = resolve_target(database_url, out)
-        with connection.connect(target, purpose="records") as conn:
-            entries = listing(conn, last)
+        entries = recent(target, last)
         out.document("ok", records=entries)
         if not json_output:
             columns = ["id", "command", "target", "actor", "started_at", "duration_ms", "result"]
@@ -58,15 +56,13 @@ def show(
     json_output: JsonFlag = False,
 ) -> None:
     """One record in full: every field, the planned and done steps, the output."""
-    from toolkit import connection
     from toolkit.errors import BadInput
-    from toolkit.records import get
+    from toolkit.records import one
 
     out = Output(json_output)
     with handled(out):
         target = resolve_target(database_url, out)
-        with connection.connect(target, purpose="records show") as conn:
-            record = get(conn, deployment_id)
+        record = one(target, deployment_id)
         if record is None:
             raise BadInput(f"no deployment record #{deployment_id} in this database")
         out.document("ok", record=record)

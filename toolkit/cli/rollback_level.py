@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from toolkit import level_flags, levels
+from toolkit import level_flags, levels, records
 from toolkit.cli.common import Output, require_tty_or_yes, table
 from toolkit.errors import BadInput, VenuedbError
 
@@ -88,9 +88,10 @@ def _flags(
     after = level_flags.plan(target, level.flags)
     facts.update(flags=[s.to_dict() for s in after], done=done)
     missing = level_flags.pending(after)
-    record_id = _record(
+    record_id = records.record_change(
         target,
-        options,
+        options.actor,
+        "rollback",
         f"{level.release} level 1",
         done,
         level_flags.pending_message(after) if missing else None,
@@ -109,36 +110,6 @@ def _flags(
     out.document("ok", plan=False, **facts)
 
 
-def _record(target: Any, options: Any, what: str, done: list[str], error: str | None) -> int:
-    """A deployment record for a change that is not a migration (flags)."""
-    from toolkit import records
-    from toolkit import revisions as revs
-    from toolkit.connection import connect
-    from toolkit.migrate import current_heads
-
-    with connect(target, purpose="record") as conn:
-        records.ensure_schema(conn)
-        heads = revs.heads_by_branch(current_heads(conn))
-        deployment = records.start(
-            conn,
-            command="rollback",
-            target=what,
-            actor=options.actor,
-            from_revisions=heads,
-            planned=[what],
-        )
-        deployment.output.extend(f"step: {line}" for line in done)
-        records.finish(
-            conn,
-            deployment,
-            result="failed" if error else "succeeded",
-            to_revisions=heads,
-            done=[what] if not error else [],
-            error=error,
-        )
-    return deployment.id
-
-
 def _surgical(
     out: Output,
     target: Any,
@@ -148,32 +119,10 @@ def _surgical(
     options: Any,
     facts: dict[str, Any],
 ) -> None:
-    from toolkit import revisions as revs
-    from toolkit.connection import connect, scalar
-    from toolkit.level_run import APPLY
+    from toolkit.level_run import APPLY, plan_level
     from toolkit.level_run import run_level as run_steps
-    from toolkit.migrate import current_heads
 
-    assert level.steps is not None
-    module = levels.steps_module(level.steps)
-    with connect(target, purpose="rollback level plan") as conn:
-        states = revs.releases_applied(current_heads(conn))
-        state = next(s["state"] for s in states if s["release"] == level.release)
-        if state != "applied":
-            raise BadInput(
-                f"release {level.release} is {state}, not applied: level 2 works on its "
-                "objects. Nothing was changed. `venuedb status` shows what is applied"
-            )
-        steps = module.describe(conn)
-        counted = [
-            {
-                "table": t,
-                "rows": scalar(conn, f"SELECT count(*) FROM public.{t}"),
-                "rows_lost": 0,
-            }
-            for t in getattr(module, "TABLES", ())
-        ]
-        current = next((a for a in levels.recorded(conn) if a.release == level.release), None)
+    states, steps, counted, current = plan_level(target, level)
     later = _later_releases(level.release, states)
     out.progress.print(
         table(
