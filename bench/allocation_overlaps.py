@@ -13,7 +13,7 @@ guards. The copy is not run here (it is `bench.migrations_under_load`'s job and 
 minute at scale 1.0), so its time is the rows over the copy's measured rate:
 COPY_ROWS_PER_S, the 1,000,000 rows of capacity-overlap copied in 65 s under load
 (bench/README.md), which matches the 15,000 rows/s into the GiST-indexed shadow noted
-in toolkit/shadow_swap.py.
+in toolkit/ops/shadow_swap.py.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import psycopg
 
 from bench.common import Goal, report, settle
 from bench.confirm import prepare
-from toolkit.shadow_swap import find_violations, pairs_sql, tuned
+from toolkit.ops.shadow_swap import find_violations, pairs_sql, tuned
 
 NAME = "venuedb_bench_overlaps"
 COPY_ROWS_PER_S = 15_000
@@ -64,7 +64,7 @@ def downgrade_swap() -> Any:
     """capacity-overlap's rollback swap, as its revision file declares it."""
     import importlib.util
 
-    from toolkit.revisions import script_directory
+    from toolkit.engine.revisions import script_directory
 
     path = script_directory().get_revision("booking_005").path
     spec = importlib.util.spec_from_file_location("booking_005", path)

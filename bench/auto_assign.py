@@ -41,16 +41,16 @@ from bench.common import (
 )
 from bench.confirm import CREATE_LOOKUP_INDEX, LOOKUP_INDEX
 from bench.data import booking
-from toolkit.connection import Target
-from toolkit.flags import planner_options
-from toolkit.migrate import RunOptions, run
+from toolkit.engine.migrate import RunOptions, run
+from toolkit.server.connection import Target
+from toolkit.venue.flags import planner_options
 
 NAME = "venuedb_bench_auto_assign"
 TARGET_P95_MS = 10.0
 K_MAX = 3
 ZONES = (("Main", 30), ("Terrace", 18), ("Bar", 12))  # 60 tables
 PER_ROW = 5
-# Table sizes and party sizes by weight, as toolkit/sample_data.py.
+# Table sizes and party sizes by weight, as toolkit/venue/sample_data.py.
 TABLE_SIZES = ((2, 30), (4, 35), (6, 15), (8, 12), (10, 5), (12, 3))
 PARTY_SIZES = ((1, 4), (2, 34), (3, 14), (4, 22), (5, 7), (6, 7), (7, 3), (8, 3), (10, 2))
 # Existing seatings of the evening and the share of tables each already takes.
@@ -201,7 +201,7 @@ def build_evening(
             )
             ids.append(booking_id)
     conn.commit()
-    # Oldest seating first, as toolkit.assign.pending_bookings orders them.
+    # Oldest seating first, as toolkit.venue.assign.pending_bookings orders them.
     rows = conn.execute(
         "SELECT id FROM bookings WHERE restaurant_id = %s AND status = 'pending' "
         "ORDER BY start_at, id",

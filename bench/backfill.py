@@ -19,8 +19,8 @@ from pathlib import Path
 import psycopg
 
 from bench.common import LatencyProbe, report, scratch_database, settle
-from toolkit.backfill import Options, find_backfill, run
-from toolkit.connection import Target
+from toolkit.runbook.backfill import Options, find_backfill, run
+from toolkit.server.connection import Target
 
 SETUP = """
 CREATE TABLE bench_items (id bigint PRIMARY KEY, value int NOT NULL, doubled int);

@@ -27,10 +27,10 @@ import psycopg
 from bench.cli_help import venuedb_executable
 from bench.common import Goal, database_comment, database_url, report, scratch_database
 from bench.data import bar, booking
-from toolkit import checks as health
-from toolkit.connection import Target
-from toolkit.migrate import RunOptions, run
-from toolkit.verify import verify
+from toolkit.engine.migrate import RunOptions, run
+from toolkit.integrity import health_checks as health
+from toolkit.integrity.verify import verify
+from toolkit.server.connection import Target
 
 NAME = "venuedb_bench_checks"
 
@@ -155,8 +155,12 @@ def main() -> None:
     rows = [
         row(f"venuedb check ({len(every)} checks), new process", check_cli, 1.0),
         row("venuedb verify, new process", verify_cli, 2.0),
-        row(f"toolkit.checks.run_checks ({len(every)} checks), in process", check_runs, 1.0),
-        row("toolkit.verify.verify, in process", verify_runs, 2.0),
+        row(
+            f"toolkit.integrity.health_checks.run_checks ({len(every)} checks), in process",
+            check_runs,
+            1.0,
+        ),
+        row("toolkit.integrity.verify.verify, in process", verify_runs, 2.0),
     ]
     slowest = sorted(((statistics.median(v), k) for k, v in per_check.items()), reverse=True)[:5]
     report(

@@ -16,9 +16,9 @@ from typing import Any
 import psycopg
 
 from toolkit import stats
-from toolkit.embedded import EmbeddedServer, free_port
 from toolkit.paths import state_dir
-from toolkit.urls import with_database
+from toolkit.server.embedded import EmbeddedServer, free_port
+from toolkit.server.urls import with_database
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -36,8 +36,8 @@ from bench.common import (
     settle,
 )
 from bench.data import booking
-from toolkit.connection import Target
-from toolkit.migrate import RunOptions, run
+from toolkit.engine.migrate import RunOptions, run
+from toolkit.server.connection import Target
 
 NAME = "venuedb_bench_confirm"
 SOURCE = "bench-confirm"  # bookings.source of the pending bookings this benchmark adds

@@ -8,7 +8,7 @@ The starting point is the two baselines (core, booking-baseline, bar-baseline) l
 with bench/data/booking.py and bench/data/bar.py, built once into database
 venuedb_bench_migrate_base and cloned for each run. Then, in apply order, each release:
 
-- venuedb: `toolkit.migrate.run` exactly as `venuedb apply RELEASE` runs it (one
+- venuedb: `toolkit.engine.migrate.run` exactly as `venuedb apply RELEASE` runs it (one
   transaction per revision, lock_timeout 1 s with retries, CONCURRENTLY, NOT VALID then
   VALIDATE outside the transaction, the shadow-table swap for the exclusion constraint),
   and for mode-switching the server_id backfills through the batched engine.
@@ -47,11 +47,11 @@ from bench.common import (
 )
 from bench.data import bar as bar_data
 from bench.data import booking as booking_data
-from toolkit import backfill as backfills
-from toolkit import revisions as revs
-from toolkit.connection import Target
-from toolkit.migrate import RunOptions, run
-from toolkit.releases import Release, load_releases
+from toolkit.engine import revisions as revs
+from toolkit.engine.migrate import RunOptions, run
+from toolkit.engine.releases import Release, load_releases
+from toolkit.runbook import backfill as backfills
+from toolkit.server.connection import Target
 
 BASE = "venuedb_bench_migrate_base"
 STALL_MS = 200

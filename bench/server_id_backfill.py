@@ -6,7 +6,7 @@ writer doing 100 writes per second on sales (new sales and single-row updates) t
 Database venuedb_bench_server_id on the benchmark server, built fresh every run (the
 backfill consumes its data): all heads, then bench/data/bar.py (server_id NULL
 everywhere). The backfills are the ones declared in migrations/backfills.toml
-(sales_server_id, consignments_server_id, returns_server_id), run through toolkit.backfill
+(sales_server_id, consignments_server_id, returns_server_id), run through toolkit.runbook.backfill
 as `venuedb backfill run NAME` runs them.
 
 With --prototype, a second fresh database measures the fix this benchmark found for the
@@ -33,8 +33,8 @@ import psycopg
 
 from bench.common import Goal, LatencyProbe, report, settle
 from bench.data.bar import counts_for, prepare
-from toolkit.backfill import Options, find_backfill, run
-from toolkit.connection import Target
+from toolkit.runbook.backfill import Options, find_backfill, run
+from toolkit.server.connection import Target
 
 NAME = "venuedb_bench_server_id"
 BACKFILLS = ("sales_server_id", "consignments_server_id", "returns_server_id")

@@ -11,7 +11,7 @@
   advisory deploy lock and sets lock_timeout (-x lock_timeout=1s by default).
 - Every online path records a checksum per revision over the revision and the SQL files
   it installs, and refuses to run while a released file differs from
-  migrations/released.json without an acceptance (toolkit/checksums.py); run plainly, it
+  migrations/released.json without an acceptance (toolkit/engine/checksums.py); run plainly, it
   also writes a deployment record (command `alembic`).
 - The -x durations are parsed and bounded like the toolkit's options and reach SQL
   only as a whole number of milliseconds: a crafted value cannot inject SQL.
@@ -74,11 +74,11 @@ def run_offline() -> None:
 
 
 def _run_on(connection: Connection, also: tuple[Any, ...] = ()) -> None:
-    from toolkit.checksums import Recorder
-    from toolkit.sqlfiles import collecting
+    from toolkit.engine.checksums import Recorder
+    from toolkit.ops.sql_files import collecting
 
     # Every path records one checksum per revision over its file and the SQL files it
-    # installs, inside the revision's own transaction (toolkit/checksums.py).
+    # installs, inside the revision's own transaction (toolkit/engine/checksums.py).
     with collecting() as installed:
         recorder = Recorder(installed, config.attributes.get("venuedb_deployment_id"))
         _configure(connection, [recorder, *also])
@@ -87,7 +87,7 @@ def _run_on(connection: Connection, also: tuple[Any, ...] = ()) -> None:
 
 
 def _refuse_changed_released_files(connection: Connection) -> None:
-    from toolkit.checksums import refuse_changed_files
+    from toolkit.engine.checksums import refuse_changed_files
 
     if not _by_the_toolkit():
         refuse_changed_files(connection.connection.driver_connection)
@@ -109,10 +109,10 @@ def run_online() -> None:
 
 
 def _run_standalone() -> None:
-    from toolkit import connection as db
-    from toolkit import locks
-    from toolkit.checksums import PlainRun
     from toolkit.durations import to_postgres
+    from toolkit.engine import locks
+    from toolkit.engine.checksums import PlainRun
+    from toolkit.server import connection as db
 
     # Validate every -x value before connecting: a bad one changes nothing.
     lock_wait = _x_duration("lock_wait", "30s", "LOCK_WAIT")

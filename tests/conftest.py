@@ -21,10 +21,10 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from toolkit.connection import Target
-from toolkit.embedded import EmbeddedServer, free_port
-from toolkit.migrate import RunOptions, run
-from toolkit.urls import with_database
+from toolkit.engine.migrate import RunOptions, run
+from toolkit.server.connection import Target
+from toolkit.server.embedded import EmbeddedServer, free_port
+from toolkit.server.urls import with_database
 
 DATA = Path(__file__).parent / "data"
 

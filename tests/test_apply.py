@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke, rollback_with_data_loss, spawn
-from toolkit import revisions as revs
-from toolkit.locks import DEPLOY_LOCK, NAMESPACE
+from toolkit.engine import revisions as revs
+from toolkit.engine.locks import DEPLOY_LOCK, NAMESPACE
 
 
 def _heads(url: str) -> dict[str, str | None]:
@@ -216,7 +216,7 @@ def test_env_py_uses_a_passed_engine_or_connection(empty_db_url: str, connectabl
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    from toolkit.urls import sqlalchemy_url
+    from toolkit.server.urls import sqlalchemy_url
 
     engine = create_engine(sqlalchemy_url(empty_db_url), poolclass=NullPool)
     try:
@@ -497,8 +497,8 @@ def test_a_direction_that_is_neither_is_refused_before_anything_runs(
 ) -> None:
     """Issue 20's hazard: run() treated every direction but "upgrade" as a downgrade, so a
     typo in a caller rolled the database back. Now nothing is read or written."""
-    from toolkit.connection import Target
-    from toolkit.migrate import run
+    from toolkit.engine.migrate import run
+    from toolkit.server.connection import Target
 
     def versions() -> list[str]:
         with psycopg.connect(db_url) as conn:

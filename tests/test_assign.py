@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke
-from toolkit.sample_data import load_booking_sample
+from toolkit.venue.sample_data import load_booking_sample
 
 
 @pytest.fixture

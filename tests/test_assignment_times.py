@@ -14,10 +14,10 @@ import pytest
 from bench.data import booking
 from tests.clihelpers import as_json, invoke
 from tests.conftest import row_counts
-from toolkit import checks as health
-from toolkit.connection import Target
-from toolkit.migrate import RunOptions, run
-from toolkit.releases import find_release
+from toolkit.engine.migrate import RunOptions, run
+from toolkit.engine.releases import find_release
+from toolkit.integrity import health_checks as health
+from toolkit.server.connection import Target
 
 INDEX = "idx_booking_table_assignments_assigned_at"
 CHECKS = Path(__file__).resolve().parent.parent / "sql" / "checks"

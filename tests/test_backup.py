@@ -12,7 +12,7 @@ import psycopg
 
 from tests.clihelpers import as_json, invoke
 from tests.conftest import DATA, Server, load_sql, row_counts
-from toolkit.backup import list_contents
+from toolkit.runbook.backup import list_contents
 
 
 def test_backup_then_restore_gives_identical_rows_and_a_clean_verify(

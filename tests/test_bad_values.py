@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from tests.clihelpers import invoke
-from toolkit import revisions as revs
+from toolkit.engine import revisions as revs
 from toolkit.errors import BadInput
 
 # Nothing listens on port 1: a command that tried to connect would say "cannot reach".

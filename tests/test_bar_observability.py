@@ -19,8 +19,8 @@ import pytest
 from psycopg import errors
 
 from tests.clihelpers import as_json, invoke, rollout
-from toolkit.connection import Target
-from toolkit.migrate import RunOptions, run
+from toolkit.engine.migrate import RunOptions, run
+from toolkit.server.connection import Target
 
 BAR_A = "20000000-0000-4000-8000-00000000000a"  # simplified mode
 BAR_B = "20000000-0000-4000-8000-00000000000b"  # full mode
@@ -545,7 +545,7 @@ OWNED = (
 
 
 def test_each_check_links_a_heading_of_the_runbook_and_windows_what_it_reads() -> None:
-    from toolkit.checks import load_checks
+    from toolkit.integrity.health_checks import load_checks
     from toolkit.paths import sql_dir
 
     runbook = sql_dir().parent / "runbooks" / "bar-observability.md"

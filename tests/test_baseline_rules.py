@@ -17,8 +17,8 @@ def conn(db_url: str):
 @pytest.fixture
 def baseline(empty_db_url: str):
     """A database at the baselines only: the state the seeds started from."""
-    from toolkit.connection import Target
-    from toolkit.migrate import RunOptions, run
+    from toolkit.engine.migrate import RunOptions, run
+    from toolkit.server.connection import Target
 
     target = Target(empty_db_url, "tests")
     for release in ("booking-baseline", "bar-baseline"):

@@ -9,10 +9,10 @@ from typing import Any
 import psycopg
 
 from bench.data.bar import load
-from toolkit.backfill import Options, find_backfill, run
-from toolkit.connection import Target
-from toolkit.migrate import RunOptions
-from toolkit.migrate import run as migrate
+from toolkit.engine.migrate import RunOptions
+from toolkit.engine.migrate import run as migrate
+from toolkit.runbook.backfill import Options, find_backfill, run
+from toolkit.server.connection import Target
 
 SCALE = 0.001
 ANCHOR = dt.date(2030, 1, 7)

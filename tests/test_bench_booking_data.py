@@ -16,8 +16,8 @@ import pytest
 
 from bench.data import booking
 from tests.conftest import Server
-from toolkit.connection import Target
-from toolkit.migrate import RunOptions, run
+from toolkit.engine.migrate import RunOptions, run
+from toolkit.server.connection import Target
 
 ANCHOR = dt.date(2026, 1, 15)
 SCALE = 0.001

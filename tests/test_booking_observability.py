@@ -20,12 +20,12 @@ from tests.clihelpers import as_json, invoke
 from tests.conftest import row_counts
 from tests.seating import assign_table
 from tests.test_baseline_rules import _booking, _restaurant_with_tables
-from toolkit import checks as health
-from toolkit.connection import Target
-from toolkit.coordinator import Coordinator
-from toolkit.flags import planner_options, resolve
-from toolkit.migrate import RunOptions, run
-from toolkit.sample_data import load_booking_sample
+from toolkit.engine.migrate import RunOptions, run
+from toolkit.integrity import health_checks as health
+from toolkit.server.connection import Target
+from toolkit.venue.assignment_coordinator import Coordinator
+from toolkit.venue.flags import planner_options, resolve
+from toolkit.venue.sample_data import load_booking_sample
 
 SEEDS = Path(__file__).resolve().parent / "data" / "seeds"
 CHECKS = {c.name: c for c in health.load_checks()}

@@ -11,9 +11,9 @@ import pytest
 
 from tests.clihelpers import as_json, invoke
 from tests.seating import assign_table
-from toolkit import checks as health
-from toolkit.connection import Target
 from toolkit.errors import BadInput
+from toolkit.integrity import health_checks as health
+from toolkit.server.connection import Target
 
 ALL = health.load_checks()
 

@@ -12,9 +12,9 @@ import pytest
 
 from tests.clihelpers import as_json, invoke
 from tests.seating import assign_table
-from toolkit import checks as health
-from toolkit.connection import Target
 from toolkit.errors import BadInput
+from toolkit.integrity import health_checks as health
+from toolkit.server.connection import Target
 
 R = "11111111-1111-4111-8111-111111111111"
 Z = "22222222-2222-4222-8222-222222222222"

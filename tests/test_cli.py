@@ -134,7 +134,7 @@ def test_demo_runs_on_a_given_database(empty_db_url: str) -> None:
     assert all(r["state"] == "applied" for r in document["releases"])
     assert document["sample"]["bookings"] > 1000
     assert document["assignment"]["assigned"] > 0.9 * document["assignment"]["considered"]
-    from toolkit.urls import mask_url
+    from toolkit.server.urls import mask_url
 
     assert document["database"] == mask_url(empty_db_url)
 

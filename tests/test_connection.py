@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import connection
 from toolkit.errors import BadInput
+from toolkit.server import connection
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from toolkit.embedded import EmbeddedServer, free_port
 from toolkit.errors import BadInput
+from toolkit.server.embedded import EmbeddedServer, free_port
 
 
 @pytest.fixture(scope="module")

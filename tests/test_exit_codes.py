@@ -6,12 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import toolkit.cli.rollback_level
-import toolkit.frozen
-import toolkit.lint_gate
-import toolkit.snapshot  # noqa: F401  (defines an error class)
-from toolkit import checks, verify
 from toolkit.errors import VenuedbError
+from toolkit.integrity import health_checks as checks
+from toolkit.integrity import verify
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

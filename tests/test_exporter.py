@@ -25,14 +25,14 @@ from prometheus_client.samples import Sample
 
 from tests.clihelpers import as_json, invoke, spawn
 from tests.conftest import Server
-from toolkit import backfill as backfills
-from toolkit import checks as health
-from toolkit import records
-from toolkit.connection import Target
-from toolkit.embedded import free_port
-from toolkit.exporter import Exporter
-from toolkit.exporter_http import ExporterServer, bind
-from toolkit.releases import load_releases
+from toolkit.deployments import store as records
+from toolkit.engine.releases import load_releases
+from toolkit.integrity import health_checks as health
+from toolkit.integrity.exporter import Exporter
+from toolkit.integrity.exporter_http import ExporterServer, bind
+from toolkit.runbook import backfill as backfills
+from toolkit.server.connection import Target
+from toolkit.server.embedded import free_port
 
 NAMES = {
     "venuedb_up",
@@ -267,7 +267,7 @@ def test_releases_and_the_last_deployment(
 def test_a_release_not_applied_reads_0(
     db_url: str, serve: Callable[[Exporter], ExporterServer]
 ) -> None:
-    from toolkit.revisions import script_directory
+    from toolkit.engine.revisions import script_directory
 
     latest = load_releases()[-1]
     down = script_directory().get_revision(latest.first).down_revision

@@ -8,7 +8,7 @@ import pytest
 
 from tests.clihelpers import as_json, invoke
 from toolkit.errors import BadInput
-from toolkit.flags import planner_options, resolve
+from toolkit.venue.flags import planner_options, resolve
 
 
 def _by_name(resolved: list) -> dict:
@@ -210,8 +210,8 @@ def test_listing_without_a_database_still_works(
 
 def test_the_flags_a_rollout_is_read_for_are_declared_and_are_switches() -> None:
     """A per-restaurant rollout is accepted only for a flag declared as read per restaurant
-    (toolkit.flags `per_restaurant`); its own value must be an on/off kill switch."""
-    from toolkit.flags import rollout_flags
+    (toolkit.venue.flags `per_restaurant`); its own value must be an on/off kill switch."""
+    from toolkit.venue.flags import rollout_flags
 
     assert {f.name for f in rollout_flags()} == {
         "FEATURE_ASSIGNMENT_PIPELINE_V3",

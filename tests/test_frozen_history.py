@@ -21,9 +21,9 @@ import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke, rollout
-from toolkit import frozen
-from toolkit import revisions as revs
-from toolkit.releases import load_releases
+from toolkit.engine import frozen
+from toolkit.engine import revisions as revs
+from toolkit.engine.releases import load_releases
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "migrations/released.json"
@@ -107,8 +107,8 @@ def test_migrating_from_scratch_installs_exactly_the_manifest_files(empty_db_url
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    from toolkit.sqlfiles import collecting
-    from toolkit.urls import sqlalchemy_url
+    from toolkit.ops.sql_files import collecting
+    from toolkit.server.urls import sqlalchemy_url
 
     seen: dict[tuple[str, str], list[str]] = {}
     engine = create_engine(sqlalchemy_url(empty_db_url), poolclass=NullPool)

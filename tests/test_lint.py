@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.clihelpers import as_json, invoke
-from toolkit import lint
-from toolkit import revisions as revs
+from toolkit.engine import revisions as revs
+from toolkit.integrity import lint
 
 ROOT = Path(__file__).resolve().parent.parent
 

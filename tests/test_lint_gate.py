@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke, rollout
-from toolkit import revisions as revs
+from toolkit.engine import revisions as revs
 
 ROOT = Path(__file__).resolve().parent.parent
 SQUAWK = Path(sys.executable).parent / "squawk"

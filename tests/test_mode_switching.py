@@ -20,8 +20,8 @@ from psycopg import errors
 
 from tests import actors
 from tests.clihelpers import as_json, invoke, rollback_with_data_loss, spawn
-from toolkit import snapshot
-from toolkit.bar_sample import load_bar_sample
+from toolkit.integrity import catalog as snapshot
+from toolkit.venue.bar_sample import load_bar_sample
 
 BAR_A = "10000000-0000-4000-8000-00000000000a"
 BAR_B = "10000000-0000-4000-8000-00000000000b"

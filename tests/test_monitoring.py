@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from tests.clihelpers import as_json, invoke
-from toolkit import checks as health
-from toolkit import monitoring
+from toolkit.integrity import health_checks as health
+from toolkit.integrity import monitoring
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL = health.load_checks()

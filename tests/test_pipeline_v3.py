@@ -13,9 +13,9 @@ from psycopg import errors
 
 from tests.clihelpers import as_json, invoke, rollback_with_data_loss
 from tests.test_baseline_rules import _booking, _restaurant_with_tables
-from toolkit.coordinator import Coordinator
-from toolkit.flags import planner_options, resolve
-from toolkit.sample_data import load_booking_sample
+from toolkit.venue.assignment_coordinator import Coordinator
+from toolkit.venue.flags import planner_options, resolve
+from toolkit.venue.sample_data import load_booking_sample
 
 SEEDS = Path(__file__).resolve().parent / "data" / "seeds"
 

@@ -23,8 +23,8 @@ from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from toolkit.connection import Target
-from toolkit.migrate import RunOptions, run
+from toolkit.engine.migrate import RunOptions, run
+from toolkit.server.connection import Target
 
 START = "2030-01-01 19:00+00"
 OVERLAPPING = "[2030-01-01 20:00+00,2030-01-01 22:00+00)"

@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 
 from tests.clihelpers import as_json, invoke
-from toolkit.deploy_record import Record, write
-from toolkit.urls import database_name
+from toolkit.deployments.markdown import Record, write
+from toolkit.server.urls import database_name
 
 
 def test_show_prints_one_record_in_full_and_exit_2_for_an_unknown_id(db_url: str) -> None:

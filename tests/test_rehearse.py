@@ -17,10 +17,10 @@ from typer.testing import Result
 
 from tests.clihelpers import as_json, invoke, spawn
 from tests.conftest import Server
-from toolkit.connection import Target
-from toolkit.migrate import RunOptions, current_heads, run
-from toolkit.rehearsal import LEFTOVER_AGE_S, SCRATCH_PREFIX
-from toolkit.urls import with_database
+from toolkit.engine.migrate import RunOptions, current_heads, run
+from toolkit.engine.rehearsal import LEFTOVER_AGE_S, SCRATCH_PREFIX
+from toolkit.server.connection import Target
+from toolkit.server.urls import with_database
 
 
 @pytest.fixture
@@ -249,7 +249,7 @@ def test_a_failing_rehearsal_fails_on_the_copy_and_drops_it(
         assert "booking_010" not in current_heads(conn)
     # A table too big to copy is copied empty, and the report says which: the rehearsal
     # cannot see its rows, and does not pretend to.
-    monkeypatch.setattr("toolkit.rehearsal.COPY_ROWS_BELOW_PAGES", -1)
+    monkeypatch.setattr("toolkit.engine.rehearsal.COPY_ROWS_BELOW_PAGES", -1)
     result = invoke("apply", "booking_010", "--rehearse", "--json", "--database-url", url)
     assert result.exit_code == 0, result.output
     rehearsal = as_json(result)["rehearsal"]

@@ -13,8 +13,8 @@ import psycopg
 
 from tests.clihelpers import as_json, invoke
 from tests.conftest import DATA, load_sql
-from toolkit import revisions as revs
-from toolkit.backup import list_contents
+from toolkit.engine import revisions as revs
+from toolkit.runbook.backup import list_contents
 
 LATER = [
     "assignment-times",

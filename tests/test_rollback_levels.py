@@ -20,8 +20,9 @@ import pytest
 from tests.clihelpers import as_json, invoke, rollout
 from tests.conftest import DATA, load_sql, row_counts
 from tests.swapwait import until_the_swap_waits_for_its_lock
-from toolkit import levels, snapshot
 from toolkit.errors import BadInput
+from toolkit.integrity import catalog as snapshot
+from toolkit.runbook import levels
 
 ROW_FILES = ("core_001", "booking_001", "bar_001")
 COMBINATION_FLAGS = {

@@ -160,8 +160,8 @@ def test_plain_alembic_downgrade_and_upgrade_reset_the_progress(
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    from toolkit import revisions as revs
-    from toolkit.urls import sqlalchemy_url
+    from toolkit.engine import revisions as revs
+    from toolkit.server.urls import sqlalchemy_url
 
     url = empty_db_url
     _bar_with_rows(url, tmp_path)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.clihelpers import as_json, invoke, rollout
 from tests.conftest import DATA, load_sql
-from toolkit.releases import load_releases
+from toolkit.engine.releases import load_releases
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +113,7 @@ def test_a_critical_post_deploy_check_fails_the_rollout(empty_db_url: str, tmp_p
 
 
 def test_every_release_points_at_a_runbook_that_says_what_to_do_next() -> None:
-    from toolkit.release_rollout import runbook_for
+    from toolkit.runbook.release_rollout import runbook_for
 
     for release in load_releases():
         text = (ROOT / runbook_for(release.name)).read_text()

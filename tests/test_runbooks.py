@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from toolkit.embedded import bin_dir
+from toolkit.server.embedded import bin_dir
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 ORDER = [
@@ -105,7 +105,7 @@ def test_every_runbook_is_listed_and_has_commands() -> None:
 
 
 def test_each_seed_runbook_has_a_section_per_declared_level() -> None:
-    from toolkit.levels import load_levels
+    from toolkit.runbook.levels import load_levels
 
     for level in load_levels():
         path = RUNBOOKS / f"{level.release}.md"

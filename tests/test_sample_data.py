@@ -1,4 +1,4 @@
-"""toolkit.sample_data: a deterministic, realistic booking sample loads into the schema."""
+"""toolkit.venue.sample_data: a deterministic, realistic booking sample loads into the schema."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from tests.conftest import Server
-from toolkit.sample_data import load_booking_sample, next_monday
+from toolkit.venue.sample_data import load_booking_sample, next_monday
 
 START = dt.date(2030, 1, 7)  # a Monday
 

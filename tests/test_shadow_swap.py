@@ -16,7 +16,7 @@ from tests.clihelpers import as_json, invoke
 from tests.conftest import DATA, load_sql
 from tests.seating import assign_table
 from tests.swapwait import until_the_swap_waits_for_its_lock
-from toolkit.revisions import script_directory
+from toolkit.engine.revisions import script_directory
 
 NEW_DEF = (
     "EXCLUDE USING gist (restaurant_id WITH =, resource_type WITH =, resource_id WITH =, "
@@ -406,7 +406,7 @@ def tangled(db_url: str) -> str:
 def test_chunked_preflight_finds_exactly_the_self_joins_pairs(tangled: str, direction: str) -> None:
     from dataclasses import replace
 
-    from toolkit.shadow_swap import find_violations
+    from toolkit.ops.shadow_swap import find_violations
 
     swap = replace(getattr(_revision_module(), direction), preflight_chunk=3)
     said: list[str] = []
@@ -429,7 +429,7 @@ def test_chunked_preflight_finds_exactly_the_self_joins_pairs(tangled: str, dire
 
 
 def test_downgrade_preflight_sees_only_cross_restaurant_overlaps(tangled: str) -> None:
-    from toolkit.shadow_swap import find_violations
+    from toolkit.ops.shadow_swap import find_violations
 
     module = _revision_module()
     with psycopg.connect(tangled) as conn:
@@ -439,8 +439,8 @@ def test_downgrade_preflight_sees_only_cross_restaurant_overlaps(tangled: str) -
 
 
 def test_allocation_overlaps_check_lists_exactly_the_self_joins_pairs(tangled: str) -> None:
-    from toolkit import checks as health
-    from toolkit.connection import Target
+    from toolkit.integrity import health_checks as health
+    from toolkit.server.connection import Target
 
     (check,) = health.select(health.load_checks(), ["allocation_overlaps"], None)
     module = _revision_module()
@@ -470,7 +470,7 @@ def test_allocation_overlaps_check_lists_exactly_the_self_joins_pairs(tangled: s
 def _revision_module():  # type: ignore[no-untyped-def]
     import importlib.util
 
-    from toolkit.revisions import script_directory
+    from toolkit.engine.revisions import script_directory
 
     path = script_directory().get_revision("booking_005").path
     spec = importlib.util.spec_from_file_location("booking_005_under_test", path)
@@ -483,8 +483,8 @@ def _revision_module():  # type: ignore[no-untyped-def]
 def test_allocation_overlaps_trusts_only_the_overlap_rules_constraint(tangled: str) -> None:
     """A valid constraint of the overlap rule answers for the data (the scan is skipped);
     a weaker exclusion constraint does not, nor one whose index is not valid."""
-    from toolkit import checks as health
-    from toolkit.connection import Target
+    from toolkit.integrity import health_checks as health
+    from toolkit.server.connection import Target
 
     (check,) = health.select(health.load_checks(), ["allocation_overlaps"], None)
     target = Target(tangled, "tests")
@@ -866,9 +866,9 @@ def test_the_swap_refuses_when_row_level_security_hides_rows_from_it(
 ) -> None:
     """A role that owns a FORCE ROW LEVEL SECURITY table reads only what its policies
     allow: copying as that role would lose the other rows without a word."""
-    from toolkit.alembic_context import operations
-    from toolkit.connection import Target, engine
-    from toolkit.shadow_swap import replace_exclusion_constraint
+    from toolkit.engine.alembic_context import operations
+    from toolkit.ops.shadow_swap import replace_exclusion_constraint
+    from toolkit.server.connection import Target, engine
 
     role = f"swap_owner_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(before_swap, autocommit=True) as conn:
@@ -946,9 +946,9 @@ def test_the_downgrade_swap_runs_at_the_heads_from_an_operations_context(
     """Rollback level 2 of capacity-overlap: booking_005's DOWNGRADE swap, called outside
     Alembic's revisions, on allocations as the heads have it (two triggers, row-level
     security enabled)."""
-    from toolkit.alembic_context import operations
-    from toolkit.connection import Target, engine
-    from toolkit.shadow_swap import replace_exclusion_constraint
+    from toolkit.engine.alembic_context import operations
+    from toolkit.ops.shadow_swap import replace_exclusion_constraint
+    from toolkit.server.connection import Target, engine
 
     monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
     monkeypatch.setenv("VENUEDB_SHADOW_SWAP_BATCH", "7")
@@ -1016,8 +1016,8 @@ def test_the_downgrade_swap_runs_at_the_heads_from_an_operations_context(
 
 
 def test_operations_refuses_a_connection_in_a_transaction(db_url: str) -> None:
-    from toolkit.alembic_context import operations
-    from toolkit.connection import Target, engine
+    from toolkit.engine.alembic_context import operations
+    from toolkit.server.connection import Target, engine
 
     bind = engine(Target(db_url, "tests"))
     try:
@@ -1083,9 +1083,9 @@ def test_application_roles_write_while_the_shadow_mirrors(
     busy lock must leave the table writable for it until the next run resumes)."""
     import psycopg.errors
 
-    from toolkit.alembic_context import operations
-    from toolkit.connection import Target, engine
-    from toolkit.shadow_swap import replace_exclusion_constraint
+    from toolkit.engine.alembic_context import operations
+    from toolkit.ops.shadow_swap import replace_exclusion_constraint
+    from toolkit.server.connection import Target, engine
 
     monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
     monkeypatch.setenv("VENUEDB_SHADOW_SWAP_BATCH", "7")
@@ -1137,9 +1137,9 @@ def test_application_roles_write_while_the_shadow_mirrors(
 def test_the_swap_refuses_a_table_its_role_could_not_drop(before_swap: str) -> None:
     """DROP TABLE needs the owner: a role that only may read and write the table would
     fail at the very end, after the whole copy. It is refused before anything is built."""
-    from toolkit.alembic_context import operations
-    from toolkit.connection import Target, engine
-    from toolkit.shadow_swap import replace_exclusion_constraint
+    from toolkit.engine.alembic_context import operations
+    from toolkit.ops.shadow_swap import replace_exclusion_constraint
+    from toolkit.server.connection import Target, engine
 
     role = f"swap_writer_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(before_swap, autocommit=True) as conn:

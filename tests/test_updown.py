@@ -13,10 +13,10 @@ from __future__ import annotations
 import psycopg
 
 from tests.conftest import DATA, load_sql, row_counts
-from toolkit import revisions as revs
-from toolkit import snapshot
-from toolkit.connection import Target
-from toolkit.migrate import RunOptions, run
+from toolkit.engine import revisions as revs
+from toolkit.engine.migrate import RunOptions, run
+from toolkit.integrity import catalog as snapshot
+from toolkit.server.connection import Target
 
 
 def _snapshot(url: str) -> dict:

@@ -7,7 +7,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from toolkit.errors import BadInput
-from toolkit.urls import mask_text, mask_url, masked_first_line, validate_url
+from toolkit.server.urls import mask_text, mask_url, masked_first_line, validate_url
 
 
 def test_mask_url_hides_the_password() -> None:

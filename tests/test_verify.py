@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke
-from toolkit import snapshot
-from toolkit.releases import load_releases
+from toolkit.engine.releases import load_releases
+from toolkit.integrity import catalog as snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,7 +151,7 @@ def test_an_edited_released_function_file(
     edited = project / "sql" / "functions" / "confirm_hold_assignment_tx" / "v11.sql"
     edited.write_text(edited.read_text() + "\n-- a quiet fix\n")
     monkeypatch.setenv("VENUEDB_HOME", str(project))
-    from toolkit.revisions import script_directory
+    from toolkit.engine.revisions import script_directory
 
     script_directory.cache_clear()
     try:

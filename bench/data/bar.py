@@ -7,7 +7,7 @@ At scale 1.0: 500 bars (a third in simplified mode, a third in full mode, a thir
 mode set), their owner, 1-2 managers and 4-8 servers each (auth.users + bar_members), the
 server_name_mappings of most servers when that table exists (release mode-switching),
 1,000,000 sales, 100,000 consignments and 50,000 returns over the 30 days before `anchor`.
-Like toolkit/bar_sample.py, activity records the server only by the name typed on the
+Like toolkit/venue/bar_sample.py, activity records the server only by the name typed on the
 till, in varied case and spacing; about 3 % carry a name nobody mapped ("Temp Staff"),
 3 % no name at all, 2 % were created by a user who has since left (created_by NULL), and
 in every other bar the second server was never mapped. server_id is never set: that is
@@ -344,8 +344,8 @@ def prepare(name: str, *, scale: float, seed: int, reuse: bool) -> tuple[str, dt
     it, from their own); otherwise it is dropped and built again. Returns (url, anchor).
     """
     from bench.common import database_url, scratch_database
-    from toolkit.connection import Target
-    from toolkit.migrate import RunOptions, run
+    from toolkit.engine.migrate import RunOptions, run
+    from toolkit.server.connection import Target
 
     if reuse:
         found = _loaded(database_url(name))

@@ -40,7 +40,7 @@ import math
 import psycopg
 
 # The same names as `venuedb demo`'s sample, so both data sets read alike.
-from toolkit.sample_data import FIRST_NAMES, LAST_NAMES, NAMES, TIMEZONES
+from toolkit.venue.sample_data import FIRST_NAMES, LAST_NAMES, NAMES, TIMEZONES
 
 # Restaurants at scale 1.0; 8,000 tables or so, each seated ~2 times a day.
 RESTAURANTS = 200

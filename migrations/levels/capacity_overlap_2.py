@@ -20,14 +20,15 @@ from typing import Any
 
 from alembic import op
 
-from toolkit.level_steps import (
+from toolkit.ops import (
     branch_head,
     function_acl,
     function_version,
+    install_sql_file,
     notice,
     restore_function_acl,
+    revision_module,
 )
-from toolkit.sqlfiles import install_sql_file
 
 CONFIRM = "public.confirm_hold_assignment_tx(uuid, uuid, text, uuid)"
 CONFLICTS = "public.confirm_hold_conflicts(uuid, uuid[], tstzrange)"
@@ -42,9 +43,7 @@ OLD_DEFINITION = (
 
 def _swaps() -> Any:
     """booking_005's swaps: this level runs its DOWNGRADE forward, the restore its UPGRADE."""
-    from toolkit.revisions import script_directory
-
-    return script_directory().get_revision("booking_005").module
+    return revision_module("booking_005")
 
 
 def _restores_v11(head: str | None, version: str | None) -> bool:

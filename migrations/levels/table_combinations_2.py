@@ -20,13 +20,13 @@ from typing import Any
 
 from alembic import op
 
-from toolkit.level_steps import (
+from toolkit.ops import (
     capture_triggers,
     function_acl,
+    install_sql_file,
     restore_function_acl,
     restore_triggers,
 )
-from toolkit.sqlfiles import install_sql_file
 
 TRIGGERS = [
     ("bookings", "booking_assignment_validation"),

@@ -43,9 +43,9 @@ def assign(
     short transaction per step; bookings of one zone are serialised by an advisory lock.
     Exit 1 when a booking could not be assigned.
     """
-    from toolkit.assign import Routing
     from toolkit.errors import BadInput
-    from toolkit.flags import planner_options, resolve, value_of, warnings
+    from toolkit.venue.assign import Routing
+    from toolkit.venue.flags import planner_options, resolve, value_of, warnings
 
     out = Output(json_output)
     with handled(out):
@@ -123,7 +123,7 @@ def _run(
 ) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from toolkit.assign import assign_pending
+    from toolkit.venue.assign import assign_pending
 
     with Progress(
         "[progress.description]{task.description}",

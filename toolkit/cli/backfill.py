@@ -67,7 +67,7 @@ Restart = Annotated[
 @app.command("list")
 def list_(json_output: JsonFlag = False) -> None:
     """The declared backfills: name, table, key, batch function, what it does."""
-    from toolkit.backfill import load_backfills
+    from toolkit.runbook.backfill import load_backfills
 
     out = Output(json_output)
     with handled(out):
@@ -157,7 +157,7 @@ def resume(
 @app.command()
 def pause(name: NameArg, database_url: DatabaseUrl = None, json_output: JsonFlag = False) -> None:
     """Ask a running backfill to stop after its current batch (resume continues it)."""
-    from toolkit.backfill import pause as request_pause
+    from toolkit.runbook.backfill import pause as request_pause
 
     out = Output(json_output)
     with handled(out):
@@ -173,7 +173,7 @@ def status(
     json_output: JsonFlag = False,
 ) -> None:
     """Progress of each backfill: state, last key, rows done and changed, errors."""
-    from toolkit.backfill import status as get_status
+    from toolkit.runbook.backfill import status as get_status
 
     out = Output(json_output)
     with handled(out):
@@ -230,7 +230,7 @@ def _run(
     json_output: bool,
 ) -> None:
     from toolkit import durations as d
-    from toolkit.backfill import Options, find_backfill, run_recorded
+    from toolkit.runbook.backfill import Options, find_backfill, run_recorded
 
     out = Output(json_output)
     with handled(out):

@@ -23,7 +23,7 @@ def backup(
     """pg_dump (custom format) named by database and UTC time, then verified by reading its
     table of contents (pg_restore --list); written mode 0600. Exit 1 when the dump or its
     check fails, leaving no file behind."""
-    from toolkit.backup import backup as take_backup
+    from toolkit.runbook.backup import backup as take_backup
 
     out = Output(json_output)
     with handled(out):
@@ -58,8 +58,8 @@ def restore(
     is unchanged), 2 for a non-empty target without --force or an unreadable file, 3 when
     the restored database does not verify clean (drift, tampering, a failed postcondition),
     5 when verify could not compare it (the restore itself succeeded; see the reason)."""
-    from toolkit.backup import restore_verified
-    from toolkit.connection import resolve
+    from toolkit.runbook.backup import restore_verified
+    from toolkit.server.connection import resolve
 
     out = Output(json_output)
     with handled(out):

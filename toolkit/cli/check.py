@@ -10,7 +10,7 @@ import typer
 from toolkit.cli.common import DatabaseUrl, Output, handled, resolve_target, table
 
 if TYPE_CHECKING:
-    from toolkit.checks import CheckResult, Duration, HealthCheck
+    from toolkit.integrity.health_checks import CheckResult, Duration, HealthCheck
 
 
 def check(
@@ -76,7 +76,7 @@ def check(
     file; a --window that is not a positive duration, or both --window and --days), with
     nothing run.
     """
-    from toolkit import checks as health
+    from toolkit.integrity import health_checks as health
 
     fmt = "json" if json_output else output_format
     out = Output(fmt == "json")
@@ -116,7 +116,7 @@ def check(
 
 
 def _render(out: Output, results: list[CheckResult], override: Duration | None) -> None:
-    from toolkit.checks import summary
+    from toolkit.integrity.health_checks import summary
 
     rows = []
     for r in results:
@@ -164,7 +164,7 @@ def _render(out: Output, results: list[CheckResult], override: Duration | None) 
 
 def _describe(out: Output, every: list[HealthCheck], name: str | None) -> None:
     if name:
-        from toolkit.checks import select
+        from toolkit.integrity.health_checks import select
 
         (c,) = select(every, [name], None)
         out.document(

@@ -86,7 +86,7 @@ def handled(output: Output) -> Iterator[None]:
     except VenuedbError as exc:
         output.fail(exc)
     except _database_error() as exc:
-        from toolkit.urls import masked_first_line
+        from toolkit.server.urls import masked_first_line
 
         output.fail(
             VenuedbError(
@@ -126,7 +126,7 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Any:
 
 
 def resolve_target(database_url: str | None, output: Output) -> Any:
-    from toolkit import connection
+    from toolkit.server import connection
 
     target = connection.resolve(database_url)
     output.note(target.describe())

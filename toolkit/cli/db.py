@@ -24,7 +24,7 @@ def start(
     json_output: JsonFlag = False,
 ) -> None:
     """Start the server (initialising it on first use); does nothing if it already runs."""
-    from toolkit.embedded import project_server
+    from toolkit.server.embedded import project_server
 
     out = Output(json_output)
     with handled(out):
@@ -39,7 +39,7 @@ def start(
 @app.command()
 def stop(json_output: JsonFlag = False) -> None:
     """Stop the server (fast shutdown: open transactions are rolled back)."""
-    from toolkit.embedded import project_server
+    from toolkit.server.embedded import project_server
 
     out = Output(json_output)
     with handled(out):
@@ -51,7 +51,7 @@ def stop(json_output: JsonFlag = False) -> None:
 @app.command()
 def status(json_output: JsonFlag = False) -> None:
     """Say whether the server runs, where, and on which port. Exit 1 when it does not run."""
-    from toolkit.embedded import project_server
+    from toolkit.server.embedded import project_server
 
     out = Output(json_output)
     with handled(out):
@@ -75,7 +75,7 @@ def url(
     json_output: JsonFlag = False,
 ) -> None:
     """Print the server's connection URL (password masked unless --reveal)."""
-    from toolkit.embedded import project_server
+    from toolkit.server.embedded import project_server
 
     out = Output(json_output)
     with handled(out):
@@ -88,6 +88,6 @@ def url(
 
 
 def _masked(url: str) -> str:
-    from toolkit.urls import mask_url
+    from toolkit.server.urls import mask_url
 
     return mask_url(url)

@@ -24,15 +24,15 @@ def demo(
     """Start the embedded PostgreSQL (unless --database-url), apply every migration, load
     realistic sample data (restaurants, zones, tables, adjacency, a month of bookings) and
     auto-assign it; show what was done."""
-    from toolkit import connection
-    from toolkit.demo import run_demo
+    from toolkit.server import connection
+    from toolkit.venue.demo import run_demo
 
     out = Output(json_output)
     with handled(out):
         if database_url:
             target = connection.resolve(database_url)
         else:
-            from toolkit.embedded import project_server
+            from toolkit.server.embedded import project_server
 
             server = project_server()
             state, message = server.start()

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from toolkit.cli.common import DatabaseUrl, Output, handled, resolve_target
-from toolkit.exporter_defaults import DEFAULT_LISTEN, DEFAULT_PORT
+from toolkit.integrity.exporter_defaults import DEFAULT_LISTEN, DEFAULT_PORT
 
 if TYPE_CHECKING:
-    from toolkit.exporter_http import ExporterServer
+    from toolkit.integrity.exporter_http import ExporterServer
 
 
 def exporter(
@@ -68,10 +68,11 @@ def exporter(
     1 a check critical or errored, 5 checks without data (see `venuedb check --help`),
     2 the database could not be reached.
     """
-    from toolkit import backfill, checks
-    from toolkit.exporter import Exporter, log_to_stderr
-    from toolkit.exporter_http import bind, parse_listen
-    from toolkit.metrics_text import render_snapshot
+    from toolkit.integrity import health_checks as checks
+    from toolkit.integrity.exporter import Exporter, log_to_stderr
+    from toolkit.integrity.exporter_http import bind, parse_listen
+    from toolkit.integrity.metrics_text import render_snapshot
+    from toolkit.runbook import backfill
 
     out = Output(False)
     with handled(out):
@@ -96,7 +97,7 @@ def _serve(server: ExporterServer) -> None:
     import signal
     import threading
 
-    from toolkit.exporter import log_to_stderr
+    from toolkit.integrity.exporter import log_to_stderr
 
     stopped_by: list[str] = []
 

@@ -29,9 +29,9 @@ def flags(
     flag is false here (the flag is the kill switch: off for every restaurant)."""
     if ctx.invoked_subcommand is not None:
         return
-    from toolkit import flag_store
     from toolkit.errors import BadInput
-    from toolkit.flags import errors, resolve, warnings
+    from toolkit.venue import flag_store
+    from toolkit.venue.flags import errors, resolve, warnings
 
     out = Output(json_output)
     with handled(out):
@@ -96,9 +96,9 @@ def set_(
 ) -> None:
     """Write a database-owned flag (public.feature_flags). Exit 2 for a flag the database
     does not own, or when its table does not exist yet (the release to apply is named)."""
-    from toolkit import flag_store
+    from toolkit.deployments.store import default_actor
     from toolkit.errors import BadInput
-    from toolkit.records import default_actor
+    from toolkit.venue import flag_store
 
     out = Output(json_output)
     with handled(out):
@@ -150,9 +150,9 @@ def rollout(
     rollout pick the restaurants (every restaurant when the flag has no rollout). "enabled"
     counts the restaurants that get the feature with this environment's value. Exit 2 for
     a flag that nothing reads per restaurant (its rollout would be ignored)."""
-    from toolkit import feature_rollout as rollouts
-    from toolkit.flags import resolve, rollout_flags, value_of
-    from toolkit.records import default_actor
+    from toolkit.deployments.store import default_actor
+    from toolkit.venue import flag_rollout as rollouts
+    from toolkit.venue.flags import resolve, rollout_flags, value_of
 
     out = Output(json_output)
     with handled(out):
@@ -209,8 +209,8 @@ def _enabled(entry: dict[str, Any]) -> str:
 def _rollout_cautions(target: Any, resolved: Any) -> list[str]:
     """Rollout rows that are ignored or switched off. Best effort, like the database's
     values: the listing of flags never fails because the database cannot be read."""
-    from toolkit import feature_rollout as rollouts
-    from toolkit.flags import rollout_flags
+    from toolkit.venue import flag_rollout as rollouts
+    from toolkit.venue.flags import rollout_flags
 
     switches = {
         r.flag.name: bool(r.value) for r in resolved if r.flag in rollout_flags() and not r.error

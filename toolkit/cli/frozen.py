@@ -46,8 +46,8 @@ def accept_checksum(
     Exit 0 accepted, 2 unknown revision, empty --reason, nothing to accept or unreachable
     database.
     """
-    from toolkit.checksums import accept_for
-    from toolkit.records import default_actor
+    from toolkit.deployments.store import default_actor
+    from toolkit.engine.checksums import accept_for
 
     out = Output(json_output)
     with handled(out):
@@ -88,7 +88,7 @@ def release_manifest(
     needed. Exit 0 written or current, 3 changed released files or (--check) missing
     entries, 2 a malformed manifest or release list.
     """
-    from toolkit import frozen
+    from toolkit.engine import frozen
 
     out = Output(json_output)
     with handled(out):

@@ -36,7 +36,7 @@ def skip_reason(value: str | None) -> str | None:
 
 
 def gate(reason: str | None, out: Output) -> Any:
-    from toolkit.lint_gate import LintGate
+    from toolkit.integrity.lint_gate import LintGate
 
     return LintGate(skip_reason=reason, emit=out.emit)
 
@@ -82,13 +82,13 @@ def lint(
     statement: `-- squawk-ignore <rule> -- <why>` (released revisions' `-- lint: allow
     <rule>: <why>` is still read). Findings point at the revision file's line. Exit 0
     clean, 1 findings."""
-    from toolkit.lint import lint as run_lint
+    from toolkit.integrity.lint import lint as run_lint
 
     out = Output(json_output)
     with handled(out):
         target = None
         if database_url:
-            from toolkit.connection import resolve
+            from toolkit.server.connection import resolve
 
             target = resolve(database_url)
             out.note(target.describe())

@@ -69,8 +69,8 @@ def _options(
     rehearse: bool = False,
 ) -> Any:
     from toolkit import durations as d
-    from toolkit.migrate import RunOptions
-    from toolkit.records import default_actor
+    from toolkit.deployments.store import default_actor
+    from toolkit.engine.migrate import RunOptions
 
     return RunOptions(
         lock_wait=d.parse_bounded(lock_wait, d.LOCK_WAIT, option="--lock-wait"),
@@ -86,7 +86,7 @@ def _options(
 
 def status(database_url: DatabaseUrl = None, json_output: JsonFlag = False) -> None:
     """Revision per branch, pending revisions, releases applied, last deployment."""
-    from toolkit.status import status as get_status
+    from toolkit.engine.status import status as get_status
 
     out = Output(json_output)
     with handled(out):
@@ -221,7 +221,7 @@ def apply(
     apply with nothing changed (exit 1, status lint_failed, each finding at its file:line
     with the fix), unless --skip-lint REASON, which is recorded with the findings."""
     from toolkit.cli.lint import gate, refuse, skip_reason
-    from toolkit.lint_gate import LintRefused
+    from toolkit.integrity.lint_gate import LintRefused
 
     out = Output(json_output)
     with handled(out):
@@ -230,7 +230,7 @@ def apply(
         if sql:
             _offline_sql(target_name, from_revision, out)
             return
-        from toolkit.migrate import run
+        from toolkit.engine.migrate import run
 
         options = _options(lock_wait, lock_timeout, statement_timeout, retries, actor, rehearse)
         options.rehearse_in_place = rehearse_in_place
@@ -264,7 +264,7 @@ def _check_rehearse_options(
 def _scratch_url(url: str | None) -> str | None:
     if url is None:
         return None
-    from toolkit.urls import validate_url
+    from toolkit.server.urls import validate_url
 
     return validate_url(url)
 
@@ -380,7 +380,7 @@ def _downgrade(
 ) -> None:
     """The schema downgrade to `target_name` with its guards; `extra` joins the JSON
     document, `before_run` runs once everything is consented to, just before it."""
-    from toolkit.migrate import plan_for, run
+    from toolkit.engine.migrate import plan_for, run
 
     yes, cascade, allow_data_loss, backup_dir = (
         guards.yes,
@@ -432,9 +432,9 @@ def _downgrade(
             ],
         )
     )
-    from toolkit.levels import undone_by
-    from toolkit.releases import dependent_releases, find_release
-    from toolkit.risk import data_at_risk, describe, holds_data
+    from toolkit.engine.releases import dependent_releases, find_release
+    from toolkit.engine.risk import data_at_risk, describe, holds_data
+    from toolkit.runbook.levels import undone_by
 
     heads, at_level = undone_by(target, steps)
     risk = data_at_risk(target, alembic_target, heads, steps)
@@ -481,7 +481,7 @@ def _downgrade(
     record_facts: dict[str, str] = {}
     if drops is not False:
         # Before anything changes: a failed backup raises and nothing is rolled back.
-        from toolkit.backup import backup
+        from toolkit.runbook.backup import backup
 
         made = backup(target, backup_dir)
         facts["backup"] = str(made.path)
@@ -508,8 +508,8 @@ def _downgrade(
 
 
 def _restore_levels(target: Any, states: list[Any], options: Any, out: Output) -> None:
-    from toolkit import levels
-    from toolkit.level_run import RESTORE, run_level
+    from toolkit.runbook import levels
+    from toolkit.runbook.level_run import RESTORE, run_level
 
     for state in states:
         run_level(target, levels.find_level(state.release, state.level), RESTORE, options, out.emit)
@@ -519,7 +519,7 @@ def _dependents(
     steps: list[Any], dependents: list[str], risk: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Each later release the plan also undoes: its revisions and what its downgrade drops."""
-    from toolkit.releases import undone_by
+    from toolkit.engine.releases import undone_by
 
     undone = undone_by(steps)
     return [
@@ -557,7 +557,7 @@ def _drops_of(release: str, risk: dict[str, Any]) -> list[str]:
 def _cascade_message(
     target_name: str, steps: list[Any], dependents: list[str], risk: dict[str, Any]
 ) -> str:
-    from toolkit.releases import undone_by
+    from toolkit.engine.releases import undone_by
 
     undone = undone_by(steps)
     named = [
@@ -577,7 +577,7 @@ def _data_loss_message(risk: dict[str, Any], drops: bool | None) -> str:
     if drops is None:
         what = f"cannot tell whether it drops data ({risk['unknown']})"
     else:
-        from toolkit.risk import lost_rows
+        from toolkit.engine.risk import lost_rows
 
         lost = [
             f"table {t['table']} ({lost_rows(t):,} rows)" for t in risk["tables"] if lost_rows(t)
@@ -615,7 +615,7 @@ def history(
     json_output: JsonFlag = False,
 ) -> None:
     """Every revision in apply order, with its branch and release (and whether it is applied)."""
-    from toolkit.status import history as get_history
+    from toolkit.engine.status import history as get_history
 
     out = Output(json_output)
     with handled(out):
@@ -647,9 +647,9 @@ def _offline_sql(target_name: str | None, from_revision: str | None, out: Output
 
     from alembic import command
 
-    from toolkit import revisions as revs
+    from toolkit.engine import revisions as revs
     from toolkit.errors import OperationFailed
-    from toolkit.lint_gate import squawk_form, translate
+    from toolkit.integrity.lint_gate import squawk_form, translate
 
     alembic_target, _ = revs.upgrade_target(target_name)
     config = revs.alembic_config()
@@ -661,7 +661,7 @@ def _offline_sql(target_name: str | None, from_revision: str | None, out: Output
             command.upgrade(config, spec, sql=True)
     except Exception as exc:
         from toolkit.errors import BadInput
-        from toolkit.urls import masked_first_line
+        from toolkit.server.urls import masked_first_line
 
         raise BadInput(f"cannot produce SQL for {spec!r}: {masked_first_line(exc)}") from None
     text = buffer.getvalue()
@@ -682,7 +682,7 @@ def _offline_sql(target_name: str | None, from_revision: str | None, out: Output
 
 
 def _swaps_left_behind(target: Any) -> bool:
-    from toolkit import interrupted_swaps
+    from toolkit.engine import interrupted_swaps
 
     return interrupted_swaps.any_left(target)
 
@@ -698,7 +698,7 @@ def _markdown(
     findings applied with --skip-lint are Issues, and the status says so."""
     if result.deployment_id is None:
         return None
-    from toolkit.deploy_record import simple
+    from toolkit.deployments.markdown import simple
 
     applied = [s.revision for s in result.planned] if result.command != "rollback" else []
     skipped = lint_gate.issues(applied) if lint_gate is not None else []

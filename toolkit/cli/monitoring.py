@@ -44,7 +44,7 @@ def generate(
     Exit 0 written or already current; 3 (`drift`) with --check when a file is missing or
     differs from what the headers give (nothing written); 2 on a malformed check file.
     """
-    from toolkit import monitoring
+    from toolkit.integrity import monitoring
 
     out = Output(json_output)
     with handled(out):

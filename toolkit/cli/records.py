@@ -26,7 +26,7 @@ def records(
     """The newest deployment records (`venuedb records show ID` for one in full)."""
     if ctx.invoked_subcommand is not None:
         return
-    from toolkit.records import recent
+    from toolkit.deployments.store import recent
 
     out = Output(json_output)
     with handled(out):
@@ -56,8 +56,8 @@ def show(
     json_output: JsonFlag = False,
 ) -> None:
     """One record in full: every field, the planned and done steps, the output."""
+    from toolkit.deployments.store import one
     from toolkit.errors import BadInput
-    from toolkit.records import one
 
     out = Output(json_output)
     with handled(out):

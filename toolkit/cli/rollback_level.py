@@ -13,9 +13,10 @@ from typing import Any
 
 import typer
 
-from toolkit import level_flags, levels, records
 from toolkit.cli.common import Output, require_tty_or_yes, table
+from toolkit.deployments import store as records
 from toolkit.errors import BadInput, VenuedbError
+from toolkit.runbook import level_flags, levels
 
 
 class LevelIncomplete(VenuedbError):
@@ -119,8 +120,8 @@ def _surgical(
     options: Any,
     facts: dict[str, Any],
 ) -> None:
-    from toolkit.level_run import APPLY, plan_level
-    from toolkit.level_run import run_level as run_steps
+    from toolkit.runbook.level_run import APPLY, plan_level
+    from toolkit.runbook.level_run import run_level as run_steps
 
     states, steps, counted, current = plan_level(target, level)
     later = _later_releases(level.release, states)

@@ -62,11 +62,11 @@ def rollout(
     backfills that are not finished, and reruns the checks."""
     from toolkit import durations as d
     from toolkit.cli.lint import gate, refuse, skip_reason
-    from toolkit.lint_gate import LintRefused
-    from toolkit.migrate import RunOptions
-    from toolkit.records import default_actor
-    from toolkit.release_rollout import plan as plan_steps
-    from toolkit.release_rollout import rollout as run_rollout
+    from toolkit.deployments.store import default_actor
+    from toolkit.engine.migrate import RunOptions
+    from toolkit.integrity.lint_gate import LintRefused
+    from toolkit.runbook.release_rollout import plan as plan_steps
+    from toolkit.runbook.release_rollout import rollout as run_rollout
 
     out = Output(json_output)
     with handled(out):

@@ -49,12 +49,12 @@ def verify(
     5 not compared (no reference could be built, an unknown or no revision recorded, a
     release not applied): never "clean" then; 2 bad input.
     """
-    from toolkit.verify import verify as run_verify
+    from toolkit.integrity.verify import verify as run_verify
 
     out = Output(json_output)
     with handled(out):
         if scratch_url is not None:
-            from toolkit.urls import validate_url
+            from toolkit.server.urls import validate_url
 
             scratch_url = validate_url(scratch_url)
         report = run_verify(
@@ -136,17 +136,17 @@ def snapshot(
 ) -> None:
     """Regenerate migrations/schema_snapshot.json: migrate a scratch database to every
     head and record each object's catalog definition (the reference for drift)."""
-    from toolkit import snapshot as snap
-    from toolkit.urls import mask_url, with_database
+    from toolkit.integrity import catalog as snap
+    from toolkit.server.urls import mask_url, with_database
 
     out = Output(json_output)
     with handled(out):
         if database_url:
-            from toolkit.urls import validate_url
+            from toolkit.server.urls import validate_url
 
             server = validate_url(database_url)
         else:
-            from toolkit.embedded import project_server
+            from toolkit.server.embedded import project_server
 
             embedded = project_server()
             embedded.start()

@@ -1,0 +1,1 @@
+"""Runbook operations: backfills, backups, release rollouts, rollback levels."""

@@ -1,0 +1,1 @@
+"""The database server: the embedded PostgreSQL, connections, URLs."""
