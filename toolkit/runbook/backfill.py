@@ -321,35 +321,20 @@ def _record(
 ) -> None:
     from datetime import UTC, datetime
 
-    from toolkit.deployments.markdown import RecordStep, simple
+    from toolkit.deployments.operation import RecordStep, record_operation
 
-    finished = datetime.now(UTC)
-    lines = [f"{k}: {v}" for k, v in report.to_dict().items()] if report else []
-    actor = records.default_actor()
-    with db.connect(target, purpose="backfill record") as conn:
-        deployment_id = records.record_once(
-            conn,
-            command="backfill",
-            target=name,
-            actor=actor,
-            result="failed" if error else "succeeded",
-            output=lines,
-            error=error,
-            started_at=started,
-        )
     detail = f"{report.rows} rows, {report.changed} changed" if report else ""
-    simple(
-        f"backfill {name} Deployment Record",
-        target.masked,
-        actor,
-        release=None,
+    record_operation(
+        target,
+        command="backfill",
+        what=name,
+        title=f"backfill {name} Deployment Record",
         status=f"FAILED: {error}" if error else "SUCCESS",
-        steps=[
-            RecordStep(f"backfill {name}", started, finished, "failed" if error else "ok", detail)
-        ],
-        lines=lines,
-        issues=[error] if error else [],
-        deployment_id=deployment_id,
+        step=RecordStep(
+            f"backfill {name}", started, datetime.now(UTC), "failed" if error else "ok", detail
+        ),
+        lines=[f"{k}: {v}" for k, v in report.to_dict().items()] if report else [],
+        error=error,
     )
 
 

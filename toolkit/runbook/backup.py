@@ -253,34 +253,16 @@ def restore_verified(
 
 def record_restore(target: db.Target, file: Path, result: dict[str, Any], verdict: str) -> None:
     """The restore as a deployment record in the restored database and as Markdown."""
-    from toolkit.deployments import store as records
-    from toolkit.deployments.markdown import RecordStep, simple
+    from toolkit.deployments.operation import RecordStep, record_operation
 
-    actor = records.default_actor()
-    lines = [
-        f"restored {result['objects']} objects from {file}",
-        f"verify: {verdict}",
-    ]
     finished = datetime.now(UTC)
     started = finished - timedelta(seconds=float(result["seconds"]))
-    with db.connect(target, purpose="restore record") as conn:
-        deployment_id = records.record_once(
-            conn,
-            command="restore",
-            target=str(file),
-            actor=actor,
-            result="succeeded",
-            output=lines,
-            started_at=started,
-        )
-    simple(
-        "restore Deployment Record",
-        target.masked,
-        actor,
-        release=None,
+    record_operation(
+        target,
+        command="restore",
+        what=str(file),
+        title="restore Deployment Record",
         status="SUCCESS" if verdict == "clean" else f"RESTORED, VERIFY {verdict.upper()}",
-        steps=[RecordStep(f"restore {file.name}", started, finished, "ok")],
-        lines=lines,
-        issues=[],
-        deployment_id=deployment_id,
+        step=RecordStep(f"restore {file.name}", started, finished, "ok"),
+        lines=[f"restored {result['objects']} objects from {file}", f"verify: {verdict}"],
     )
