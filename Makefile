@@ -22,8 +22,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/venuedb lint
 
+# Two workers, each with its own embedded server (tests/conftest.py): the machine's 2 cores.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 # Every benchmark of bench/ on an embedded server of its own; SCALE=0.1 for a quick run.
 bench: $(STAMP)

@@ -6,9 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from typer.testing import CliRunner, Result
 
 from toolkit.cli import app
@@ -64,3 +66,21 @@ def rollback_with_data_loss(url: str, target: str, backup_dir: Path, *extra: str
         url,
         *extra,
     )
+
+
+def until_no_venuedb_session(url: str, timeout: float = 30) -> None:
+    """Return once no session of venuedb (application_name 'venuedb ...') is left in the
+    database of `url`. A killed client's backend, and the advisory locks it holds, go only
+    when the server notices the closed socket (after the statement it was running)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as watcher:
+        while True:
+            left = watcher.execute(
+                "SELECT pid, application_name, state FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name LIKE 'venuedb%%' "
+                "AND pid <> pg_backend_pid()"
+            ).fetchall()
+            if not left:
+                return
+            assert time.monotonic() < deadline, f"venuedb sessions still there: {left}"
+            time.sleep(0.05)

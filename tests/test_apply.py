@@ -19,7 +19,7 @@ import pytest
 
 from tests.clihelpers import as_json, invoke, rollback_with_data_loss, spawn
 from toolkit.engine import revisions as revs
-from toolkit.engine.locks import DEPLOY_LOCK, NAMESPACE
+from toolkit.engine.locks import DEPLOY_LOCK, DEPLOY_WORK_LOCK, NAMESPACE
 
 
 def _heads(url: str) -> dict[str, str | None]:
@@ -261,8 +261,11 @@ def _record_result(url: str) -> tuple:
 def _release_when_waited_on(
     url: str, blocker: psycopg.Connection, waits: int, then: float = 0.0
 ) -> threading.Thread:
-    """Roll `blocker` back once `waits` distinct lock waits (a retry starts a new one) of
-    another session have been seen, `then` seconds after the last one (at most 60 s)."""
+    """Roll `blocker` back once `waits` distinct waits (a retry starts a new one) of another
+    session for a lock `blocker` holds have been seen, `then` seconds after the last one (at
+    most 60 s). Only waits on `blocker` count: any other brief wait of the migration (a
+    full suite saw one) would release it before the wait under test began."""
+    holder = blocker.info.backend_pid
 
     def release() -> None:
         seen: set[tuple[int, object]] = set()
@@ -273,7 +276,9 @@ def _release_when_waited_on(
                     for pid, started in observer.execute(
                         "SELECT a.pid, a.query_start FROM pg_locks l "
                         "JOIN pg_stat_activity a ON a.pid = l.pid "
-                        "WHERE NOT l.granted AND a.datname = current_database()"
+                        "WHERE NOT l.granted AND a.datname = current_database() "
+                        "AND %s = ANY(pg_blocking_pids(l.pid))",
+                        (holder,),
                     ):
                         seen.add((pid, started))
                     time.sleep(0.02)
@@ -284,6 +289,23 @@ def _release_when_waited_on(
     thread = threading.Thread(target=release, daemon=True)
     thread.start()
     return thread
+
+
+def _migration_waits_on_a_lock(url: str) -> bool:
+    """The deploy's migration session holds its work lock (toolkit.engine.locks: taken with
+    pg_try_advisory_lock, so it never waits on it) and waits for a table lock: the
+    migration is under way, not merely connected."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks work JOIN pg_locks waiting "
+            "ON waiting.pid = work.pid AND NOT waiting.granted "
+            "WHERE work.locktype = 'advisory' AND work.granted "
+            "AND work.classid = %s::oid AND work.objid = %s::oid AND work.objsubid = 2 "
+            "AND work.database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database()))",
+            (NAMESPACE, DEPLOY_WORK_LOCK),
+        ).fetchone()
+    return bool(row and row[0])
 
 
 @contextmanager
@@ -299,9 +321,10 @@ def _apply_waiting_on_a_lock(
         blocker.execute("INSERT INTO auth.users (email) VALUES ('slow@example.com')")
         runner = spawn("apply", "bar-baseline", "--database-url", url, "--lock-timeout", "60s")
         deadline = time.monotonic() + 30
-        while _backend(url, "venuedb apply") is None or _record_result(url)[1] != "running":
+        while not _migration_waits_on_a_lock(url) or _record_result(url)[1] != "running":
+            assert runner.poll() is None, runner.communicate()
             assert time.monotonic() < deadline, "the apply never started migrating"
-            time.sleep(0.1)
+            time.sleep(0.05)
         yield runner, blocker
     finally:
         blocker.rollback()

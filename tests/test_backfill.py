@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.clihelpers import as_json, invoke, spawn
+from tests.clihelpers import as_json, invoke, spawn, until_no_venuedb_session
 
 ROWS = 2000
 
@@ -121,11 +121,8 @@ def test_a_killed_runner_resumes_and_processes_every_row_exactly_once(bf_db: str
     # `backfill status` marks the run interrupted once the server has dropped its session.
     assert killed_at["state"] in ("running", "interrupted") and 0 < killed_at["rows_done"] < ROWS
     assert sum(_touched(bf_db).get(1, 0) for _ in [0]) == killed_at["rows_done"]
-    for _ in range(50):  # the server drops the dead client's session (and its lock) shortly
-        result = invoke("backfill", "run", "bf", "--batch-size", "500", "--database-url", bf_db)
-        if result.exit_code != 4:
-            break
-        time.sleep(0.1)
+    until_no_venuedb_session(bf_db)  # the dead client's session, and its lock, are gone
+    result = invoke("backfill", "run", "bf", "--batch-size", "500", "--database-url", bf_db)
     assert result.exit_code == 0, result.output
     assert _touched(bf_db) == {1: ROWS}
     assert _progress(bf_db)["rows_done"] == ROWS

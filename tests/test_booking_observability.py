@@ -201,7 +201,8 @@ def _until_waiting_on_an_advisory_lock(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as watcher:
         for _ in range(600):
             if watcher.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
             ).fetchone()[0]:
                 return
             time.sleep(0.05)

@@ -109,7 +109,7 @@ def sessions(url: str, where: str = "true") -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute(
             "SELECT pid, state, wait_event_type FROM pg_stat_activity "
-            f"WHERE application_name = %s AND ({where})",
+            f"WHERE application_name = %s AND datname = current_database() AND ({where})",
             (APP,),
         ).fetchall()
 

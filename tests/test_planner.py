@@ -869,7 +869,7 @@ def _zone_key(zone: str) -> str:
     return f"venuedb.zone:{zone}"
 
 
-def _wait_for_lock_waiter(url: str, timeout: float = 10) -> None:
+def _wait_for_lock_waiter(url: str, timeout: float = 30) -> None:
     with psycopg.connect(url, autocommit=True) as observer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -313,6 +313,7 @@ def _copy_waiting(url: str) -> bool:
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-            "'venuedb rehearse (copy)' AND wait_event_type = 'Lock'"
+            "'venuedb rehearse (copy)' AND wait_event_type = 'Lock' "
+            "AND datname = current_database()"
         ).fetchone()
     return bool(row and row[0])

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke, rollout
-from tests.conftest import DATA, load_sql, row_counts
+from tests.conftest import DATA, catalog_diff, load_sql, row_counts
 from tests.swapwait import until_the_swap_waits_for_its_lock
 from toolkit.errors import BadInput
 from toolkit.integrity import catalog as snapshot
@@ -60,6 +60,19 @@ def _state(url: str) -> tuple[dict[str, dict[str, str]], list[tuple[str, ...]], 
                 "SELECT name, enabled::text, bar_ids::text FROM feature_flags ORDER BY 1"
             ).fetchall()
         return snapshot.take(conn), flags, heads
+
+
+def _what_changed(
+    before: tuple[dict[str, dict[str, str]], list[tuple[str, ...]], list[str]],
+    after: tuple[dict[str, dict[str, str]], list[tuple[str, ...]], list[str]],
+) -> str:
+    """Which objects, flags or heads differ between two _state()s, for a failure message."""
+    parts = [catalog_diff(before[0], after[0])] if before[0] != after[0] else []
+    if before[1] != after[1]:
+        parts.append(f"feature_flags rows: {before[1]} -> {after[1]}")
+    if before[2] != after[2]:
+        parts.append(f"alembic_version: {before[2]} -> {after[2]}")
+    return "\n".join(parts)
 
 
 def _level_rows(url: str) -> list[tuple[str, int, str]]:
@@ -145,7 +158,8 @@ def test_an_undeclared_level_is_refused_with_nothing_changed(
     doc = as_json(result)
     assert doc["status"] == "bad_input"
     assert says in doc["error"]
-    assert _state(db_url) == before
+    after = _state(db_url)
+    assert after == before, _what_changed(before, after)
 
 
 # ---- --plan --------------------------------------------------------------------------
@@ -179,7 +193,8 @@ def test_the_plan_counts_on_the_database_and_changes_nothing(
         assert doc["data_at_risk"]["tables"] or doc["data_at_risk"]["columns"]
         assert "would_refuse" in doc
         assert "restore" in doc["restore_if_corrupted"]
-    assert _state(data_url) == before
+    after = _state(data_url)
+    assert after == before, _what_changed(before, after)
     assert row_counts(data_url) == counts
     assert _level_rows(data_url) == []
 
@@ -275,7 +290,8 @@ def test_level_2_of_table_combinations_loses_nothing_and_is_restored(
     again = rollout(data_url, "table-combinations", tmp_path)
     assert again.exit_code == 0, again.output
     assert _level_rows(data_url) == []
-    assert _state(data_url)[0] == before[0]
+    after = _state(data_url)
+    assert after[0] == before[0], catalog_diff(before[0], after[0])
     report = _verify(data_url)
     assert report["verdict"] == "clean" and report["levels"] == []
     assert "schema_snapshot.json" in report["drift_reference"]
@@ -339,7 +355,8 @@ def test_level_2_of_capacity_overlap_at_the_heads_keeps_v13(data_url: str, tmp_p
     assert report["verdict"] == "clean", report
     restored = rollout(data_url, "capacity-overlap", tmp_path)
     assert restored.exit_code == 0, restored.output
-    assert _state(data_url)[0] == before[0]
+    after = _state(data_url)
+    assert after[0] == before[0], catalog_diff(before[0], after[0])
     assert row_counts(data_url) == counts
     assert _verify(data_url)["verdict"] == "clean"
 
@@ -461,7 +478,8 @@ def test_level_3_starts_with_level_1(data_url: str, monkeypatch: pytest.MonkeyPa
     result = _level(data_url, "table-combinations", 3, "--yes", "--cascade", "--allow-data-loss")
     assert result.exit_code == 2
     assert "starts with its level 1" in as_json(result)["error"]
-    assert _state(data_url) == before
+    after = _state(data_url)
+    assert after == before, _what_changed(before, after)
     plan = as_json(_level(data_url, "table-combinations", 3, "--plan"))
     assert plan["flags_pending"] == [
         "FEATURE_COMBINATION_PLANNER",
@@ -482,7 +500,8 @@ def test_level_3_is_the_guarded_downgrade(
     refused = _level(data_url, "mode-switching", 3, "--yes")
     assert refused.exit_code == 2
     assert "--cascade" in as_json(refused)["error"]
-    assert _state(data_url) == before
+    after = _state(data_url)
+    assert after == before, _what_changed(before, after)
     result = _level(
         data_url,
         "mode-switching",
@@ -524,7 +543,8 @@ def test_level_2_of_capacity_overlap_runs_online_by_the_shadow_swap(
     assert _verify(data_url)["verdict"] == "clean"
     restored = rollout(data_url, "capacity-overlap", tmp_path)
     assert restored.exit_code == 0, restored.output
-    assert _state(data_url)[0] == before[0]
+    after = _state(data_url)
+    assert after[0] == before[0], catalog_diff(before[0], after[0])
     assert row_counts(data_url) == counts
 
 
@@ -550,7 +570,8 @@ def test_level_2_refuses_rows_the_older_rule_forbids(data_url: str) -> None:
     doc = as_json(result)
     assert doc["status"] == "failed"
     assert "20000000-0000-4000-8000-0000000000aa" in doc["error"]
-    assert _state(data_url) == before
+    after = _state(data_url)
+    assert after == before, _what_changed(before, after)
     assert _level_rows(data_url) == []
     assert _records(data_url)[-1] == ("rollback", "capacity-overlap level 2", "failed")
 
@@ -638,7 +659,8 @@ def test_each_level_plan_run_verify_and_rerollout_on_data(
         applied = invoke("apply", "--database-url", data_url)
         assert applied.exit_code == 0, applied.output
     assert _verify(data_url)["verdict"] == "clean"
-    assert _state(data_url)[0] == schema
+    rebuilt = _state(data_url)[0]
+    assert rebuilt == schema, catalog_diff(schema, rebuilt)
     if number < 3:
         assert row_counts(data_url) == before
 

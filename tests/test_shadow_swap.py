@@ -290,6 +290,7 @@ def test_concurrent_writes_during_the_swap_are_neither_lost_nor_duplicated(
         expected = {str(i): str(w) for i, w in conn.execute('SELECT id, "window" FROM allocations')}
     stop = threading.Event()
     errors: list[BaseException] = []
+    written = [0]  # writes committed so far
 
     def writer() -> None:
         rng = random.Random(7)
@@ -322,18 +323,29 @@ def test_concurrent_writes_during_the_swap_are_neither_lost_nor_duplicated(
                         ).fetchone()
                         if row:
                             expected[target] = str(row[0])
+                    written[0] += 1
                 except psycopg.errors.LockNotAvailable:
                     continue
                 except psycopg.Error as exc:  # the swap's brief lock may make one wait
                     errors.append(exc)
                     return
 
+    def until_written(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while written[0] < count and not errors:
+            assert thread.is_alive() and time.monotonic() < deadline, "the writer stalled"
+            time.sleep(0.01)
+
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        time.sleep(0.2)
+        # Writes under way before the swap starts, during it, and after it (into the
+        # swapped-in table): waited for, not assumed after a pause.
+        until_written(20)
+        before = written[0]
         _apply(before_swap, "booking_005")
-        time.sleep(0.2)
+        assert written[0] > before, "no write ran while the swap did"
+        until_written(written[0] + 20)
     finally:
         stop.set()
         thread.join(timeout=30)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.conftest import DATA, load_sql, row_counts
+from tests.conftest import DATA, catalog_diff, load_sql, row_counts
 from toolkit.engine import revisions as revs
 from toolkit.engine.migrate import RunOptions, run
 from toolkit.integrity import catalog as snapshot
@@ -50,11 +50,17 @@ def test_every_revision_up_down_up_with_data(empty_db_url: str) -> None:
         assert schema_up != schema_before, f"{step.revision} changed nothing"
 
         run(target, "downgrade", _before(step), options)
-        assert _snapshot(empty_db_url) == schema_before, f"{step.revision} downgrade left a trace"
+        schema_down = _snapshot(empty_db_url)
+        assert schema_down == schema_before, (
+            f"{step.revision} downgrade left a trace:\n{catalog_diff(schema_before, schema_down)}"
+        )
         assert row_counts(empty_db_url) == rows_before, f"{step.revision} down lost rows"
 
         run(target, "upgrade", step.revision, options)
-        assert _snapshot(empty_db_url) == schema_up, f"{step.revision} re-upgrade differs"
+        schema_again = _snapshot(empty_db_url)
+        assert schema_again == schema_up, (
+            f"{step.revision} re-upgrade differs:\n{catalog_diff(schema_up, schema_again)}"
+        )
         rows_after = row_counts(empty_db_url)
         for table, count in rows_before.items():
             assert rows_after[table] == count, f"{step.revision} changed row count of {table}"

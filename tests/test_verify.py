@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke
+from tests.conftest import catalog_diff
 from toolkit.engine.releases import load_releases
 from toolkit.integrity import catalog as snapshot
 
@@ -34,7 +35,8 @@ def test_a_migrated_database_is_clean(db_url: str) -> None:
 def test_the_committed_snapshot_is_current(pg_server) -> None:  # type: ignore[no-untyped-def]
     objects, heads = snapshot.build(pg_server.url("postgres"))
     committed = snapshot.load()
-    assert snapshot.diff(committed["objects"], objects) == [], "run `venuedb snapshot`"
+    drift = snapshot.diff(committed["objects"], objects)
+    assert drift == [], "run `venuedb snapshot`:\n" + catalog_diff(committed["objects"], objects)
     assert sorted(committed["heads"]) == sorted(heads)
     assert committed["function_files"] == snapshot.function_file_hashes()
 
