@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,10 +28,23 @@ def as_json(result: Result) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
+def _interruptible() -> None:
+    # A shell without job control starts background jobs (`make test &`, nohup, some CI
+    # runners) with SIGINT ignored, and a child inherits that: the Ctrl-C a test sends
+    # would never arrive. An operator's terminal delivers it, so the child gets it too.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(*args: str) -> subprocess.Popen[str]:
+    """`venuedb ARGS` as its own process, as an operator starts it (Ctrl-C delivered)."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     return subprocess.Popen(
-        [str(VENUEDB), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [str(VENUEDB), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_interruptible,
     )
 
 
