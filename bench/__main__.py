@@ -11,13 +11,13 @@ was met, 1 when one was missed or a benchmark failed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import time
 
 from bench.common import RESULTS, bench_server
+from bench.options import scaled_parser
 
 # (module under bench/, takes --scale/--seed, further arguments); each writes
 # bench/results/<module>.json.
@@ -40,9 +40,7 @@ BENCHMARKS: tuple[tuple[str, bool, tuple[str, ...]], ...] = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0: the issue's row counts")
-    parser.add_argument("--seed", type=int, default=1)
+    parser = scaled_parser(__doc__, scale_help="1.0: the issue's row counts")
     names = [b[0] for b in BENCHMARKS]
     parser.add_argument("--only", nargs="+", choices=names, help="run only these")
     parser.add_argument(

@@ -18,7 +18,6 @@ in toolkit/ops/shadow_swap.py.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import statistics
 import time
@@ -29,7 +28,9 @@ import psycopg
 
 from bench.common import Goal, report, settle
 from bench.confirm import prepare
+from bench.options import scaled_parser
 from toolkit.ops.shadow_swap import find_violations, pairs_sql, tuned
+from toolkit.server.connection import scalar
 
 NAME = "venuedb_bench_overlaps"
 COPY_ROWS_PER_S = 15_000
@@ -128,9 +129,7 @@ def capped(conn: psycopg.Connection, sql: str, cap_s: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0: 1,000,000 allocations")
-    parser.add_argument("--seed", type=int, default=1)
+    parser = scaled_parser(__doc__, scale_help="1.0: 1,000,000 allocations")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--old",
@@ -147,7 +146,7 @@ def main() -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         # The check reads its look-back from venuedb.lookback, as `venuedb check` sets it.
         conn.execute("SELECT set_config('venuedb.lookback', '1 day', false)")
-        rows_n = int(conn.execute("SELECT count(*) FROM allocations").fetchone()[0])
+        rows_n = int(scalar(conn, "SELECT count(*) FROM allocations"))
         # The plan of the pre-flight's first chunk, its bound written in.
         first = conn.execute(
             f"SELECT {swap.chunk_column}::text FROM allocations ORDER BY 1 "

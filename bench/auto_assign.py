@@ -31,18 +31,18 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from bench.common import (
-    Goal,
     as_comparison,
-    is_goal,
     latency_summary,
     report,
+    row_goals,
     scratch_database,
     settle,
 )
 from bench.confirm import CREATE_LOOKUP_INDEX, LOOKUP_INDEX
 from bench.data import booking
+from bench.options import add_no_compare, scaled_parser
 from toolkit.engine.migrate import RunOptions, run
-from toolkit.server.connection import Target
+from toolkit.server.connection import Target, scalar
 from toolkit.venue.flags import planner_options
 
 NAME = "venuedb_bench_auto_assign"
@@ -220,9 +220,9 @@ def assign_all(url: str, bookings: list[uuid.UUID], options: dict[str, Any]) -> 
         conn.execute("SELECT 1")
         for booking_id in bookings:
             t0 = time.perf_counter()
-            result = conn.execute(
-                "SELECT auto_assign_booking(%s, %s)", (booking_id, Jsonb(options))
-            ).fetchone()[0]
+            result = scalar(
+                conn, "SELECT auto_assign_booking(%s, %s)", (booking_id, Jsonb(options))
+            )
             latencies.append((time.perf_counter() - t0) * 1000)
             status = str(result.get("status"))
             outcomes[status] = outcomes.get(status, 0) + 1
@@ -256,15 +256,9 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = scaled_parser(__doc__, scale_help="background data set scale")
     parser.add_argument("--pending", type=int, default=100, help="pending bookings to assign")
-    parser.add_argument("--scale", type=float, default=1.0, help="background data set scale")
-    parser.add_argument(
-        "--no-compare",
-        action="store_true",
-        help=f"skip the runs without {LOOKUP_INDEX} (as before allocation-lookups)",
-    )
+    add_no_compare(parser, LOOKUP_INDEX, "allocation-lookups")
     args = parser.parse_args()
     anchor = dt.datetime.now(dt.UTC).date()
     evening = anchor + dt.timedelta(days=(4 - anchor.weekday()) % 7 or 7)  # next Friday
@@ -284,17 +278,14 @@ def main() -> None:
             if not with_index:
                 as_comparison(row)
             rows.append(row)
-    goals = [
-        Goal(
+    goals = row_goals(
+        rows,
+        lambda r: (
             f"auto_assign_booking ({r['planner']}), 60 tables, busy evening, "
-            f"{counts['allocations']:,} allocations elsewhere",
-            r["target"],
-            f"p95 {r['p95_ms']} ms, {r['seated']} of {r['bookings']} seated",
-            bool(r["met"]),
-        )
-        for r in rows
-        if is_goal(r)
-    ]
+            f"{counts['allocations']:,} allocations elsewhere"
+        ),
+        lambda r: f"p95 {r['p95_ms']} ms, {r['seated']} of {r['bookings']} seated",
+    )
     report(
         "auto_assign",
         rows,

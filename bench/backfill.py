@@ -9,7 +9,6 @@ has a benchmark of its own (bench/server_id_backfill.py).
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 import psycopg
 
 from bench.common import LatencyProbe, report, scratch_database, settle
+from bench.options import scaled_parser
 from toolkit.runbook.backfill import Options, find_backfill, run
 from toolkit.server.connection import Target
 
@@ -48,9 +48,9 @@ description = "benchmark"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0: 1,000,000 rows")
-    parser.add_argument("--seed", type=int, default=1, help="seeds the writer's row choice")
+    parser = scaled_parser(
+        __doc__, scale_help="1.0: 1,000,000 rows", seed_help="seeds the writer's row choice"
+    )
     parser.add_argument("--rows", type=int, help="default 1,000,000 x scale")
     parser.add_argument("--batch-size", type=int, default=5000)
     args = parser.parse_args()

@@ -16,7 +16,6 @@ scale and seed.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import statistics
 import subprocess
@@ -27,10 +26,11 @@ import psycopg
 from bench.cli_help import venuedb_executable
 from bench.common import Goal, database_comment, database_url, report, scratch_database
 from bench.data import bar, booking
+from bench.options import scaled_parser
 from toolkit.engine.migrate import RunOptions, run
 from toolkit.integrity import health_checks as health
 from toolkit.integrity.verify import verify
-from toolkit.server.connection import Target
+from toolkit.server.connection import Target, scalar
 
 NAME = "venuedb_bench_checks"
 
@@ -97,9 +97,7 @@ def command_seconds(argv: list[str], ok_codes: tuple[int, ...]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0: 1M bookings, 10M events")
-    parser.add_argument("--seed", type=int, default=1)
+    parser = scaled_parser(__doc__, scale_help="1.0: 1M bookings, 10M events")
     parser.add_argument("--events", type=int, help="default 10,000,000 x scale")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
@@ -114,10 +112,12 @@ def main() -> None:
     args.events = args.events or max(1, round(10_000_000 * args.scale))
     url = prepare(args.scale, args.seed, args.events, args.past_share)
     with psycopg.connect(url) as conn:
-        args.bookings = conn.execute("SELECT count(*) FROM bookings").fetchone()[0]
+        args.bookings = scalar(conn, "SELECT count(*) FROM bookings")
     target = Target(url, "bench")
     every = health.load_checks()
-    check_runs, verify_runs, per_check = [], [], {}
+    check_runs: list[float] = []
+    verify_runs: list[float] = []
+    per_check: dict[str, list[float]] = {}
     errored: dict[str, str] = {}
     for _ in range(args.repeat):
         t0 = time.perf_counter()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import Goal, report
 
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     exe = venuedb_executable()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for sub in COMMANDS:
         argv = [exe, *sub, "--help"]
         time_once(argv)  # warm the page cache

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import psycopg
 
@@ -101,8 +102,36 @@ def clone_database(template: str, name: str) -> str:
     return with_database(admin, name)
 
 
+# A LatencyProbe's statement: the SQL and parameters of its i-th write.
+Write = Callable[[int], tuple[str, tuple[Any, ...]]]
+
+
+class BackgroundLoop(ABC):
+    """Something that runs its loop on a thread of its own while `with x.running():` lasts.
+
+    A daemon thread: a loop stuck in a query does not keep the benchmark from exiting."""
+
+    # How long leaving the with-block waits for the loop to see `stop` and return.
+    join_timeout: ClassVar[float] = 10.0
+
+    @abstractmethod
+    def loop(self, stop: threading.Event) -> None:
+        """Run until `stop` is set."""
+
+    @contextmanager
+    def running(self) -> Iterator[Self]:
+        stop = threading.Event()
+        thread = threading.Thread(target=self.loop, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join(timeout=self.join_timeout)
+
+
 @dataclass
-class LatencyProbe:
+class LatencyProbe(BackgroundLoop):
     """Runs one statement repeatedly at a fixed rate on its own connection, timing each.
 
     Each write's start (time.monotonic()) is kept beside its latency, so a summary can
@@ -110,13 +139,15 @@ class LatencyProbe:
     """
 
     url: str
-    statement: Callable[[int], tuple[str, tuple[Any, ...]]]
+    statement: Write
     per_second: float = 100.0
     # (start as time.monotonic(), latency in ms), appended as one tuple so a reader in
     # another thread never sees a start without its latency.
     samples: list[tuple[float, float]] = field(default_factory=list)
     failed_at: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # A write may be waiting on a migration's lock when the with-block ends.
+    join_timeout: ClassVar[float] = 60.0
 
     @property
     def latencies_ms(self) -> list[float]:
@@ -126,36 +157,24 @@ class LatencyProbe:
     def failures(self) -> int:
         return len(self.failed_at)
 
-    @contextmanager
-    def running(self) -> Iterator[LatencyProbe]:
-        stop = threading.Event()
-
-        def loop() -> None:
-            with psycopg.connect(self.url, autocommit=True) as conn:
-                i = 0
-                interval = 1.0 / self.per_second
-                while not stop.is_set():
-                    sql, params = self.statement(i)
-                    begun = time.monotonic()
-                    t0 = time.perf_counter()
-                    try:
-                        conn.execute(sql, params)
-                    except psycopg.Error as exc:
-                        self.failed_at.append(begun)
-                        if len(self.errors) < 5:
-                            self.errors.append(str(exc).strip().splitlines()[0])
-                    elapsed = time.perf_counter() - t0
-                    self.samples.append((begun, elapsed * 1000))
-                    i += 1
-                    stop.wait(max(0.0, interval - elapsed))
-
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            stop.set()
-            thread.join(timeout=60)
+    def loop(self, stop: threading.Event) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            i = 0
+            interval = 1.0 / self.per_second
+            while not stop.is_set():
+                sql, params = self.statement(i)
+                begun = time.monotonic()
+                t0 = time.perf_counter()
+                try:
+                    conn.execute(sql, params)
+                except psycopg.Error as exc:
+                    self.failed_at.append(begun)
+                    if len(self.errors) < 5:
+                        self.errors.append(str(exc).strip().splitlines()[0])
+                elapsed = time.perf_counter() - t0
+                self.samples.append((begun, elapsed * 1000))
+                i += 1
+                stop.wait(max(0.0, interval - elapsed))
 
     def summary(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
         """Writes, failures and latencies, of the writes started in [since, until)."""
@@ -211,13 +230,15 @@ class Goal:
     measured: str
     met: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "what": self.what,
-            "target": self.target,
-            "measured": self.measured,
-            "met": self.met,
-        }
+
+def row_goals(
+    rows: list[dict[str, Any]],
+    what: Callable[[dict[str, Any]], str],
+    measured: Callable[[dict[str, Any]], str],
+) -> list[Goal]:
+    """A Goal for each row that is not a comparison, with the row's own target and verdict
+    (its "target" and "met" columns); `what` and `measured` describe the row."""
+    return [Goal(what(r), r["target"], measured(r), bool(r["met"])) for r in rows if is_goal(r)]
 
 
 def report(
@@ -248,7 +269,7 @@ def report(
     document = {
         "benchmark": name,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "goals": [g.to_dict() for g in goals or []],
+        "goals": [asdict(g) for g in goals or []],
         "rows": rows,
         **(extra or {}),
     }

@@ -16,7 +16,6 @@ without that index the function's evidence snapshot read the whole allocations t
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import multiprocessing as mp
 import time
@@ -36,8 +35,9 @@ from bench.common import (
     settle,
 )
 from bench.data import booking
+from bench.options import add_no_compare, scaled_parser
 from toolkit.engine.migrate import RunOptions, run
-from toolkit.server.connection import Target
+from toolkit.server.connection import Target, scalar
 
 NAME = "venuedb_bench_confirm"
 SOURCE = "bench-confirm"  # bookings.source of the pending bookings this benchmark adds
@@ -274,24 +274,18 @@ def overlap_row(overlap: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = scaled_parser(__doc__)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20.0, help="per confirmation run")
     parser.add_argument("--bookings", type=int, default=120_000, help="pending bookings to offer")
     parser.add_argument("--overlaps", type=int, default=2000, help="overlapping inserts tried")
-    parser.add_argument(
-        "--no-compare",
-        action="store_true",
-        help=f"skip the run without {LOOKUP_INDEX} (as before allocation-lookups)",
-    )
+    add_no_compare(parser, LOOKUP_INDEX, "allocation-lookups")
     args = parser.parse_args()
     anchor = dt.datetime.now(dt.UTC).date()
     url = prepare(args.scale, args.seed, anchor)
     reset(url)
     with psycopg.connect(url) as conn:
-        existing = conn.execute("SELECT count(*) FROM allocations").fetchone()[0]
+        existing = scalar(conn, "SELECT count(*) FROM allocations")
     pairs = add_pending(url, args.bookings, anchor)
     settle()
     print(f"{existing:,} allocations; {len(pairs):,} pending bookings with holds")

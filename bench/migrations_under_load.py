@@ -25,11 +25,10 @@ inserted and updated. A write "stalled" when it took more than 200 ms.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import random
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ import psycopg
 from bench.common import (
     Goal,
     LatencyProbe,
+    Write,
     clone_database,
     database_url,
     report,
@@ -47,6 +47,7 @@ from bench.common import (
 )
 from bench.data import bar as bar_data
 from bench.data import booking as booking_data
+from bench.options import add_write_rate, scaled_parser
 from toolkit.engine import revisions as revs
 from toolkit.engine.migrate import RunOptions, run
 from toolkit.engine.releases import Release, load_releases
@@ -58,8 +59,6 @@ STALL_MS = 200
 BACKFILL_BATCH = 2000  # as bench.server_id_backfill: same rate, shorter row locks
 # Where the allocation writer puts its maintenance blocks: far beyond any booking.
 MAINTENANCE_EPOCH = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
-
-Write = Callable[[int], tuple[str, tuple[Any, ...]]]
 
 
 @dataclass(frozen=True)
@@ -323,10 +322,8 @@ def _side_by_side(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 1,000,000 rows each")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rate", type=float, default=100.0, help="writes per second, in all")
+    parser = scaled_parser(__doc__, scale_help="1.0 = 1,000,000 rows each")
+    add_write_rate(parser)
     parser.add_argument(
         "--only", choices=("venuedb", "naive"), help="run one method (default: both)"
     )

@@ -41,7 +41,6 @@ online path too. A phase that took the plain path does not meet the target.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -57,9 +56,11 @@ import psycopg
 
 from bench.allocation_overlaps import NAME as TEMPLATE
 from bench.cli_help import venuedb_executable
-from bench.common import Goal, LatencyProbe, clone_database, report, settle
+from bench.common import BackgroundLoop, Goal, LatencyProbe, clone_database, report, settle
 from bench.confirm import prepare
 from bench.migrations_under_load import MAINTENANCE_EPOCH, STALL_MS, writers
+from bench.options import add_write_rate, scaled_parser
+from toolkit.server.connection import scalar
 
 NAME = "venuedb_bench_level2"
 RELEASE = "capacity-overlap"
@@ -135,17 +136,16 @@ class Ledger:
         return len(self.before)
 
     def _wal(self) -> Any:
-        row = self.conn.execute("SELECT pg_current_wal_lsn()").fetchone()
-        assert row is not None
-        return row[0]
+        return scalar(self.conn, "SELECT pg_current_wal_lsn()")
 
     def wal_mb(self) -> float:
         """WAL the server wrote since mark() (every session's: the writers' share is small)."""
-        row = self.conn.execute(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (str(self.wal_at),)
-        ).fetchone()
-        assert row is not None
-        return round(float(row[0]) / 2**20, 1)
+        written = scalar(
+            self.conn,
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)",
+            (str(self.wal_at),),
+        )
+        return round(float(written) / 2**20, 1)
 
     def compare(self) -> dict[str, int]:
         """Rows lost and rows whose values changed since mark(); rows added, and of those
@@ -171,12 +171,9 @@ class Ledger:
         ]
 
     def writer_rows(self) -> int:
-        return self._scalar(f"SELECT count(*) FROM public.allocations WHERE {WRITER_ROWS}")
-
-    def _scalar(self, sql: str) -> int:
-        row = self.conn.execute(sql).fetchone()
-        assert row is not None
-        return int(row[0])
+        return int(
+            scalar(self.conn, f"SELECT count(*) FROM public.allocations WHERE {WRITER_ROWS}")
+        )
 
 
 # The statement each writer runs begins so (bench.migrations_under_load._writes).
@@ -188,7 +185,7 @@ STATEMENTS = {
 }
 
 
-class WaitSampler:
+class WaitSampler(BackgroundLoop):
     """What the writers' statements are waiting on, sampled from pg_stat_activity every
     20 ms: a slow write is then named a lock wait (and who held the lock) or something
     else (WAL flush, I/O, CPU: no wait event while on the CPU)."""
@@ -206,24 +203,14 @@ class WaitSampler:
     def __init__(self, url: str) -> None:
         self.url = url
         self.samples: list[tuple[float, str, str, str | None]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> WaitSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
+    def loop(self, stop: threading.Event) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 at = time.monotonic()
                 for query, event, blockers in conn.execute(self.QUERY).fetchall():
                     self.samples.append((at, query, event, blockers))
-                self._stop.wait(0.02)
+                stop.wait(0.02)
 
     def waits(self, kind: str, started: float, ms: float) -> list[str]:
         """The distinct wait events of write `kind` seen while it ran, with the blockers."""
@@ -498,10 +485,8 @@ def command_ms(step: Phase, outcome: dict[str, Any]) -> int | str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0: 1,000,000 allocations")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rate", type=float, default=100.0, help="writes per second, in all")
+    parser = scaled_parser(__doc__, scale_help="1.0: 1,000,000 allocations")
+    add_write_rate(parser)
     parser.add_argument(
         "--swap-min-rows",
         type=int,
@@ -536,7 +521,10 @@ def main() -> None:
         psycopg.connect(url, autocommit=True) as conn,
     ):
         ledger = Ledger(conn)
-        with WaitSampler(url) as sampler, writers(url, args.seed, args.rate, KINDS) as probes:
+        with (
+            WaitSampler(url).running() as sampler,
+            writers(url, args.seed, args.rate, KINDS) as probes,
+        ):
             print(f"baseline: the writers alone for {args.baseline_seconds:g} s ...", flush=True)
             started = time.monotonic()
             time.sleep(args.baseline_seconds)

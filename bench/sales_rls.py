@@ -41,8 +41,9 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Goal, as_comparison, is_goal, latency_summary, report, settle
+from bench.common import as_comparison, latency_summary, report, row_goals, settle
 from bench.data.bar import prepare
+from bench.options import add_no_compare, scaled_parser
 
 NAME = "venuedb_bench_sales"
 TARGET_PER_S = 2_000
@@ -253,18 +254,12 @@ def set_owner_index(url: str, present: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = scaled_parser(__doc__)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
-    parser.add_argument(
-        "--no-compare",
-        action="store_true",
-        help=f"skip the runs without {OWNER_INDEX} (as before bar-owner-lookups)",
-    )
+    add_no_compare(parser, OWNER_INDEX, "bar-owner-lookups")
     args = parser.parse_args()
     url, anchor = prepare(NAME, scale=args.scale, seed=args.seed, reuse=True)
     set_owner_index(url, True)  # a run killed mid-comparison left it dropped
@@ -283,17 +278,14 @@ def main() -> None:
             rows.append(row)
             clean(url, anchor)
     set_owner_index(url, True)
-    goals = [
-        Goal(
-            f"sales through the RLS-protected path ({r['path']}), {r['clients']} authenticated "
-            f"managers, {args.scale * 1_000_000:,.0f} sales",
-            r["target"],
-            f"{r['sales_per_s']:,}/s, p95 {r['p95_ms']} ms, {r['errors']} errors",
-            bool(r["met"]),
-        )
-        for r in rows
-        if is_goal(r)
-    ]
+    goals = row_goals(
+        rows,
+        lambda r: (
+            f"sales through the RLS-protected path ({r['path']}), {r['clients']} "
+            f"authenticated managers, {args.scale * 1_000_000:,.0f} sales"
+        ),
+        lambda r: f"{r['sales_per_s']:,}/s, p95 {r['p95_ms']} ms, {r['errors']} errors",
+    )
     report(
         "sales_rls",
         rows,

@@ -31,10 +31,11 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Goal, LatencyProbe, report, settle
+from bench.common import Goal, LatencyProbe, Write, report, settle
 from bench.data.bar import counts_for, prepare
+from bench.options import scaled_parser
 from toolkit.runbook.backfill import Options, find_backfill, run
-from toolkit.server.connection import Target
+from toolkit.server.connection import Target, scalar
 
 NAME = "venuedb_bench_server_id"
 BACKFILLS = ("sales_server_id", "consignments_server_id", "returns_server_id")
@@ -75,7 +76,7 @@ def sale_id(seed: int, n: int) -> uuid.UUID:
     return uuid.UUID(hashlib.md5(f"{seed}:sale:{n}".encode()).hexdigest())
 
 
-def writer(url: str, seed: int, sales: int) -> Any:
+def writer(url: str, seed: int, sales: int) -> Write:
     """The app's writes during the backfill: a new sale, then a sale voided, alternately.
 
     New sales come in as the app records them before the flag is on (server_name only,
@@ -83,10 +84,12 @@ def writer(url: str, seed: int, sales: int) -> Any:
     sale, so it may sit in the batch the backfill holds at that moment.
     """
     with psycopg.connect(url) as conn:
-        bar_id, manager = conn.execute(
+        manager_row = conn.execute(
             "SELECT bar_id, user_id FROM public.bar_members WHERE role = 'manager' "
             "ORDER BY bar_id, user_id LIMIT 1"
         ).fetchone()
+    assert manager_row is not None, "bench.data.bar gives every bar a manager"
+    bar_id, manager = manager_row
     rng = random.Random(seed)
     items = json.dumps([{"product": "Beer", "qty": 1, "price": 4.5}])
 
@@ -107,13 +110,14 @@ def outcome_counts(url: str) -> dict[str, Any]:
             "count(*) FILTER (WHERE resolved_server_id IS NULL), count(*) "
             "FROM public.migration_server_id_log WHERE table_name = 'sales'"
         ).fetchone()
-        left = conn.execute("SELECT count(*) FROM public.sales WHERE server_id IS NULL").fetchone()
+        assert row is not None  # an aggregate without GROUP BY: always one row
+        left = scalar(conn, "SELECT count(*) FROM public.sales WHERE server_id IS NULL")
     return {
         "sales_by_mapping": row[0],
         "sales_by_creator": row[1],
         "sales_unresolved": row[2],
         "sales_logged": row[3],
-        "sales_server_id_null_after": left[0],
+        "sales_server_id_null_after": left,
     }
 
 
@@ -246,9 +250,7 @@ def measure(variant: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=1)
+    parser = scaled_parser(__doc__)
     # 2000: as fast as 5000 (25.7k vs 25.9k rows/s) and a write waiting on a batch waits
     # 55 ms at worst instead of 197 ms (a batch holds its rows until it commits).
     parser.add_argument("--batch-size", type=int, default=2000)

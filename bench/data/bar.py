@@ -26,6 +26,8 @@ import time
 
 import psycopg
 
+from toolkit.server.connection import scalar
+
 FIRST = ("Marie", "Jean", "Luc", "Sofia", "Ama", "Kofi", "Nadia", "Omar", "Lea", "Hugo")
 LAST = ("Claire", "Dupont", "Mensah", "Okafor", "Martin", "Diallo", "Rossi", "Bernard")
 PRODUCTS = (("Beer", "4.50"), ("Wine", "6.00"), ("Soda", "2.50"), ("Cocktail", "9.00"))
@@ -250,8 +252,7 @@ def anchor_time(anchor: dt.date | None) -> dt.datetime:
 
 def has_table(conn: psycopg.Connection, name: str) -> bool:
     """Whether public.<name> exists (server_name_mappings appears with mode-switching)."""
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{name}",)).fetchone()
-    return bool(row and row[0])
+    return bool(scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"public.{name}",)))
 
 
 def load(
@@ -269,7 +270,7 @@ def load(
     if not conn.autocommit:
         raise ValueError("bench.data.bar.load needs an autocommit connection")
     sizes = counts_for(scale)
-    params = {
+    params: dict[str, int | dt.datetime] = {
         "seed": seed,
         "anchor": anchor_time(anchor),
         **sizes,

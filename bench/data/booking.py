@@ -39,6 +39,8 @@ import math
 
 import psycopg
 
+from toolkit.server.connection import scalar
+
 # The same names as `venuedb demo`'s sample, so both data sets read alike.
 from toolkit.venue.sample_data import FIRST_NAMES, LAST_NAMES, NAMES, TIMEZONES
 
@@ -270,9 +272,7 @@ def load(
         # created_at of the floor plan: fixed, a year before the anchor (not now()).
         "epoch": dt.datetime.combine(anchor, dt.time(), dt.UTC) - dt.timedelta(days=365),
     }
-    has_adjacencies = (
-        conn.execute("SELECT to_regclass('public.table_adjacencies')").fetchone() or (None,)
-    )[0] is not None
+    has_adjacencies = scalar(conn, "SELECT to_regclass('public.table_adjacencies')") is not None
     counts: dict[str, int] = {}
     with conn.transaction():
         # Bulk load: skip row triggers and FK checks (the rows satisfy them by construction).
@@ -280,7 +280,7 @@ def load(
         conn.execute(RESTAURANT_ROWS, params)
         conn.execute(ZONE_ROWS, params)
         conn.execute(TABLE_ROWS, params)
-        params["tables"] = conn.execute("SELECT count(*) FROM _gen_tables").fetchone()[0]
+        params["tables"] = scalar(conn, "SELECT count(*) FROM _gen_tables")
         conn.execute(SLOT_ROWS, params)
         for table, statement in INSERTS.items():
             if table == "table_adjacencies" and not has_adjacencies:
