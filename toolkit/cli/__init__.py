@@ -28,6 +28,7 @@ from toolkit.cli import (
     monitoring,
     records,
     rollout,
+    stamp,
     verify,
 )
 
@@ -104,6 +105,7 @@ app.command()(migrations.status)
 app.command()(migrations.apply)
 app.command()(migrations.rollback)
 app.command()(migrations.history)
+app.command()(stamp.stamp)
 app.command()(verify.verify)
 app.command()(verify.snapshot)
 app.command()(frozen.release_manifest)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target, table
+from toolkit.cli.plans import PlanFlag
 
 app = typer.Typer(
     help="Batched, throttled, resumable data backfills declared in migrations/backfills.toml. "
@@ -99,10 +100,11 @@ def run(
     statement_timeout: StatementTimeout = "30s",
     dry_run: DryRun = False,
     restart: Restart = False,
+    plan: PlanFlag = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Run (or continue) a backfill. Exit 0 finished or stopped by a limit, 1 a batch failed,
-    4 another runner holds it."""
+    4 another runner holds it. --plan: the rows still to do and the batches it would take."""
     _run(
         name,
         database_url,
@@ -118,6 +120,7 @@ def run(
         restart,
         False,
         json_output,
+        plan,
     )
 
 
@@ -133,9 +136,11 @@ def resume(
     target_batch: Target = "200ms",
     lock_timeout: LockTimeout = "1s",
     statement_timeout: StatementTimeout = "30s",
+    plan: PlanFlag = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Continue a paused backfill from its last committed batch."""
+    """Continue a paused backfill from its last committed batch (--plan: from where, and
+    the batches it would take)."""
     _run(
         name,
         database_url,
@@ -151,6 +156,7 @@ def resume(
         False,
         True,
         json_output,
+        plan,
     )
 
 
@@ -228,6 +234,7 @@ def _run(
     restart: bool,
     resume: bool,
     json_output: bool,
+    plan: bool = False,
 ) -> None:
     from toolkit import durations as d
     from toolkit.runbook.backfill import Options, find_backfill, run_recorded
@@ -257,6 +264,11 @@ def _run(
         )
         backfill = find_backfill(name)
         target = resolve_target(database_url, out)
+        if plan:
+            from toolkit.cli.plans import show_backfill_plan
+
+            show_backfill_plan(out, target, backfill, options)
+            return
         report = _with_progress(out, target, backfill, options, run_recorded)
         out.document("ok", **report.to_dict())
         if json_output:

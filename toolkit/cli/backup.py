@@ -51,6 +51,14 @@ def restore(
             help="Restore over a non-empty database (drops what the dump contains first).",
         ),
     ] = False,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Print the dump's contents (pg_restore --list, by type) and whether the "
+            "target would take it; change nothing (exit 0).",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Restore a backup into an empty database in one transaction, then run `venuedb verify`
@@ -65,6 +73,11 @@ def restore(
     with handled(out):
         target = resolve(target_url)
         out.note(target.describe())
+        if plan:
+            from toolkit.cli.plans import show_restore_plan
+
+            show_restore_plan(out, file, target, force)
+            return
         result, report = restore_verified(file, target, force=force, progress=out.note)
         out.document(
             "ok" if report.clean else report.status,

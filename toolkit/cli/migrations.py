@@ -213,6 +213,14 @@ def apply(
     retries: Retries = 3,
     actor: Actor = None,
     skip_lint: SkipLint = None,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Print the pending revisions in order, how each takes its locks and the lint "
+            "gate's verdict; change nothing (exit 0).",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Upgrade to TARGET (default: every branch head), one transaction per revision, recorded.
@@ -226,9 +234,15 @@ def apply(
     out = Output(json_output)
     with handled(out):
         rehearse = rehearse or rehearse_in_place
-        _check_rehearse_options(sql, rehearse, rehearse_in_place, scratch_url)
+        _check_rehearse_options(sql, rehearse, rehearse_in_place, scratch_url, plan)
         if sql:
             _offline_sql(target_name, from_revision, out)
+            return
+        if plan:
+            from toolkit.cli.plans import show_apply_plan
+
+            target = resolve_target(database_url, out)
+            show_apply_plan(out, target, target_name, gate(skip_reason(skip_lint), out))
             return
         from toolkit.engine.migrate import run
 
@@ -246,7 +260,7 @@ def apply(
 
 
 def _check_rehearse_options(
-    sql: bool, rehearse: bool, in_place: bool, scratch_url: str | None
+    sql: bool, rehearse: bool, in_place: bool, scratch_url: str | None, plan: bool = False
 ) -> None:
     from toolkit.errors import BadInput
 
@@ -259,6 +273,8 @@ def _check_rehearse_options(
         )
     if sql and rehearse:
         raise BadInput("--sql prints the SQL offline; it cannot be combined with a rehearsal")
+    if plan and (sql or rehearse):
+        raise BadInput("--plan only prints the plan: give it without --sql and --rehearse")
 
 
 def _scratch_url(url: str | None) -> str | None:

@@ -26,7 +26,7 @@ from toolkit.errors import BadInput
 
 # Only these commands move alembic_version and finish their record with the heads they left
 # (a rehearsal's record is left out: it changed nothing).
-MIGRATING_COMMANDS = ("apply", "rollback", "alembic")
+MIGRATING_COMMANDS = ("apply", "rollback", "alembic", "stamp")
 
 
 # -- acceptances ------------------------------------------------------------------------------

@@ -273,6 +273,26 @@ def snapshot_file() -> Path:
     return migrations_dir() / "schema_snapshot.json"
 
 
+def hold_cluster_kinds_to_snapshot(
+    reference: dict[str, dict[str, str]],
+    live: dict[str, dict[str, str]],
+    committed: dict[str, Any] | None,
+    path: Path,
+) -> list[str]:
+    """A reference built in a scratch database on the live database's server sees the very
+    (cluster-wide) roles under test: take CLUSTER_KINDS from the committed snapshot (`path`)
+    instead, or, without one, compare neither side's; the kinds left uncompared, said."""
+    uncompared = []
+    for kind in CLUSTER_KINDS:
+        if committed is not None:
+            reference[kind] = committed["objects"].get(kind, {})
+        else:
+            reference.pop(kind, None)
+            live.pop(kind, None)
+            uncompared.append(f"{kind} attributes not compared: no committed snapshot at {path}")
+    return uncompared
+
+
 def _rows(conn: Any, sql: str, params: dict[str, Any]) -> list[Any]:
     """A psycopg connection, or a SQLAlchemy one (apply --rehearse's)."""
     if hasattr(conn, "exec_driver_sql"):

@@ -230,17 +230,11 @@ def _drift(
             )
             return
         report.drift_reference = f"a scratch database migrated to {where}"
-        for kind in snapshot.CLUSTER_KINDS:
-            # A scratch database on the same server sees the very same (cluster-wide)
-            # roles: the committed snapshot is their reference at every revision.
-            if committed is not None:
-                reference[kind] = committed["objects"].get(kind, {})
-            else:
-                reference.pop(kind, None)
-                live.pop(kind, None)
-                report.not_compared.append(
-                    f"{kind} attributes not compared: no committed snapshot at {path}"
-                )
+        # A scratch database on the same server sees the very same (cluster-wide)
+        # roles: the committed snapshot is their reference at every revision.
+        report.not_compared += snapshot.hold_cluster_kinds_to_snapshot(
+            reference, live, committed, path
+        )
     found = snapshot.diff(reference, live)
     if report.drift_reference.startswith("a scratch database"):
         found = _rollback_leftovers(found, committed, report)
