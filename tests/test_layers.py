@@ -19,7 +19,13 @@ COMPATIBILITY = {
     "toolkit.shadow_swap": "toolkit.ops.shadow_swap",
 }
 # What the ops layer may lean on besides itself: the toolkit's shared utilities.
-UTILITIES = {"toolkit.errors", "toolkit.paths", "toolkit.backoff", "toolkit.durations"}
+UTILITIES = {
+    "toolkit.errors",
+    "toolkit.paths",
+    "toolkit.backoff",
+    "toolkit.durations",
+    "toolkit.progress",
+}
 
 
 def _imports(path: Path, top_level_only: bool = False) -> list[tuple[int, str]]:

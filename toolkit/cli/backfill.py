@@ -8,6 +8,7 @@ import typer
 
 from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target, table
 from toolkit.cli.plans import PlanFlag
+from toolkit.cli.progress_options import ProgressInterval, ProgressMode, reporting
 
 app = typer.Typer(
     help="Batched, throttled, resumable data backfills declared in migrations/backfills.toml. "
@@ -102,6 +103,8 @@ def run(
     restart: Restart = False,
     plan: PlanFlag = False,
     json_output: JsonFlag = False,
+    progress: ProgressMode = "auto",
+    progress_interval: ProgressInterval = "5s",
 ) -> None:
     """Run (or continue) a backfill. Exit 0 finished or stopped by a limit, 1 a batch failed,
     4 another runner holds it. --plan: the rows still to do and the batches it would take."""
@@ -120,6 +123,8 @@ def run(
         restart,
         False,
         json_output,
+        progress,
+        progress_interval,
         plan,
     )
 
@@ -138,6 +143,8 @@ def resume(
     statement_timeout: StatementTimeout = "30s",
     plan: PlanFlag = False,
     json_output: JsonFlag = False,
+    progress: ProgressMode = "auto",
+    progress_interval: ProgressInterval = "5s",
 ) -> None:
     """Continue a paused backfill from its last committed batch (--plan: from where, and
     the batches it would take)."""
@@ -156,6 +163,8 @@ def resume(
         False,
         True,
         json_output,
+        progress,
+        progress_interval,
         plan,
     )
 
@@ -178,7 +187,8 @@ def status(
     database_url: DatabaseUrl = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Progress of each backfill: state, last key, rows done and changed, errors."""
+    """Progress of each backfill: state, last key, rows done and changed, errors, percent
+    done and ETA (at the run's rate since it started)."""
     from toolkit.runbook.backfill import status as get_status
 
     out = Output(json_output)
@@ -198,6 +208,8 @@ def status(
                         "errors",
                         "last key",
                         "updated",
+                        "done",
+                        "ETA",
                     ],
                     [
                         [
@@ -209,6 +221,8 @@ def status(
                             e.get("errors"),
                             e.get("last_key"),
                             e.get("updated_at"),
+                            _percent(e.get("percent")),
+                            _eta(e),
                         ]
                         for e in entries
                     ],
@@ -234,13 +248,15 @@ def _run(
     restart: bool,
     resume: bool,
     json_output: bool,
+    progress: str,
+    progress_interval: str,
     plan: bool = False,
 ) -> None:
     from toolkit import durations as d
     from toolkit.runbook.backfill import Options, find_backfill, run_recorded
 
     out = Output(json_output)
-    with handled(out):
+    with handled(out), reporting(progress, progress_interval):
         # Every value is checked before anything connects: --restart must not wipe
         # progress and then fail on a bad option.
         options = Options(
@@ -269,7 +285,7 @@ def _run(
 
             show_backfill_plan(out, target, backfill, options)
             return
-        report = _with_progress(out, target, backfill, options, run_recorded)
+        report = run_recorded(target, backfill, options)
         out.document("ok", **report.to_dict())
         if json_output:
             return
@@ -287,29 +303,14 @@ def _run(
         )
 
 
-def _with_progress(out: Output, target: Any, backfill: Any, options: Any, runner: Any) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+def _percent(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f} %"
 
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} rows/s"),
-        TimeRemainingColumn(),
-        console=out.progress,
-        transient=True,
-        disable=out.as_json or options.dry_run,
-    ) as bar:
-        task = bar.add_task(backfill.name, total=None, rate="-")
 
-        def on_batch(report: Any) -> None:
-            rate = report.rows / report.seconds if report.seconds else 0
-            bar.update(task, completed=report.rows, total=report.total, rate=f"{rate:,.0f}")
+def _eta(entry: dict[str, Any]) -> str | None:
+    """The ETA column: only a run that is under way or can resume has one."""
+    from toolkit.progress import seconds_text
 
-        return runner(target, backfill, options, on_batch)
+    if entry.get("eta_seconds") is None or entry.get("state") == "finished":
+        return None
+    return seconds_text(entry["eta_seconds"])

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target
+from toolkit.cli.progress_options import ProgressInterval, ProgressMode, reporting
 
 if TYPE_CHECKING:
     pass
@@ -19,6 +20,8 @@ def backup(
     ),
     database_url: DatabaseUrl = None,
     json_output: JsonFlag = False,
+    progress: ProgressMode = "auto",
+    progress_interval: ProgressInterval = "5s",
 ) -> None:
     """pg_dump (custom format) named by database and UTC time, then verified by reading its
     table of contents (pg_restore --list); written mode 0600. Exit 1 when the dump or its
@@ -26,7 +29,7 @@ def backup(
     from toolkit.runbook.backup import backup as take_backup
 
     out = Output(json_output)
-    with handled(out):
+    with handled(out), reporting(progress, progress_interval):
         target = resolve_target(database_url, out)
         result = take_backup(target, out_dir)
         out.document("ok", **result.to_dict())
@@ -60,6 +63,8 @@ def restore(
         ),
     ] = False,
     json_output: JsonFlag = False,
+    progress: ProgressMode = "auto",
+    progress_interval: ProgressInterval = "5s",
 ) -> None:
     """Restore a backup into an empty database in one transaction, then run `venuedb verify`
     on it (seed 000 rollback level 3). Exit 1 when pg_restore fails (rolled back: the target
@@ -70,7 +75,7 @@ def restore(
     from toolkit.server.connection import resolve
 
     out = Output(json_output)
-    with handled(out):
+    with handled(out), reporting(progress, progress_interval):
         target = resolve(target_url)
         out.note(target.describe())
         if plan:

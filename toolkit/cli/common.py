@@ -122,7 +122,26 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Any:
         t.add_column(column)
     for row in rows:
         t.add_row(*["" if v is None else str(v) for v in row])
+    if not sys.stdout.isatty():
+        # Piped or redirected: no screen to fit, and an identifier cut to "allocations_no_o…"
+        # is useless in a log or to grep. The table takes the width its content needs.
+        t.width = _natural_width(t)
     return t
+
+
+def _natural_width(renderable: Any) -> int:
+    import io
+
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    measuring = Console(file=io.StringIO())
+    return Measurement.get(
+        measuring, measuring.options.update(width=_UNBOUNDED), renderable
+    ).maximum
+
+
+_UNBOUNDED = 1_000_000
 
 
 def resolve_target(database_url: str | None, output: Output) -> Any:

@@ -19,6 +19,7 @@ from toolkit.cli.common import (
     table,
 )
 from toolkit.cli.lint import SkipLint
+from toolkit.cli.progress_options import ProgressInterval, ProgressMode, reporting
 
 TargetArg = Annotated[
     str | None,
@@ -222,6 +223,8 @@ def apply(
         ),
     ] = False,
     json_output: JsonFlag = False,
+    progress: ProgressMode = "auto",
+    progress_interval: ProgressInterval = "5s",
 ) -> None:
     """Upgrade to TARGET (default: every branch head), one transaction per revision, recorded.
 
@@ -232,7 +235,7 @@ def apply(
     from toolkit.integrity.lint_gate import LintRefused
 
     out = Output(json_output)
-    with handled(out):
+    with handled(out), reporting(progress, progress_interval):
         rehearse = rehearse or rehearse_in_place
         _check_rehearse_options(sql, rehearse, rehearse_in_place, scratch_url, plan)
         if sql:
@@ -348,6 +351,8 @@ def rollback(
         ),
     ] = False,
     json_output: JsonFlag = False,
+    progress: ProgressMode = "auto",
+    progress_interval: ProgressInterval = "5s",
 ) -> None:
     """Downgrade to TARGET, or run one rollback level of a release (--level): shows the plan
     and the data it drops first, then asks (or needs --yes). `--plan` only shows it.
@@ -361,7 +366,7 @@ def rollback(
     Examples: `venuedb rollback capacity-overlap --level 2 --plan`, then `--level 2 --yes`
     (undone by `venuedb rollout capacity-overlap`); `venuedb rollback bar-integrity --yes`."""
     out = Output(json_output)
-    with handled(out):
+    with handled(out), reporting(progress, progress_interval):
         options = _options(lock_wait, lock_timeout, statement_timeout, retries, actor)
         target = resolve_target(database_url, out)
         guards = Guards(yes, cascade, allow_data_loss, backup_dir)

@@ -16,6 +16,7 @@ from toolkit.cli.common import (
     resolve_target,
 )
 from toolkit.cli.lint import SkipLint
+from toolkit.cli.progress_options import ProgressInterval, ProgressMode, reporting
 
 
 def rollout(
@@ -40,6 +41,8 @@ def rollout(
     skip_lint: SkipLint = None,
     database_url: DatabaseUrl = None,
     json_output: JsonFlag = False,
+    progress: ProgressMode = "auto",
+    progress_interval: ProgressInterval = "5s",
 ) -> None:
     """Execute a release's runbook: pre-flight, backup, apply revision by revision with
     postconditions checked after each (stops at the first failure, the database left at
@@ -69,7 +72,7 @@ def rollout(
     from toolkit.runbook.release_rollout import rollout as run_rollout
 
     out = Output(json_output)
-    with handled(out):
+    with handled(out), reporting(progress, progress_interval):
         reason = skip_reason(skip_lint)
         target = resolve_target(database_url, out)
         steps = plan_steps(target, release)

@@ -12,6 +12,7 @@ import os
 from collections import Counter
 from typing import Any
 
+from toolkit import progress
 from toolkit.server import connection as db
 from toolkit.server.urls import masked_first_line, with_database
 
@@ -47,6 +48,7 @@ def data_at_risk(
     from toolkit.engine.migrate import RunOptions, run
     from toolkit.server.connection import Target
 
+    chunks = _chunks(steps or [])
     scratch = f"venuedb_risk_{os.getpid()}"
     admin = with_database(target.url, "postgres")
     try:
@@ -56,18 +58,26 @@ def data_at_risk(
         return {
             "unknown": f"cannot create a scratch database to plan with: {masked_first_line(exc)}"
         }
+    # One line of progress per migration of the scratch copy; what runs inside them (an
+    # empty copy's pre-flights) is not what the person waits for, and stays silent.
+    planning = progress.reporter()
+    planning.start(len(heads) + len(chunks) + 1, "migrations", "rollback risk: scratch copy")
     try:
         url = with_database(target.url, scratch)
         options = RunOptions(actor="risk")
         for head in heads:
-            run(Target(url, "scratch"), "upgrade", head, options)
+            with progress.configured(progress.Settings()):
+                run(Target(url, "scratch"), "upgrade", head, options)
+            planning.advance()
         before = _shape(url)
         seeded = _seeded_rows(url, {t for t, _ in before})
         owner: dict[tuple[str, str], str | None] = {}  # the release dropping each column
         table_owner: dict[str, str | None] = {}  # and each table
         shape = before
-        for release, stop in _chunks(steps or []):
-            run(Target(url, "scratch"), "downgrade", stop, options)
+        for release, stop in chunks:
+            with progress.configured(progress.Settings()):
+                run(Target(url, "scratch"), "downgrade", stop, options)
+            planning.advance()
             now = _shape(url)
             for gone in shape - now:
                 owner.setdefault(gone, release)
@@ -75,15 +85,21 @@ def data_at_risk(
                 table_owner.setdefault(table, release)
             shape = now
         # The whole plan's target last (nothing left to do when the chunks reached it).
-        run(Target(url, "scratch"), "downgrade", alembic_target, options)
+        with progress.configured(progress.Settings()):
+            run(Target(url, "scratch"), "downgrade", alembic_target, options)
+        planning.advance()
         after = _shape(url)
     finally:
+        planning.finish()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
     dropped_tables = sorted({t for t, _ in before} - {t for t, _ in after})
     dropped_columns = sorted((t, c) for t, c in before - after if t not in dropped_tables)
     out: dict[str, Any] = {"tables": [], "columns": []}
-    with db.connect(target, purpose="data at risk") as conn:
+    counting = progress.tracking(
+        "rollback risk: counting", len(dropped_tables) + len(dropped_columns), "objects"
+    )
+    with db.connect(target, purpose="data at risk") as conn, counting as counted:
         for table in dropped_tables:
             rows = db.scalar(conn, f'SELECT count(*) FROM public."{table}"')
             entry = {"table": table, "rows": int(rows)}
@@ -92,12 +108,14 @@ def data_at_risk(
             if steps is not None:
                 entry["release"] = table_owner.get(table)
             out["tables"].append(entry)
+            counted.advance()
         for table, column in dropped_columns:
             values = db.scalar(conn, f'SELECT count("{column}") FROM public."{table}"')
             entry = {"table": table, "column": column, "values": int(values)}
             if steps is not None:
                 entry["release"] = owner.get((table, column))
             out["columns"].append(entry)
+            counted.advance()
     return out
 
 

@@ -41,6 +41,7 @@ from alembic import context, op
 
 from toolkit import backoff
 from toolkit.ops.online import in_rehearsal, outside_transaction
+from toolkit.progress import tracking
 
 SHADOW_SUFFIX = "__venuedb_shadow"
 # The shadow table's comment, then when it was created: `status` and `verify` say since
@@ -224,24 +225,30 @@ def find_violations(
         f"violations, {swap.preflight_chunk} rows a chunk"
     )
     started = said = time.monotonic()
-    while len(found) < limit:
-        after = f"a.{c} > %(low)s" if params["low"] is not None else f"a.{c} IS NOT NULL"
-        bound = conn.execute(
-            f"SELECT a.{c} FROM {table} WHERE {after} "
-            f"ORDER BY a.{c} OFFSET {swap.preflight_chunk - 1} LIMIT 1",
-            params,
-        ).fetchone()
-        params["high"] = bound[0] if bound else None
-        where = after + (f" AND a.{c} <= %(high)s" if bound else "")
-        found += conn.execute(pairs_sql(swap, where, limit - len(found)), params).fetchall()
-        checked += _scalar(conn, f"SELECT count(*) FROM {table} WHERE {where}", params)
-        if bound is None or time.monotonic() - said >= 1.0:
-            rate = checked / max(time.monotonic() - started, 1e-6)
-            say(f"pre-flight: {checked} of {max(total, checked)} rows checked ({rate:,.0f} rows/s)")
-            said = time.monotonic()
-        if bound is None:
-            break
-        params["low"] = bound[0]
+    shown = tracking(f"pre-flight {swap.add_constraint} on {swap.table}", total, "rows")
+    with shown as reporter:
+        while len(found) < limit:
+            after = f"a.{c} > %(low)s" if params["low"] is not None else f"a.{c} IS NOT NULL"
+            bound = conn.execute(
+                f"SELECT a.{c} FROM {table} WHERE {after} "
+                f"ORDER BY a.{c} OFFSET {swap.preflight_chunk - 1} LIMIT 1",
+                params,
+            ).fetchone()
+            params["high"] = bound[0] if bound else None
+            where = after + (f" AND a.{c} <= %(high)s" if bound else "")
+            found += conn.execute(pairs_sql(swap, where, limit - len(found)), params).fetchall()
+            chunk = _scalar(conn, f"SELECT count(*) FROM {table} WHERE {where}", params)
+            checked += chunk
+            reporter.advance(chunk)
+            if bound is None or time.monotonic() - said >= 1.0:
+                rate = checked / max(time.monotonic() - started, 1e-6)
+                say(
+                    f"pre-flight: {checked} of {max(total, checked)} rows checked ({rate:,.0f} rows/s)"
+                )
+                said = time.monotonic()
+            if bound is None:
+                break
+            params["low"] = bound[0]
     return found[:limit]
 
 
@@ -492,34 +499,37 @@ def _copy_rows(swap: ExclusionSwap) -> int:
     copied = 0
     batches = 0
     started = time.monotonic()
-    while True:
-        where = f"WHERE {swap.key} > %(last)s" if last is not None else ""
-        batch_started = time.monotonic()
-        row = driver.execute(
-            f"""
-            WITH src AS (
-                SELECT * FROM public.{swap.table} {where}
-                ORDER BY {swap.key} LIMIT {swap.batch_size}
-            ), ins AS (
-                INSERT INTO public.{swap.shadow} SELECT * FROM src
-                ON CONFLICT ({swap.key}) DO NOTHING
-            )
-            SELECT (SELECT {swap.key} FROM src ORDER BY {swap.key} DESC LIMIT 1),
-                   (SELECT count(*) FROM src)
-            """,
-            {"last": last},
-        ).fetchone()
-        if row is None or row[1] == 0:
-            break
-        last, count = row[0], int(row[1])
-        copied += count
-        batches += 1
-        if batches % 50 == 0:
-            rate = copied / max(time.monotonic() - started, 1e-6)
-            _notice(f"copied {copied} rows of {swap.table} ({rate:,.0f} rows/s)")
-        if count < swap.batch_size:
-            break
-        time.sleep((time.monotonic() - batch_started) * swap.pause_ratio)
+    total = _scalar(driver, f"SELECT count(*) FROM public.{swap.table}", {})
+    with tracking(f"shadow copy of {swap.table}", total, "rows") as reporter:
+        while True:
+            where = f"WHERE {swap.key} > %(last)s" if last is not None else ""
+            batch_started = time.monotonic()
+            row = driver.execute(
+                f"""
+                WITH src AS (
+                    SELECT * FROM public.{swap.table} {where}
+                    ORDER BY {swap.key} LIMIT {swap.batch_size}
+                ), ins AS (
+                    INSERT INTO public.{swap.shadow} SELECT * FROM src
+                    ON CONFLICT ({swap.key}) DO NOTHING
+                )
+                SELECT (SELECT {swap.key} FROM src ORDER BY {swap.key} DESC LIMIT 1),
+                       (SELECT count(*) FROM src)
+                """,
+                {"last": last},
+            ).fetchone()
+            if row is None or row[1] == 0:
+                break
+            last, count = row[0], int(row[1])
+            copied += count
+            reporter.advance(count)
+            batches += 1
+            if batches % 50 == 0:
+                rate = copied / max(time.monotonic() - started, 1e-6)
+                _notice(f"copied {copied} rows of {swap.table} ({rate:,.0f} rows/s)")
+            if count < swap.batch_size:
+                break
+            time.sleep((time.monotonic() - batch_started) * swap.pause_ratio)
     return copied
 
 

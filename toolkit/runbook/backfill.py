@@ -32,6 +32,7 @@ from toolkit.durations import to_postgres
 from toolkit.engine import locks
 from toolkit.errors import BadInput, LockBusy, OperationFailed, VenuedbError
 from toolkit.paths import migrations_dir
+from toolkit.progress import tracking
 from toolkit.server import connection as db
 from toolkit.server.urls import masked_first_line
 
@@ -250,8 +251,31 @@ def status(target: db.Target, name: str | None = None) -> list[dict[str, Any]]:
                 entry["earlier_run"] = _plain(progress)
             elif progress:
                 entry.update(_plain(progress))
+                entry.update(_estimate(conn, backfill, progress))
             out.append(entry)
     return out
+
+
+def _estimate(conn: Any, backfill: Backfill, progress: dict[str, Any]) -> dict[str, Any]:
+    """How far a run is, from what it recorded: percent of rows done against those done
+    plus those still to do after its last key (counted now, as the exporter counts them),
+    and an ETA at the run's rate since it started. The progress row keeps no per-batch
+    history, so that rate includes any pause: a resumed run's ETA errs long."""
+    if progress["state"] == "finished":
+        return {"percent": 100.0, "remaining_rows": 0, "eta_seconds": None}
+    try:
+        key_type = _key_type(conn, backfill)
+    except BadInput:  # its table or function is gone: nothing to count
+        return {}
+    remaining = _count_todo(conn, backfill, key_type, progress)
+    done = int(progress["rows_done"])
+    seconds = (progress["updated_at"] - progress["started_at"]).total_seconds()
+    rate = done / seconds if done and seconds > 0 else None
+    return {
+        "percent": round(100.0 * done / (done + remaining), 1) if done + remaining else 100.0,
+        "remaining_rows": remaining,
+        "eta_seconds": round(remaining / rate, 1) if rate else None,
+    }
 
 
 def pause(target: db.Target, name: str) -> str:
@@ -464,7 +488,8 @@ def _run_locked(
     size = options.batch_size
     started = time.monotonic()
     work = db.connect(target, autocommit=False, purpose=f"backfill {backfill.name}")
-    with work:
+    shown = tracking(f"backfill {backfill.name}", report.total, "rows")
+    with work, shown as reporter:
         work.execute(f"SET lock_timeout = '{to_postgres(options.lock_timeout)}'")
         work.execute(f"SET statement_timeout = '{to_postgres(options.statement_timeout)}'")
         work.commit()
@@ -499,6 +524,7 @@ def _run_locked(
                 return _finish(control, backfill, report, "finished", None)
             last = keys[-1]
             report.rows += len(keys)
+            reporter.advance(len(keys))
             report.changed += changed
             report.batches += 1
             report.batch_sizes.append(size)

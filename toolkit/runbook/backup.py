@@ -8,6 +8,7 @@ PGPASSWORD, never on a command line where `ps` would show it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from toolkit import progress
 from toolkit.errors import BadInput, OperationFailed
 from toolkit.server import connection as db
 from toolkit.server.embedded import binary
@@ -57,6 +59,49 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     return result
 
 
+def _run_reporting(
+    args: list[str], env: dict[str, str], what: str, tables: int | None, per_table: re.Pattern[str]
+) -> None:
+    """_run, showing progress in tables: with --verbose the tool says when it starts on
+    each table's data (`per_table` matches that line), the only steady unit it reports.
+    The other lines --verbose adds are left out of the error text, which stays what a
+    plain run would say."""
+    if progress.current().mode == "none":
+        _run(args, env)
+        return
+    said: list[str] = []
+    verbose = [args[0], "--verbose", *args[1:]]
+    with (
+        progress.tracking(what, tables, "tables") as reporter,
+        subprocess.Popen(
+            verbose, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+        ) as tool,
+    ):
+        assert tool.stderr is not None
+        for line in tool.stderr:
+            if per_table.match(line):
+                reporter.advance()
+            if not _verbose_chatter(line):
+                said.append(line)
+    if tool.returncode != 0:
+        failed = subprocess.CompletedProcess(args, tool.returncode, "", "".join(said))
+        raise OperationFailed(f"{Path(args[0]).name} failed:\n  {_error_text(failed)}")
+
+
+_DUMPING_TABLE = re.compile(r"pg_dump: dumping contents of table ")
+_RESTORING_TABLE = re.compile(r"pg_restore: processing data for table ")
+# What a client tool says without --verbose too: leveled messages, and the context of an
+# error ("while PROCESSING TOC:", "from TOC entry ...").
+_SAID_ANYWAY = ("error:", "warning:", "detail:", "hint:", "while ", "from TOC entry")
+
+
+def _verbose_chatter(line: str) -> bool:
+    for prefix in ("pg_dump: ", "pg_restore: "):
+        if line.startswith(prefix):
+            return not line[len(prefix) :].startswith(_SAID_ANYWAY)
+    return False
+
+
 def _error_text(result: subprocess.CompletedProcess[str]) -> str:
     """The lines of a client tool's stderr that say what went wrong, password masked.
 
@@ -94,7 +139,7 @@ def backup(target: db.Target, out_dir: Path) -> BackupResult:
     started = time.monotonic()
     try:
         _create_private(partial)
-        _run(
+        _run_reporting(
             [
                 str(binary("pg_dump")),
                 "--format=custom",
@@ -103,6 +148,9 @@ def backup(target: db.Target, out_dir: Path) -> BackupResult:
                 f"--dbname={url}",
             ],
             env,
+            f"backup of {database_name(target.url)}",
+            _tables_with_data(target),
+            _DUMPING_TABLE,
         )
         objects = list_contents(partial)
         os.replace(partial, path)
@@ -116,6 +164,25 @@ def backup(target: db.Target, out_dir: Path) -> BackupResult:
             raise OperationFailed(f"backup failed; no file was left in {out_dir}.\n{exc}") from None
         raise
     return BackupResult(path, path.stat().st_size, objects, time.monotonic() - started)
+
+
+def _tables_with_data(target: db.Target) -> int | None:
+    """The tables whose rows pg_dump will dump (a progress total; None when not shown)."""
+    if progress.current().mode == "none":
+        return None
+    try:
+        with db.connect(target, purpose="backup size") as conn:
+            return int(db.scalar(conn, _TABLES_WITH_DATA))
+    except BadInput:  # unreachable: pg_dump says so in its own words, as without progress
+        return None
+
+
+_TABLES_WITH_DATA = (
+    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' "
+    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+    "AND d.objid = c.oid AND d.deptype = 'e')"
+)
 
 
 def _new_backup_path(target: db.Target, out_dir: Path) -> Path:
@@ -143,6 +210,15 @@ def _create_private(path: Path) -> None:
         os.fchmod(fd, 0o600)  # the umask can only have removed bits from 0600; set it exactly
     finally:
         os.close(fd)
+
+
+def _data_entries(path: Path) -> int | None:
+    """The tables a dump holds rows of: its TABLE DATA entries (a progress total; None when
+    not shown)."""
+    if progress.current().mode == "none":
+        return None
+    listing = _run([str(binary("pg_restore")), "--list", str(path)], dict(os.environ)).stdout
+    return sum(1 for line in listing.splitlines() if " TABLE DATA " in line)
 
 
 def is_empty(target: db.Target) -> bool:
@@ -182,7 +258,13 @@ def restore(path: Path, target: db.Target, *, force: bool = False) -> dict[str, 
         args += ["--clean", "--if-exists"]
     try:
         if _server_version(target) >= 170000:
-            _run([*args, f"--dbname={url}", str(path)], env)
+            _run_reporting(
+                [*args, f"--dbname={url}", str(path)],
+                env,
+                f"restore of {path.name}",
+                _data_entries(path),
+                _RESTORING_TABLE,
+            )
         else:
             _restore_to_older_server(args, path, url, env)
     except OperationFailed as exc:

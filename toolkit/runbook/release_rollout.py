@@ -27,6 +27,7 @@ from toolkit.engine.releases import Release, find_release, load_releases
 from toolkit.errors import BadInput, OperationFailed, VenuedbError
 from toolkit.integrity import postconditions
 from toolkit.ops.shadow_swap import find_violations
+from toolkit.progress import tracking
 from toolkit.runbook import levels
 from toolkit.server import connection as db
 
@@ -294,11 +295,15 @@ def _restore_level(
 
 
 def _preflight(target: db.Target, release: Release, record: Record, emit: Emit) -> list[str]:
-    with db.connect(target, purpose="rollout pre-flight") as conn:
+    # Four checks: server version, extensions, pending revisions in order, the release's own
+    # pre-check (one whatever its size, or none to run: it shows its rows itself).
+    checks = tracking(f"pre-flight of {release.name}", 4, "checks")
+    with db.connect(target, purpose="rollout pre-flight") as conn, checks as checked:
         version = int(db.scalar(conn, "SHOW server_version_num"))
         if version < MIN_SERVER:
             raise BadInput(f"server version {version} is older than PostgreSQL 15")
         record.facts["Server version"] = db.scalar(conn, "SHOW server_version")
+        checked.advance()
         for extension in EXTENSIONS.get(release.branch, ()):
             if (
                 conn.execute(
@@ -307,6 +312,7 @@ def _preflight(target: db.Target, release: Release, record: Record, emit: Emit) 
                 is None
             ):
                 raise BadInput(f"extension {extension} is not available on this server")
+        checked.advance()
         applied = revs.applied_revisions(current_heads(conn))
         pending = [r for r in release.revisions if r not in applied]
         before = [
@@ -322,6 +328,7 @@ def _preflight(target: db.Target, release: Release, record: Record, emit: Emit) 
                 f"{', '.join(before)} must be applied before {release.name}: "
                 "roll out the earlier releases first"
             )
+        checked.advance()
         if release.name in PRECHECKS and pending:
             what, revision, attribute = PRECHECKS[release.name]
             swap = getattr(revs.script_directory().get_revision(revision).module, attribute)
@@ -338,6 +345,7 @@ def _preflight(target: db.Target, release: Release, record: Record, emit: Emit) 
                     f"changed. Next: {runbook_for(release.name)} (find and resolve them, "
                     f"then run `venuedb rollout {release.name}` again)"
                 )
+        checked.advance()
     return pending
 
 
