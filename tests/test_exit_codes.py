@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def _table() -> set[tuple[int, str]]:
     text = README.read_text(encoding="utf-8")
-    section = text.split("### Exit codes and statuses", 1)[1].split("\n#", 1)[0]
+    section = text.split("### Exit codes and JSON status words", 1)[1].split("\n#", 1)[0]
     rows = set()
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

@@ -1,8 +1,11 @@
-"""Durations on the command line: 1s, 500ms, 2m, or a bare number of seconds.
+"""Durations on the command line: 1s, 500ms, 2m, always with a unit (0 needs none).
 
 Every duration option has bounds (`Bounds`): a value outside them is refused before
 anything connects or runs. `--lock-timeout 0` in particular would switch off the
 protection that keeps a migration from queueing every query on a table behind it.
+
+A bare number other than 0 is refused: `--timeout 5000` meant milliseconds to one
+option and seconds to another, and a wrong guess is off by a factor of 1000.
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ LOCK_WAIT = Bounds(0.0, 3600.0)
 SLEEP = Bounds(0.0, 60.0)
 TARGET_BATCH = Bounds(0.001, 60.0)
 MAX_DURATION = Bounds(1.0, 7 * 24 * 3600.0)
+# `check` and `exporter`: the statement_timeout of each health check, and check's --watch.
+CHECK_TIMEOUT = Bounds(0.001, 24 * 3600.0)
+WATCH = Bounds(1.0, 24 * 3600.0)
+
+
+class MissingUnit(BadInput):
+    """A bare number other than 0 where a duration is expected (exit 2)."""
 
 
 def human(seconds: float) -> str:
@@ -55,13 +65,20 @@ def parse_seconds(text: str, *, option: str = "duration") -> float:
     match = _DURATION.match(str(text))
     if not match:
         raise BadInput(f"{option}: {text!r} is not a duration (examples: 500ms, 1s, 2m)")
-    return float(match[1]) * _UNITS[match[2] or "s"]
+    number, unit = match[1], match[2]
+    if unit is None:
+        if float(number) != 0:
+            raise MissingUnit(f"{option}: {text!r} needs a unit, e.g. {number}ms or {number}s")
+        return 0.0
+    return float(number) * _UNITS[unit]
 
 
 def parse_bounded(text: str, bounds: Bounds, *, option: str) -> float:
     """parse_seconds, then refuse a value outside `bounds` naming the option and the range."""
     try:
         seconds = parse_seconds(text, option=option)
+    except MissingUnit as exc:
+        raise MissingUnit(f"{exc}; allowed: {bounds.describe()}") from None
     except BadInput:
         raise BadInput(
             f"{option}: {text!r} is not a duration; allowed: {bounds.describe()} "

@@ -26,6 +26,7 @@ from toolkit.cli import (
     lint,
     migrations,
     monitoring,
+    new_revision,
     records,
     rollout,
     stamp,
@@ -106,6 +107,7 @@ app.command()(migrations.apply)
 app.command()(migrations.rollback)
 app.command()(migrations.history)
 app.command()(stamp.stamp)
+app.command()(new_revision.new_revision)
 app.command()(verify.verify)
 app.command()(verify.snapshot)
 app.command()(frozen.release_manifest)

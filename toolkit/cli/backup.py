@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target
+from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, renamed, resolve_target
 from toolkit.cli.progress_options import ProgressInterval, ProgressMode, reporting
 
 if TYPE_CHECKING:
@@ -41,12 +41,19 @@ def backup(
 
 def restore(
     file: Annotated[Path, typer.Argument(help="A dump written by `venuedb backup`.")],
-    target_url: Annotated[
-        str,
+    database_url: Annotated[
+        str | None,
         typer.Option(
-            "--target-url", help="The database to restore into (must be empty unless --force)."
+            "--database-url",
+            help="The database to restore into (must be empty unless --force). Required: a "
+            "restore never falls back to $DATABASE_URL or the embedded server.",
+            show_default=False,
         ),
-    ],
+    ] = None,
+    target_url: Annotated[
+        str | None,
+        typer.Option("--target-url", hidden=True, help="Old name of --database-url."),
+    ] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -70,13 +77,20 @@ def restore(
     on it (seed 000 rollback level 3). Exit 1 when pg_restore fails (rolled back: the target
     is unchanged), 2 for a non-empty target without --force or an unreadable file, 3 when
     the restored database does not verify clean (drift, tampering, a failed postcondition),
-    5 when verify could not compare it (the restore itself succeeded; see the reason)."""
+    5 when verify could not compare it (the restore itself succeeded; see the reason). Exit 2
+    also without --database-url: a restore names its target, never a default."""
+    from toolkit.errors import BadInput
     from toolkit.runbook.backup import restore_verified
     from toolkit.server.connection import resolve
 
     out = Output(json_output)
     with handled(out), reporting(progress, progress_interval):
-        target = resolve(target_url)
+        url = renamed(
+            database_url, target_url, name="--database-url", old_name="--target-url", out=out
+        )
+        if url is None:
+            raise BadInput("restore needs --database-url: the database to restore into")
+        target = resolve(url)
         out.note(target.describe())
         if plan:
             from toolkit.cli.plans import show_restore_plan

@@ -44,9 +44,18 @@ def check(
         typer.Option("--format", help="table, json or prometheus (node_exporter textfile format)."),
     ] = "table",
     json_output: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
-    timeout: Annotated[int, typer.Option(min=1, help="statement_timeout per check, in ms.")] = 5000,
+    timeout: Annotated[
+        str,
+        typer.Option(
+            help="statement_timeout per check, with its unit: 500ms, 5s, 1m (1ms .. 24h)."
+        ),
+    ] = "5s",
     watch: Annotated[
-        float | None, typer.Option(min=1, help="Repeat every SECONDS (for a terminal).")
+        str | None,
+        typer.Option(
+            help="Repeat every so often (for a terminal), with its unit: 10s, 1m (1s .. 24h).",
+            show_default=False,
+        ),
     ] = None,
     list_checks: Annotated[
         bool, typer.Option("--list", help="List the checks and their thresholds.")
@@ -73,8 +82,8 @@ def check(
     none is but some had no data, a check named here does not apply to this database, or
     no selected check applies (nothing was checked); 2 on bad input (unknown check or
     domain, which lists the valid ones; a choice that selects no check; a malformed check
-    file; a --window that is not a positive duration, or both --window and --days), with
-    nothing run.
+    file; a --window that is not a positive duration, or both --window and --days; a
+    --timeout or --watch without its unit), with nothing run.
     """
     from toolkit.integrity import health_checks as health
 
@@ -85,6 +94,7 @@ def check(
             from toolkit.errors import BadInput
 
             raise BadInput(f"--format must be table, json or prometheus, not {fmt!r}")
+        timeout_ms, every_seconds = _timing(timeout, watch)
         override = health.window_option(window, days)
         every = health.load_checks()
         if list_checks or explain:
@@ -93,7 +103,7 @@ def check(
         chosen = health.select(every, names or [], domain)
         target = resolve_target(database_url, out)
         while True:
-            results = health.run_checks(target, chosen, window=override, timeout_ms=timeout)
+            results = health.run_checks(target, chosen, window=override, timeout_ms=timeout_ms)
             status = health.overall(results, named=bool(names))
             if fmt == "prometheus":
                 typer.echo(health.prometheus(results), nl=False)
@@ -107,12 +117,21 @@ def check(
                 )
             else:
                 _render(out, results, override)
-            if watch is None:
+            if every_seconds is None:
                 break
-            time.sleep(watch)
+            time.sleep(every_seconds)
         code = health.exit_code(status)
         if code:
             raise typer.Exit(code)
+
+
+def _timing(timeout: str, watch: str | None) -> tuple[int, float | None]:
+    """--timeout in whole ms for SET statement_timeout, and --watch in seconds (or None)."""
+    from toolkit import durations as d
+
+    seconds = d.parse_bounded(timeout, d.CHECK_TIMEOUT, option="--timeout")
+    every = None if watch is None else d.parse_bounded(watch, d.WATCH, option="--watch")
+    return d.to_milliseconds(seconds), every
 
 
 def _render(out: Output, results: list[CheckResult], override: Duration | None) -> None:

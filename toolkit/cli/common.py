@@ -144,6 +144,19 @@ def _natural_width(renderable: Any) -> int:
 _UNBOUNDED = 1_000_000
 
 
+def renamed(
+    value: str | None, old_value: str | None, *, name: str, old_name: str, out: Output
+) -> str | None:
+    """An option's value, also read from its old name (hidden, still working): one note on
+    stderr says the new name, so scripts move on without breaking today."""
+    if old_value is None:
+        return value
+    if value is not None:
+        raise BadInput(f"{old_name} is the old name of {name}: give {name} only")
+    out.note(f"note: {old_name} is deprecated; use {name} (same meaning)")
+    return old_value
+
+
 def resolve_target(database_url: str | None, output: Output) -> Any:
     from toolkit.server import connection
 

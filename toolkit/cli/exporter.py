@@ -32,8 +32,11 @@ def exporter(
         ),
     ] = False,
     timeout: Annotated[
-        int, typer.Option(min=1, help="statement_timeout per check, in ms (as `check`).")
-    ] = 5000,
+        str,
+        typer.Option(
+            help="statement_timeout per check, with its unit: 500ms, 5s (1ms .. 24h, as `check`)."
+        ),
+    ] = "5s",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Serve /metrics for Prometheus until SIGTERM or Ctrl-C (postgres_exporter's way).
@@ -64,9 +67,9 @@ def exporter(
             static_configs: [{targets: ["db-host:19187"]}]
 
     Exit codes: serving, 0 after SIGTERM or Ctrl-C; 2 a bad --listen, a port in use, a
-    malformed check file, no database named. With --once: 0 every check ok or warning,
-    1 a check critical or errored, 5 checks without data (see `venuedb check --help`),
-    2 the database could not be reached.
+    malformed check file, a --timeout without its unit, no database named. With --once:
+    0 every check ok or warning, 1 a check critical or errored, 5 checks without data (see
+    `venuedb check --help`), 2 the database could not be reached.
     """
     from toolkit.integrity import health_checks as checks
     from toolkit.integrity.exporter import Exporter, log_to_stderr
@@ -76,12 +79,17 @@ def exporter(
 
     out = Output(False)
     with handled(out):
+        from toolkit import durations as d
+
+        timeout_ms = d.to_milliseconds(
+            d.parse_bounded(timeout, d.CHECK_TIMEOUT, option="--timeout")
+        )
         if not once:
             parse_listen(listen)  # refused before anything is read or reached
         every = checks.load_checks()
         declared = backfill.load_backfills()
         target = resolve_target(database_url, out)
-        service = Exporter(target, every, declared, timeout_ms=timeout, log=log_to_stderr)
+        service = Exporter(target, every, declared, timeout_ms=timeout_ms, log=log_to_stderr)
         if once:
             snapshot = service.scrape()
             typer.echo(render_snapshot(snapshot), nl=False)

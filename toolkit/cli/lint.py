@@ -81,7 +81,7 @@ def lint(
     --database-url. Justify a knowing exception in squawk's own syntax, right above the
     statement: `-- squawk-ignore <rule> -- <why>` (released revisions' `-- lint: allow
     <rule>: <why>` is still read). Findings point at the revision file's line. Exit 0
-    clean, 1 findings."""
+    clean, 1 findings (JSON "status": "lint_failed")."""
     from toolkit.integrity.lint import lint as run_lint
 
     out = Output(json_output)
@@ -93,8 +93,11 @@ def lint(
             target = resolve(database_url)
             out.note(target.describe())
         findings, notes = run_lint(target)
+        # lint_failed, as `apply` says when it refuses the same findings.
         out.document(
-            "findings" if findings else "ok", findings=[f.to_dict() for f in findings], notes=notes
+            "lint_failed" if findings else "ok",
+            findings=[f.to_dict() for f in findings],
+            notes=notes,
         )
         if not json_output:
             if findings:

@@ -61,7 +61,7 @@ Actor = Annotated[
 ]
 
 
-def _options(
+def run_options(
     lock_wait: str,
     lock_timeout: str,
     statement_timeout: str,
@@ -249,7 +249,7 @@ def apply(
             return
         from toolkit.engine.migrate import run
 
-        options = _options(lock_wait, lock_timeout, statement_timeout, retries, actor, rehearse)
+        options = run_options(lock_wait, lock_timeout, statement_timeout, retries, actor, rehearse)
         options.rehearse_in_place = rehearse_in_place
         options.scratch_url = _scratch_url(scratch_url)
         options.lint_gate = gate(skip_reason(skip_lint), out)
@@ -367,7 +367,7 @@ def rollback(
     (undone by `venuedb rollout capacity-overlap`); `venuedb rollback bar-integrity --yes`."""
     out = Output(json_output)
     with handled(out), reporting(progress, progress_interval):
-        options = _options(lock_wait, lock_timeout, statement_timeout, retries, actor)
+        options = run_options(lock_wait, lock_timeout, statement_timeout, retries, actor)
         target = resolve_target(database_url, out)
         guards = Guards(yes, cascade, allow_data_loss, backup_dir)
         if level is not None:

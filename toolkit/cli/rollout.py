@@ -16,6 +16,7 @@ from toolkit.cli.common import (
     resolve_target,
 )
 from toolkit.cli.lint import SkipLint
+from toolkit.cli.migrations import Actor, LockTimeout, LockWait, Retries, StatementTimeout
 from toolkit.cli.progress_options import ProgressInterval, ProgressMode, reporting
 
 
@@ -36,8 +37,11 @@ def rollout(
     records_dir: Annotated[
         Path, typer.Option(help="Where the Markdown deployment record goes.")
     ] = Path("deployments"),
-    lock_timeout: Annotated[str, typer.Option(help="lock_timeout per revision.")] = "1s",
-    actor: Annotated[str | None, typer.Option(help="Who is deploying (recorded).")] = None,
+    lock_wait: LockWait = "30s",
+    lock_timeout: LockTimeout = "1s",
+    statement_timeout: StatementTimeout = "0",
+    retries: Retries = 3,
+    actor: Actor = None,
     skip_lint: SkipLint = None,
     database_url: DatabaseUrl = None,
     json_output: JsonFlag = False,
@@ -60,13 +64,14 @@ def rollout(
     rollout before the backup, nothing changed (exit 1, lint_failed), unless --skip-lint
     REASON, recorded with the findings.
 
+    --lock-wait, --lock-timeout, --statement-timeout and --retries mean what they mean for
+    `venuedb apply`, for every revision the rollout applies.
+
     Run on a release that is already applied, it applies nothing: it restores the piece a
     rollback level 2 removed (`venuedb rollback RELEASE --level 2`), runs the release's
     backfills that are not finished, and reruns the checks."""
-    from toolkit import durations as d
     from toolkit.cli.lint import gate, refuse, skip_reason
-    from toolkit.deployments.store import default_actor
-    from toolkit.engine.migrate import RunOptions
+    from toolkit.cli.migrations import run_options
     from toolkit.integrity.lint_gate import LintRefused
     from toolkit.runbook.release_rollout import plan as plan_steps
     from toolkit.runbook.release_rollout import rollout as run_rollout
@@ -74,6 +79,8 @@ def rollout(
     out = Output(json_output)
     with handled(out), reporting(progress, progress_interval):
         reason = skip_reason(skip_lint)
+        # As apply parses them: a bad value is refused before anything connects.
+        options = run_options(lock_wait, lock_timeout, statement_timeout, retries, actor)
         target = resolve_target(database_url, out)
         steps = plan_steps(target, release)
         if plan:
@@ -85,11 +92,7 @@ def rollout(
         require_tty_or_yes(
             yes, "rollout", lambda: typer.confirm(f"Roll out {release}?", default=False)
         )
-        options = RunOptions(
-            lock_timeout=d.parse_bounded(lock_timeout, d.LOCK_TIMEOUT, option="--lock-timeout"),
-            actor=actor or default_actor(),
-            lint_gate=gate(reason, out),
-        )
+        options.lint_gate = gate(reason, out)
         try:
             result = run_rollout(
                 target,

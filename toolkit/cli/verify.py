@@ -6,7 +6,15 @@ from typing import Annotated, Any
 
 import typer
 
-from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target, table
+from toolkit.cli.common import (
+    DatabaseUrl,
+    JsonFlag,
+    Output,
+    handled,
+    renamed,
+    resolve_target,
+    table,
+)
 
 _VERDICT_LINES = {
     "clean": "clean",
@@ -124,13 +132,17 @@ def snapshot(
         bool,
         typer.Option("--check", help="Compare instead of writing; exit 3 when the file is stale."),
     ] = False,
-    database_url: Annotated[
+    scratch_url: Annotated[
         str | None,
         typer.Option(
-            "--database-url",
+            "--scratch-url",
             help="A server where a scratch database may be created (default: the embedded server).",
             show_default=False,
         ),
+    ] = None,
+    old_scratch_url: Annotated[
+        str | None,
+        typer.Option("--database-url", hidden=True, help="Old name of --scratch-url."),
     ] = None,
     json_output: JsonFlag = False,
 ) -> None:
@@ -141,10 +153,14 @@ def snapshot(
 
     out = Output(json_output)
     with handled(out):
-        if database_url:
+        # Not the database the other commands act on: only a server to build a scratch copy on.
+        scratch_url = renamed(
+            scratch_url, old_scratch_url, name="--scratch-url", old_name="--database-url", out=out
+        )
+        if scratch_url:
             from toolkit.server.urls import validate_url
 
-            server = validate_url(database_url)
+            server = validate_url(scratch_url)
         else:
             from toolkit.server.embedded import project_server
 

@@ -62,6 +62,12 @@ def find_release(name: str, releases: list[Release] | None = None) -> Release | 
     return None
 
 
+def unknown_release(name: str, releases: list[Release] | None = None) -> BadInput:
+    """The one wording every command uses for a name that is no release: the valid ones."""
+    known = ", ".join(r.name for r in (releases if releases is not None else load_releases()))
+    return BadInput(f"unknown release {name!r}; releases: {known}")
+
+
 def release_of(revision: str, releases: list[Release] | None = None) -> Release | None:
     for release in releases if releases is not None else load_releases():
         if revision in release.revisions:

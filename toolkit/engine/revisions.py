@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from toolkit.engine.releases import Release, find_release, load_releases, release_of
+from toolkit.engine.releases import (
+    Release,
+    find_release,
+    load_releases,
+    release_of,
+    unknown_release,
+)
 from toolkit.errors import BadInput
 from toolkit.paths import alembic_ini, project_root
 from toolkit.server.urls import masked_first_line
@@ -141,16 +147,28 @@ def releases_applied(heads: tuple[str, ...]) -> list[dict[str, Any]]:
     return out
 
 
-def _validate_revision_id(name: str) -> None:
-    from alembic.util import CommandError
-
-    script = script_directory()
+def _is_revision(name: str) -> bool:
+    """A revision id Alembic finds in migrations/versions/."""
     try:
-        script.get_revision(name)
-    except CommandError as exc:
-        raise BadInput(f"unknown target {name!r}: {exc}") from None
-    except Exception as exc:  # alembic raises several RevisionError flavours
-        raise BadInput(f"unknown target {name!r}: {exc}") from None
+        return script_directory().get_revision(name) is not None
+    except Exception:  # alembic raises CommandError and several RevisionError flavours
+        return False
+
+
+def _validate_revision_id(name: str) -> None:
+    """Refuse a name that is neither a release nor a revision by listing the releases,
+    instead of Alembic's "Can't locate revision"."""
+    if not _is_revision(name):
+        raise BadInput(
+            f"{unknown_release(name)}; nor is it a revision id (`venuedb history` lists them)"
+        )
+
+
+def _validate_branch_target(name: str) -> None:
+    """BRANCH@head, BRANCH@base, BRANCH@-1: refuse an unknown BRANCH by listing the branches."""
+    branch = name.partition("@")[0]
+    if branch and branch not in BRANCHES and not _is_revision(branch):
+        raise BadInput(f"unknown branch {branch!r} in {name!r}; branches: {', '.join(BRANCHES)}")
 
 
 def upgrade_target(name: str | None) -> tuple[str, Release | None]:
@@ -171,7 +189,9 @@ def upgrade_target(name: str | None) -> tuple[str, Release | None]:
         raise BadInput(
             "`apply base` would do nothing: to undo everything use `venuedb rollback base`"
         )
-    if "@" not in name and not name.startswith(("+", "-")):
+    if "@" in name:
+        _validate_branch_target(name)
+    elif not name.startswith(("+", "-")):
         _validate_revision_id(name)
     return name, None
 
@@ -190,7 +210,9 @@ def downgrade_target(name: str) -> tuple[str, Release | None]:
         return (down if isinstance(down, str) else down[0]), release
     if name in ("heads", "head"):
         raise BadInput(f"`rollback {name}` would do nothing: name a release, a revision or base")
-    if name != "base" and "@" not in name and not name.startswith(("+", "-")):
+    if "@" in name:
+        _validate_branch_target(name)
+    elif name != "base" and not name.startswith(("+", "-")):
         _validate_revision_id(name)
     return name, None
 

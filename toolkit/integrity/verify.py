@@ -17,8 +17,7 @@ from typing import Any
 from toolkit.engine import checksums, interrupted_swaps
 from toolkit.engine import revisions as revs
 from toolkit.engine.migrate import current_heads
-from toolkit.engine.releases import find_release, load_releases
-from toolkit.errors import BadInput
+from toolkit.engine.releases import find_release, unknown_release
 from toolkit.integrity import catalog as snapshot
 from toolkit.integrity import postconditions
 from toolkit.runbook import levels
@@ -107,8 +106,7 @@ def verify(
 
     started = time.monotonic()
     if release is not None and find_release(release) is None:
-        known = ", ".join(r.name for r in load_releases())
-        raise BadInput(f"unknown release {release!r} (known: {known})")
+        raise unknown_release(release)
     report = Report()
     with db.connect(target, purpose="verify") as conn:
         heads = current_heads(conn)

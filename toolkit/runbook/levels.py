@@ -113,11 +113,10 @@ def levels_of(release: str) -> list[Level]:
 
 def find_level(release: str, number: int) -> Level:
     """The declared level, or BadInput naming what the release does declare."""
-    from toolkit.engine.releases import find_release, load_releases
+    from toolkit.engine.releases import find_release, unknown_release
 
     if find_release(release) is None:
-        known = ", ".join(r.name for r in load_releases())
-        raise BadInput(f"--level needs a release name; {release!r} is not one (known: {known})")
+        raise BadInput(f"--level needs a release name: {unknown_release(release)}")
     if number not in KINDS:
         raise BadInput(f"--level is 1, 2 or 3, got {number}")
     declared = levels_of(release)

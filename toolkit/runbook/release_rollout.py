@@ -23,7 +23,7 @@ from toolkit.deployments import store as records
 from toolkit.deployments.markdown import Record, write
 from toolkit.engine import revisions as revs
 from toolkit.engine.migrate import RunOptions, current_heads, run
-from toolkit.engine.releases import Release, find_release, load_releases
+from toolkit.engine.releases import Release, find_release, unknown_release
 from toolkit.errors import BadInput, OperationFailed, VenuedbError
 from toolkit.integrity import postconditions
 from toolkit.ops.shadow_swap import find_violations
@@ -52,8 +52,7 @@ PRECHECK_LIMIT = 1000
 def _release(name: str) -> Release:
     release = find_release(name)
     if release is None:
-        known = ", ".join(r.name for r in load_releases())
-        raise BadInput(f"unknown release {name!r} (known: {known})")
+        raise unknown_release(name)
     return release
 
 
