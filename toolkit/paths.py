@@ -12,7 +12,9 @@ None of them: ProjectNotFound (exit 2), naming VENUEDB_PROJECT_DIR.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
+from typing import Any
 
 from toolkit.errors import BadInput
 
@@ -78,6 +80,15 @@ def sql_dir() -> Path:
 
 def alembic_ini() -> Path:
     return project_root() / "alembic.ini"
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """One of the project's TOML files (`what` it is, e.g. "the release list"), or BadInput
+    naming it, the path and why it cannot be read."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BadInput(f"cannot read {what} {path}: {exc}") from None
 
 
 def state_dir() -> Path:

@@ -98,29 +98,36 @@ def _set_project_dir(ctx: typer.Context, value: str) -> None:
     ctx.call_on_close(restore)
 
 
-app.add_typer(db.app, name="db")
-app.add_typer(backfill.app, name="backfill")
-app.add_typer(flags.app, name="flags")
-app.add_typer(monitoring.app, name="monitoring")
-app.command()(migrations.status)
-app.command()(migrations.apply)
-app.command()(migrations.rollback)
-app.command()(migrations.history)
-app.command()(stamp.stamp)
-app.command()(new_revision.new_revision)
-app.command()(verify.verify)
-app.command()(verify.snapshot)
-app.command()(frozen.release_manifest)
-app.command()(frozen.accept_checksum)
-app.command()(check.check)
-app.command()(exporter.exporter)
-app.command()(backup.backup)
-app.command()(backup.restore)
-app.command()(rollout.rollout)
-app.add_typer(records.app, name="records")
-app.command()(lint.lint)
-app.command()(assign.assign)
-app.command()(demo.demo)
+# In the order `venuedb --help` lists them: commands, then groups (typer puts groups last).
+for command in (
+    migrations.status,
+    migrations.apply,
+    migrations.rollback,
+    migrations.history,
+    stamp.stamp,
+    new_revision.new_revision,
+    verify.verify,
+    verify.snapshot,
+    frozen.release_manifest,
+    frozen.accept_checksum,
+    check.check,
+    exporter.exporter,
+    backup.backup,
+    backup.restore,
+    rollout.rollout,
+    lint.lint,
+    assign.assign,
+    demo.demo,
+):
+    app.command()(command)
+for name, group in (
+    ("db", db.app),
+    ("backfill", backfill.app),
+    ("flags", flags.app),
+    ("monitoring", monitoring.app),
+    ("records", records.app),
+):
+    app.add_typer(group, name=name)
 
 
 def main() -> None:

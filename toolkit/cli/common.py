@@ -24,6 +24,11 @@ DatabaseUrl = Annotated[
 JsonFlag = Annotated[
     bool, typer.Option("--json", help='Print one JSON document (with a top-level "status").')
 ]
+# --yes: go ahead without the confirmation a changing command asks for (require_tty_or_yes).
+YesFlag = Annotated[
+    bool,
+    typer.Option("--yes", help="Do it without asking (required when stdin is not a terminal)."),
+]
 
 
 class Output:
@@ -70,9 +75,10 @@ class Output:
                 json.dumps({"status": status, **payload}, indent=2, default=str) + "\n"
             )
 
-    def fail(self, exc: VenuedbError) -> NoReturn:
+    def fail(self, exc: VenuedbError, **facts: Any) -> NoReturn:
+        """Say what failed (in JSON with `facts`, e.g. the plan), exit with its code."""
         if self.as_json:
-            self.document(exc.status, error=str(exc), exit_code=exc.exit_code)
+            self.document(exc.status, error=str(exc), exit_code=exc.exit_code, **facts)
         else:
             self.err.print(f"error: {exc}", style="bold red", markup=False)
         raise typer.Exit(exc.exit_code)

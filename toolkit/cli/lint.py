@@ -51,18 +51,14 @@ def findings_table(title: str, findings: list[Any]) -> Any:
 
 def refuse(out: Output, exc: Any) -> NoReturn:
     """A lint refusal: the findings, where they are written and how to fix them; exit 1."""
-    out.document(
-        exc.status,
-        error=str(exc),
-        exit_code=exc.exit_code,
+    if not out.as_json:
+        out.err.print(findings_table("Unjustified lint findings", exc.findings))
+    out.fail(
+        exc,
         findings=[f.to_dict() for f in exc.findings],
         revisions=exc.revisions,
         lint_seconds=round(exc.seconds, 3),
     )
-    if not out.as_json:
-        out.err.print(findings_table("Unjustified lint findings", exc.findings))
-        out.err.print(f"error: {exc}", style="bold red", markup=False)
-    raise typer.Exit(exc.exit_code)
 
 
 def lint(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +13,7 @@ from toolkit.cli.common import (
     DatabaseUrl,
     JsonFlag,
     Output,
+    YesFlag,
     handled,
     require_tty_or_yes,
     resolve_target,
@@ -20,6 +21,7 @@ from toolkit.cli.common import (
 )
 from toolkit.cli.lint import SkipLint
 from toolkit.cli.progress_options import ProgressInterval, ProgressMode, reporting
+from toolkit.errors import BadInput, OperationFailed
 
 TargetArg = Annotated[
     str | None,
@@ -265,8 +267,6 @@ def apply(
 def _check_rehearse_options(
     sql: bool, rehearse: bool, in_place: bool, scratch_url: str | None, plan: bool = False
 ) -> None:
-    from toolkit.errors import BadInput
-
     if scratch_url is not None and not rehearse:
         raise BadInput("--scratch-url is where a rehearsal's copy goes: give it with --rehearse")
     if scratch_url is not None and in_place:
@@ -298,10 +298,7 @@ def rollback(
         ),
     ],
     database_url: DatabaseUrl = None,
-    yes: Annotated[
-        bool,
-        typer.Option("--yes", help="Do it without asking (required when stdin is not a terminal)."),
-    ] = False,
+    yes: YesFlag = False,
     cascade: Annotated[
         bool,
         typer.Option(
@@ -491,9 +488,9 @@ def _downgrade(
         out.document("ok", **facts, would_refuse=refusals)
         return
     if dependents and not cascade:
-        _refuse(out, _cascade_message(target_name, steps, dependents, risk), facts)
+        out.fail(BadInput(_cascade_message(target_name, steps, dependents, risk)), **facts)
     if drops is not False and not allow_data_loss:
-        _refuse(out, _data_loss_message(risk, drops), facts)
+        out.fail(BadInput(_data_loss_message(risk, drops)), **facts)
     require_tty_or_yes(
         yes,
         "rollback",
@@ -616,15 +613,6 @@ def _data_loss_message(risk: dict[str, Any], drops: bool | None) -> str:
     )
 
 
-def _refuse(out: Output, message: str, facts: dict[str, Any]) -> NoReturn:
-    """Exit 2 with the plan and what it would undo and drop in the JSON document."""
-    if out.as_json:
-        out.document("bad_input", error=message, exit_code=2, **facts)
-    else:
-        out.err.print(f"error: {message}", style="bold red", markup=False)
-    raise typer.Exit(2)
-
-
 def history(
     database_url: DatabaseUrl = None,
     offline: Annotated[
@@ -669,7 +657,6 @@ def _offline_sql(target_name: str | None, from_revision: str | None, out: Output
     from alembic import command
 
     from toolkit.engine import revisions as revs
-    from toolkit.errors import OperationFailed
     from toolkit.integrity.lint_gate import squawk_form, translate
 
     alembic_target, _ = revs.upgrade_target(target_name)
@@ -681,7 +668,6 @@ def _offline_sql(target_name: str | None, from_revision: str | None, out: Output
         with contextlib.redirect_stdout(buffer):
             command.upgrade(config, spec, sql=True)
     except Exception as exc:
-        from toolkit.errors import BadInput
         from toolkit.server.urls import masked_first_line
 
         raise BadInput(f"cannot produce SQL for {spec!r}: {masked_first_line(exc)}") from None

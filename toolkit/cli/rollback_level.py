@@ -9,6 +9,7 @@ on this database and the releases it touches, and changes nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import typer
@@ -24,6 +25,19 @@ class LevelIncomplete(VenuedbError):
     still on where the command runs: the feature is not off yet."""
 
     status = "incomplete"
+
+
+@dataclass
+class _LevelCommand:
+    """What `venuedb rollback RELEASE --level N` works with, whichever rung it runs."""
+
+    out: Output
+    target: Any
+    level: levels.Level
+    plan: bool  # --plan: show what the level would do, change nothing
+    guards: Any
+    options: Any
+    facts: dict[str, Any]  # the JSON document's facts, filled in as the level runs
 
 
 def run_level(
@@ -43,13 +57,13 @@ def run_level(
         markup=False,
     )
     out.progress.print(f"  {level.changes}", markup=False)
-    facts: dict[str, Any] = {"level": level.to_dict()}
+    command = _LevelCommand(out, target, level, plan, guards, options, {"level": level.to_dict()})
     if level.level == 1:
-        _flags(out, target, level, plan, guards, options, facts)
+        _flags(command)
     elif level.level == 2:
-        _surgical(out, target, level, plan, guards, options, facts)
+        _surgical(command)
     else:
-        _full_revert(out, target, level, plan, guards, options, facts, downgrade)
+        _full_revert(command, downgrade)
 
 
 def _flag_table(out: Output, steps: list[level_flags.FlagStep]) -> None:
@@ -62,28 +76,27 @@ def _flag_table(out: Output, steps: list[level_flags.FlagStep]) -> None:
     )
 
 
-def _flags(
-    out: Output,
-    target: Any,
-    level: levels.Level,
-    plan: bool,
-    guards: Any,
-    options: Any,
-    facts: dict[str, Any],
-) -> None:
+def _plan_only(command: _LevelCommand, question: str, **plan_facts: Any) -> bool:
+    """With --plan, the plan's document (nothing changed): True. Otherwise ask `question`
+    (or need --yes): False once confirmed, BadInput when not."""
+    if command.plan:
+        command.out.line("plan only (--plan): nothing was changed")
+        command.out.document("ok", plan=True, **command.facts, **plan_facts)
+        return True
+    require_tty_or_yes(
+        command.guards.yes, "rollback", lambda: typer.confirm(question, default=False)
+    )
+    return False
+
+
+def _flags(command: _LevelCommand) -> None:
+    out, target, level, facts = command.out, command.target, command.level, command.facts
     steps = level_flags.plan(target, level.flags)
     _flag_table(out, steps)
     facts["flags"] = [s.to_dict() for s in steps]
-    if plan:
-        out.line("plan only (--plan): nothing was changed")
-        out.document("ok", plan=True, **facts, data_at_risk={"rows_lost": 0})
+    if _plan_only(command, f"Turn off {', '.join(level.flags)}?", data_at_risk={"rows_lost": 0}):
         return
-    require_tty_or_yes(
-        guards.yes,
-        "rollback",
-        lambda: typer.confirm(f"Turn off {', '.join(level.flags)}?", default=False),
-    )
-    done = level_flags.switch_off(target, steps, options.actor)
+    done = level_flags.switch_off(target, steps, command.options.actor)
     for line in done:
         out.emit("step", line)
     after = level_flags.plan(target, level.flags)
@@ -91,7 +104,7 @@ def _flags(
     missing = level_flags.pending(after)
     record_id = records.record_change(
         target,
-        options.actor,
+        command.options.actor,
         "rollback",
         f"{level.release} level 1",
         done,
@@ -102,28 +115,17 @@ def _flags(
         message = f"level 1 of {level.release} is not complete: " + level_flags.pending_message(
             after
         )
-        if out.as_json:
-            out.document(LevelIncomplete.status, error=message, exit_code=1, plan=False, **facts)
-        else:
-            out.err.print(f"error: {message}", style="bold red", markup=False)
-        raise typer.Exit(1)
+        out.fail(LevelIncomplete(message), plan=False, **facts)
     out.line(f"level 1 of {level.release} applied: {', '.join(level.flags)} off")
     out.document("ok", plan=False, **facts)
 
 
-def _surgical(
-    out: Output,
-    target: Any,
-    level: levels.Level,
-    plan: bool,
-    guards: Any,
-    options: Any,
-    facts: dict[str, Any],
-) -> None:
+def _surgical(command: _LevelCommand) -> None:
     from toolkit.runbook.level_run import APPLY, plan_level
     from toolkit.runbook.level_run import run_level as run_steps
 
-    states, steps, counted, current = plan_level(target, level)
+    out, level = command.out, command.level
+    states, steps, counted, current = plan_level(command.target, level)
     later = _later_releases(level.release, states)
     out.progress.print(
         table(
@@ -136,32 +138,25 @@ def _surgical(
         out.emit("info", f"{t['table']}: {t['rows']:,} rows, every one kept")
     if later:
         out.emit("info", f"later releases left in place: {', '.join(later)}")
-    facts.update(
+    command.facts.update(
         steps=steps,
         data_at_risk={"rows_lost": 0, "tables": counted},
         dependent_releases=[],
         later_releases_kept=later,
         current=current.to_dict() if current else None,
     )
-    if plan:
-        if current is not None:
-            out.emit("info", f"already in this state: {current.describe()}")
-        out.line("plan only (--plan): nothing was changed")
-        out.document("ok", plan=True, **facts)
+    if command.plan and current is not None:
+        out.emit("info", f"already in this state: {current.describe()}")
+    if _plan_only(command, f"Run level 2 of {level.release}?"):
         return
-    require_tty_or_yes(
-        guards.yes,
-        "rollback",
-        lambda: typer.confirm(f"Run level 2 of {level.release}?", default=False),
-    )
-    result = run_steps(target, level, APPLY, options, out.emit)
+    result = run_steps(command.target, level, APPLY, command.options, out.emit)
     if result.done:
         out.line(
             f"level 2 of {level.release} applied in {result.duration_ms} ms (deployment "
             f"#{result.deployment_id}); `venuedb verify` reports it, `venuedb rollout "
             f"{level.release}` restores it"
         )
-    out.document("ok", plan=False, **facts, result=result.to_dict())
+    out.document("ok", plan=False, **command.facts, result=result.to_dict())
 
 
 def _later_releases(release: str, states: list[dict[str, Any]]) -> list[str]:
@@ -177,16 +172,9 @@ def _later_releases(release: str, states: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _full_revert(
-    out: Output,
-    target: Any,
-    level: levels.Level,
-    plan: bool,
-    guards: Any,
-    options: Any,
-    facts: dict[str, Any],
-    downgrade: Callable[..., None],
-) -> None:
+def _full_revert(command: _LevelCommand, downgrade: Callable[..., None]) -> None:
+    out, target, level, facts = command.out, command.target, command.level, command.facts
+    plan, options = command.plan, command.options
     first = next((lv for lv in levels.levels_of(level.release) if lv.level == 1), None)
     steps = level_flags.plan(target, first.flags) if first else []
     if steps:
@@ -220,7 +208,7 @@ def _full_revert(
         target,
         level.release,
         options,
-        guards,
+        command.guards,
         plan=plan,
         extra=facts,
         before_run=flags_off,

@@ -11,6 +11,7 @@ from toolkit.cli.common import (
     DatabaseUrl,
     JsonFlag,
     Output,
+    YesFlag,
     handled,
     require_tty_or_yes,
     resolve_target,
@@ -27,10 +28,7 @@ def rollout(
     plan: Annotated[
         bool, typer.Option("--plan", help="Print the steps without doing them.")
     ] = False,
-    yes: Annotated[
-        bool,
-        typer.Option("--yes", help="Do it without asking (required when stdin is not a terminal)."),
-    ] = False,
+    yes: YesFlag = False,
     backup_dir: Annotated[Path, typer.Option(help="Where the pre-rollout backup goes.")] = Path(
         "backups"
     ),

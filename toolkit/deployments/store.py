@@ -11,11 +11,14 @@ import getpass
 import json
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from toolkit import __version__
+from toolkit.server.connection import table_exists
 
 if TYPE_CHECKING:
     import psycopg
@@ -100,12 +103,29 @@ CREATE TABLE IF NOT EXISTS venuedb.release_levels (
 """
 
 
-def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the toolkit schema if missing; serialised so two first runs cannot race."""
+@contextmanager
+def _schema_change(conn: psycopg.Connection) -> Iterator[None]:
+    """A transaction holding the toolkit's schema lock: two first runs, or two commands
+    upgrading an older schema, cannot race."""
     from toolkit.engine.locks import NAMESPACE
 
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NAMESPACE,))
+        yield
+
+
+def _has_column(conn: psycopg.Connection, table: str, column: str) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+        "AND attname = %s AND NOT attisdropped)",
+        (table, column),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create the toolkit schema if missing; serialised so two first runs cannot race."""
+    with _schema_change(conn):
         conn.execute(SCHEMA_DDL)
         conn.execute(BACKFILL_DDL)
         conn.execute(LEVELS_DDL)
@@ -134,12 +154,10 @@ ALTER TABLE venuedb.backfill_progress
 
 
 def _needs_upgrade(conn: psycopg.Connection) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM pg_attribute WHERE attname = 'interrupted_at' AND NOT attisdropped "
-        "AND attrelid IN (to_regclass('venuedb.deployments'), "
-        "to_regclass('venuedb.backfill_progress'))"
-    ).fetchone()
-    return not row or row[0] < 2
+    return not all(
+        _has_column(conn, table, "interrupted_at")
+        for table in ("venuedb.deployments", "venuedb.backfill_progress")
+    )
 
 
 # Issue 17: one checksum per revision over its files, and accepted checksums.
@@ -180,10 +198,7 @@ def ensure_checksum_tables(sa_connection: Any) -> None:
 
 def _upgrade_schema(conn: psycopg.Connection) -> None:
     if _needs_checksum_upgrade(conn):
-        from toolkit.engine.locks import NAMESPACE
-
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NAMESPACE,))
+        with _schema_change(conn):
             # SCHEMA_DDL first: a checksum table someone dropped is created again (empty,
             # which verify reports), rather than failing every command on the ALTER.
             conn.execute(SCHEMA_DDL)
@@ -203,26 +218,18 @@ ALTER TABLE venuedb.release_levels
 
 
 def _upgrade_levels(conn: psycopg.Connection) -> None:
-    missing = conn.execute(
-        "SELECT to_regclass('venuedb.release_levels') IS NOT NULL AND NOT EXISTS (SELECT 1 "
-        "FROM pg_attribute WHERE attrelid = to_regclass('venuedb.release_levels') "
-        "AND attname = 'state' AND NOT attisdropped)"
-    ).fetchone()
-    if missing and missing[0]:
-        from toolkit.engine.locks import NAMESPACE
-
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NAMESPACE,))
+    table = "venuedb.release_levels"
+    if table_exists(conn, table) and not _has_column(conn, table, "state"):
+        with _schema_change(conn):
             conn.execute(LEVELS_UPGRADE_DDL)
 
 
 def _upgrade_deployments(conn: psycopg.Connection) -> None:
-    from toolkit.engine.locks import DEPLOY_LOCK, NAMESPACE
+    from toolkit.engine.locks import DEPLOY_LOCK
 
     if not _needs_upgrade(conn):
         return
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (NAMESPACE,))
+    with _schema_change(conn):
         conn.execute(BACKFILL_DDL)
         if _needs_upgrade(conn):
             conn.execute(UPGRADE_DDL)
@@ -303,8 +310,7 @@ def _reap_backfills(conn: psycopg.Connection) -> list[str]:
 
 
 def schema_exists(conn: psycopg.Connection) -> bool:
-    row = conn.execute("SELECT to_regclass('venuedb.deployments') IS NOT NULL").fetchone()
-    return bool(row and row[0])
+    return table_exists(conn, "venuedb.deployments")
 
 
 def default_actor() -> str:

@@ -23,6 +23,7 @@ from toolkit.deployments import store as records
 from toolkit.engine import frozen
 from toolkit.engine import revisions as revs
 from toolkit.errors import BadInput
+from toolkit.server.connection import table_exists
 
 # Only these commands move alembic_version and finish their record with the heads they left
 # (a rehearsal's record is left out: it changed nothing).
@@ -32,14 +33,9 @@ MIGRATING_COMMANDS = ("apply", "rollback", "alembic", "stamp")
 # -- acceptances ------------------------------------------------------------------------------
 
 
-def _table_exists(conn: Any, name: str) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
-    return bool(row and row[0])
-
-
 def accepted(conn: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """(revision, checksum) -> the newest acceptance of it in this database."""
-    if not _table_exists(conn, "venuedb.accepted_checksums"):
+    if not table_exists(conn, "venuedb.accepted_checksums"):
         return {}
     rows = conn.execute(
         "SELECT revision, checksum, actor, reason, accepted_at FROM venuedb.accepted_checksums "
@@ -121,7 +117,7 @@ class Acceptance:
 
 
 def _recorded_row(conn: Any, revision: str) -> tuple[str | None, list[dict[str, Any]] | None]:
-    if not _table_exists(conn, "venuedb.revision_checksums"):
+    if not table_exists(conn, "venuedb.revision_checksums"):
         return None, None
     row = conn.execute(
         "SELECT checksum, files FROM venuedb.revision_checksums WHERE revision = %s", (revision,)
@@ -274,7 +270,7 @@ class Recorded:
 
 
 def recorded(conn: Any) -> dict[str, Recorded]:
-    if not _table_exists(conn, "venuedb.revision_checksums"):
+    if not table_exists(conn, "venuedb.revision_checksums"):
         return {}
     has_files = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attname = 'files' AND NOT attisdropped "

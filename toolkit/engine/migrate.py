@@ -87,19 +87,23 @@ class RunResult:
 
 
 def current_heads(conn: Any) -> tuple[str, ...]:
-    """Heads recorded in alembic_version (empty before the first apply)."""
-    sql = "SELECT to_regclass('public.alembic_version') IS NOT NULL"
-    if hasattr(conn, "exec_driver_sql"):
-        exists = conn.exec_driver_sql(sql).scalar()
-        rows = (
-            conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
-            if exists
-            else []
-        )
-    else:
-        exists = conn.execute(sql).fetchone()[0]
-        rows = conn.execute("SELECT version_num FROM alembic_version").fetchall() if exists else []
-    return tuple(sorted(r[0] for r in rows))
+    """Heads recorded in alembic_version, sorted (empty before the first apply), read inside
+    the caller's transaction (its uncommitted changes seen) and leaving it open.
+
+    A SQLAlchemy connection is read through Alembic (MigrationContext.get_current_heads).
+    A psycopg connection, what every caller in the toolkit holds, is read here: wrapped in
+    a SQLAlchemy Connection for Alembic it would lose the caller's transaction, since
+    SQLAlchemy rolls back a new engine's first connection after initialising its dialect
+    and rolls back the transaction a Connection began when that closes (inside psycopg's
+    `conn.transaction()` the rollback raises, and SQLAlchemy closes the connection).
+    """
+    if hasattr(conn, "exec_driver_sql"):  # SQLAlchemy, without importing it for psycopg
+        from alembic.runtime.migration import MigrationContext
+
+        return tuple(sorted(MigrationContext.configure(connection=conn).get_current_heads()))
+    if not db.table_exists(conn, "public.alembic_version"):
+        return ()
+    return tuple(sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version")))
 
 
 def is_lock_timeout(exc: BaseException) -> bool:
@@ -325,7 +329,9 @@ def _run_locked(
             note("warning", line)  # findings applied with --skip-lint, in the record
 
     try:
-        _attempt_loop(target, direction, alembic_target, options, result, deployment, note)
+        _attempt_loop(
+            _Migration(target, direction, alembic_target, options, result, deployment, note)
+        )
     except VenuedbError as exc:
         control = _control_for_the_record(control, target, note)
         after = current_heads(control)
@@ -358,26 +364,31 @@ def _run_locked(
     return result
 
 
-def _attempt_loop(
-    target: db.Target,
-    direction: revs.Direction,
-    alembic_target: str,
-    options: RunOptions,
-    result: RunResult,
-    deployment: records.Deployment,
-    note: Emit,
-) -> None:
+@dataclass
+class _Migration:
+    """One apply, rollback or rehearsal under way: what each of its attempts works with."""
+
+    target: db.Target
+    direction: revs.Direction
+    alembic_target: str
+    options: RunOptions
+    result: RunResult
+    deployment: records.Deployment
+    note: Emit
+
+
+def _attempt_loop(migration: _Migration) -> None:
+    result = migration.result
+
     def once(blockers: list[Blocker]) -> None:
         result.attempts += 1
-        _migrate_once(
-            target, direction, alembic_target, options, result, deployment, note, blockers
-        )
+        _migrate_once(migration, blockers)
 
     result.attempts = 0
     retry_on_lock_timeout(
         once,
-        options,
-        note,
+        migration.options,
+        migration.note,
         what=lambda: f"revision {_running(result)}",
         failed=lambda exc: _failure(result, exc),
         after=lambda blockers: f"{_state_line(result)} {_blocker_advice(blockers)}",
@@ -478,19 +489,9 @@ def _failure(result: RunResult, exc: BaseException) -> OperationFailed:
     )
 
 
-def _migrate_once(
-    target: db.Target,
-    direction: revs.Direction,
-    alembic_target: str,
-    options: RunOptions,
-    result: RunResult,
-    deployment: records.Deployment,
-    note: Emit,
-    blockers: list[Blocker],
-) -> None:
-    from alembic import command
-
-    engine = db.engine(target, purpose=result.command)
+def _migrate_once(migration: _Migration, blockers: list[Blocker]) -> None:
+    options, result, note = migration.options, migration.result, migration.note
+    engine = db.engine(migration.target, purpose=result.command)
     try:
         with engine.connect() as conn:
             pid = migration_session(conn, options, note)
@@ -517,16 +518,14 @@ def _migrate_once(
             config = revs.alembic_config(conn)
             config.attributes["on_version_apply"] = [on_version_apply]
             # migrations/env.py records each revision's checksum with this deployment's id.
-            config.attributes["venuedb_deployment_id"] = deployment.id
+            config.attributes["venuedb_deployment_id"] = migration.deployment.id
             config.attributes["venuedb_rehearse"] = options.rehearse
-            with BlockerWatcher(target, int(pid)) as watcher:
+            with BlockerWatcher(migration.target, int(pid)) as watcher:
                 try:
                     if options.rehearse:
-                        _rehearse(conn, config, direction, alembic_target, result, options, note)
-                    elif direction == "upgrade":
-                        command.upgrade(config, alembic_target)
+                        _rehearse(conn, config, migration)
                     else:
-                        command.downgrade(config, alembic_target)
+                        _upgrade_or_downgrade(config, migration.direction, migration.alembic_target)
                 finally:
                     blockers.extend(watcher.seen)
                     if conn.in_transaction():
@@ -581,15 +580,7 @@ def _take_the_work_lock(conn: Any) -> None:
         )
 
 
-def _rehearse(
-    conn: Any,
-    config: Any,
-    direction: revs.Direction,
-    alembic_target: str,
-    result: RunResult,
-    options: RunOptions,
-    note: Emit,
-) -> None:
+def _rehearse(conn: Any, config: Any, migration: _Migration) -> None:
     """Run the change with the plain forms, describe what changed and which table locks each
     statement took.
 
@@ -599,6 +590,7 @@ def _rehearse(
     """
     from toolkit.engine import rehearsal
 
+    options, result, note = migration.options, migration.result, migration.note
     on_copy = options.rehearsal_copy_of is not None
     result.rehearsal["where"] = "scratch copy" if on_copy else "in place"
     if not on_copy:
@@ -631,7 +623,7 @@ def _rehearse(
             conn.commit()  # each revision then commits on the copy, as in a real apply
         try:
             with recorder:
-                _upgrade_or_downgrade(config, direction, alembic_target)
+                _upgrade_or_downgrade(config, migration.direction, migration.alembic_target)
         finally:
             result.locks = recorder.report()
         result.changes = snapshot.changes(before, snapshot.take(conn))

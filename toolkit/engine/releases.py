@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import BadInput
-from toolkit.paths import migrations_dir
+from toolkit.paths import migrations_dir, read_toml
 
 
 @dataclass(frozen=True)
@@ -34,10 +33,7 @@ def releases_file() -> Path:
 
 def load_releases(path: Path | None = None) -> list[Release]:
     path = path or releases_file()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BadInput(f"cannot read the release list {path}: {exc}") from None
+    data = read_toml(path, "the release list")
     releases = []
     for entry in data.get("release", []):
         try:

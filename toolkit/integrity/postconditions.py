@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import BadInput
-from toolkit.paths import migrations_dir
+from toolkit.paths import migrations_dir, read_toml
+from toolkit.server import connection as db
 
 KINDS = (
     "table",
@@ -63,10 +63,7 @@ def load_postconditions(path: Path | None = None) -> list[Postcondition]:
 
     override = os.environ.get("VENUEDB_POSTCONDITIONS_FILE")
     path = path or (Path(override) if override else migrations_dir() / "postconditions.toml")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BadInput(f"cannot read {path}: {exc}") from None
+    data = read_toml(path, "the postconditions")
     checks = []
     for number, entry in enumerate(data.get("check", []), 1):
         try:
@@ -99,28 +96,34 @@ def _split(name: str) -> tuple[str, str]:
     return (schema or "public"), rest
 
 
+def _part_of_table(conn: Any, sql: str, name: str) -> Any:
+    """The row `sql` finds for a column or constraint named TABLE.PART (TABLE in public),
+    given the table and the part as its two parameters; None when there is none."""
+    table, part = name.split(".", 1)
+    return conn.execute(sql, (f"public.{table}", part)).fetchone()
+
+
 def actual_value(conn: Any, check: Postcondition) -> str | None:
     """What the database has for the check's object (None: it does not exist)."""
     kind, name = check.kind, check.object
     if kind == "table":
         schema, table = _split(name)
-        row = conn.execute("SELECT to_regclass(%s)", (f"{schema}.{table}",)).fetchone()
-        return "" if row[0] is not None else None
+        return "" if db.table_exists(conn, f"{schema}.{table}") else None
     if kind == "column":
-        table, column = name.split(".", 1)
-        row = conn.execute(
+        row = _part_of_table(
+            conn,
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
             "to_regclass(%s) AND attname = %s AND NOT attisdropped",
-            (f"public.{table}", column),
-        ).fetchone()
+            name,
+        )
         return "" if row else None
     if kind == "constraint":
-        table, constraint = name.split(".", 1)
-        row = conn.execute(
+        row = _part_of_table(
+            conn,
             "SELECT pg_get_constraintdef(oid), convalidated FROM pg_constraint "
             "WHERE conrelid = to_regclass(%s) AND conname = %s",
-            (f"public.{table}", constraint),
-        ).fetchone()
+            name,
+        )
         if row is None:
             return None
         return row[0] if row[1] else f"{row[0]} (NOT VALID: never validated)"

@@ -11,7 +11,7 @@ transactional form runs instead, so the rehearsal still shows the result and the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 from alembic import context, op
@@ -56,28 +56,35 @@ def _index_state(name: str) -> str:
 def create_index_concurrently(name: str, definition: str, *, unique: bool = False) -> None:
     """CREATE [UNIQUE] INDEX CONCURRENTLY name <definition>, e.g. 'ON public.t USING btree (c)'."""
     kind = "UNIQUE INDEX" if unique else "INDEX"
-    if context.is_offline_mode():
-        with op.get_context().autocommit_block():
-            op.execute(f"CREATE {kind} CONCURRENTLY IF NOT EXISTS {name} {definition}")
-        return
-    if in_rehearsal():
-        op.execute(f"CREATE {kind} IF NOT EXISTS {name} {definition}")
-        return
-    with op.get_context().autocommit_block():
+    statement = f"CREATE {kind} CONCURRENTLY IF NOT EXISTS {name} {definition}"
+
+    def build() -> None:
         state = _index_state(name)
         if state == "invalid":
             execute_sql(f"DROP INDEX CONCURRENTLY IF EXISTS public.{name}")
         if state != "valid":
-            execute_sql(f"CREATE {kind} CONCURRENTLY IF NOT EXISTS {name} {definition}")
+            execute_sql(statement)
+
+    _concurrently(statement, build)
 
 
 def drop_index_concurrently(name: str) -> None:
+    _concurrently(f"DROP INDEX CONCURRENTLY IF EXISTS public.{name}")
+
+
+def _concurrently(statement: str, online: Callable[[], None] | None = None) -> None:
+    """Run a CONCURRENTLY `statement` outside the revision's transaction: offline, written
+    in an autocommit block; in a rehearsal, its plain form (without CONCURRENTLY) in the
+    transaction; online, `online()` (by default the statement) in an autocommit block."""
     if context.is_offline_mode():
         with op.get_context().autocommit_block():
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS public.{name}")
+            op.execute(statement)
         return
     if in_rehearsal():
-        op.execute(f"DROP INDEX IF EXISTS public.{name}")
+        op.execute(statement.replace(" CONCURRENTLY", "", 1))
         return
     with op.get_context().autocommit_block():
-        execute_sql(f"DROP INDEX CONCURRENTLY IF EXISTS public.{name}")
+        if online is None:
+            execute_sql(statement)
+        else:
+            online()

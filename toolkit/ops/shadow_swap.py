@@ -374,10 +374,23 @@ def _refuse_unsupported(swap: ExclusionSwap) -> None:
         )
 
 
+# The table's own parts, each (catalog, its column naming the table): DROP TABLE drops
+# them with it and the swap carries them, so none is a dependent. Its indexes are own
+# parts too; being pg_class rows, _DEPENDENTS finds them through pg_index.
+_OWN_PARTS = (
+    ("pg_constraint", "conrelid"),
+    ("pg_trigger", "tgrelid"),
+    ("pg_policy", "polrelid"),
+    ("pg_attrdef", "adrelid"),
+    ("pg_statistic_ext", "stxrelid"),
+    ("pg_publication_rel", "prrelid"),
+    ("pg_rewrite", "ev_class"),
+)
 # Objects outside the table that depend on it or on its row type (views, policies of
 # other tables reading it, functions taking or returning its rows, columns of its type):
-# DROP TABLE would refuse them (or CASCADE would drop them). Its own parts are carried.
-_DEPENDENTS = """
+# DROP TABLE would refuse them (or CASCADE would drop them).
+_DEPENDENTS = (
+    """
 SELECT DISTINCT coalesce(
     (SELECT 'view ' || r.ev_class::regclass::text FROM pg_rewrite r
      WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid AND r.rulename = '_RETURN'),
@@ -387,25 +400,18 @@ WHERE t.oid = to_regclass(%(t)s) AND d.deptype = 'n'
   AND ((d.refclassid = 'pg_class'::regclass AND d.refobjid = t.oid)
        OR (d.refclassid = 'pg_type'::regclass AND d.refobjid = t.reltype))
   AND NOT (d.classid = 'pg_class'::regclass AND d.objid = t.oid)
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE d.classid = 'pg_constraint'::regclass
-                  AND c.oid = d.objid AND c.conrelid = t.oid)
-  AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE d.classid = 'pg_trigger'::regclass
-                  AND g.oid = d.objid AND g.tgrelid = t.oid)
-  AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE d.classid = 'pg_policy'::regclass
-                  AND p.oid = d.objid AND p.polrelid = t.oid)
   AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE d.classid = 'pg_class'::regclass
-                  AND i.indexrelid = d.objid AND i.indrelid = t.oid)
-  AND NOT EXISTS (SELECT 1 FROM pg_attrdef a WHERE d.classid = 'pg_attrdef'::regclass
-                  AND a.oid = d.objid AND a.adrelid = t.oid)
-  AND NOT EXISTS (SELECT 1 FROM pg_statistic_ext x WHERE d.classid = 'pg_statistic_ext'::regclass
-                  AND x.oid = d.objid AND x.stxrelid = t.oid)
-  AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr
-                  WHERE d.classid = 'pg_publication_rel'::regclass
-                  AND pr.oid = d.objid AND pr.prrelid = t.oid)
-  AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE d.classid = 'pg_rewrite'::regclass
-                  AND r.oid = d.objid AND r.ev_class = t.oid)
+                  AND i.indexrelid = d.objid AND i.indrelid = t.oid)"""
+    + "".join(
+        f"""
+  AND NOT EXISTS (SELECT 1 FROM {catalog} part WHERE d.classid = '{catalog}'::regclass
+                  AND part.oid = d.objid AND part.{column} = t.oid)"""
+        for catalog, column in _OWN_PARTS
+    )
+    + """
 ORDER BY 1
 """
+)
 
 
 def _columns(table: str) -> list[str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from toolkit.deployments import store as records
 from toolkit.durations import to_postgres
 from toolkit.engine import locks
 from toolkit.errors import BadInput, LockBusy, OperationFailed, VenuedbError
-from toolkit.paths import migrations_dir
+from toolkit.paths import migrations_dir, read_toml
 from toolkit.progress import tracking
 from toolkit.server import connection as db
 from toolkit.server.urls import masked_first_line
@@ -55,12 +54,9 @@ def backfills_file() -> Path:
 
 def load_backfills(path: Path | None = None) -> list[Backfill]:
     path = path or backfills_file()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         return []
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BadInput(f"cannot read the backfill list {path}: {exc}") from None
+    data = read_toml(path, "the backfill list")
     out = []
     for entry in data.get("backfill", []):
         try:
@@ -197,8 +193,7 @@ def stale_reason(conn: Any, backfill: Backfill, progress: dict[str, Any]) -> str
             f"release {release.name} is not applied: its rollback undid the run started at "
             f"{_when(progress['started_at'])}"
         )
-    dated = "SELECT to_regclass('venuedb.revision_checksums') IS NOT NULL"
-    if not conn.execute(dated).fetchone()[0]:
+    if not db.table_exists(conn, "venuedb.revision_checksums"):
         return None
     row = conn.execute(
         "SELECT revision, applied_at FROM venuedb.revision_checksums "
@@ -231,9 +226,7 @@ def status(target: db.Target, name: str | None = None) -> list[dict[str, Any]]:
         declared = [find_backfill(name)]
     with db.connect(target, purpose="backfill status") as conn:
         records.reap(conn)
-        known = records.schema_exists(conn) and db.scalar(
-            conn, "SELECT to_regclass('venuedb.backfill_progress') IS NOT NULL"
-        )
+        known = records.schema_exists(conn) and db.table_exists(conn, "venuedb.backfill_progress")
         out = []
         for backfill in declared:
             progress = _progress(conn, backfill.name) if known else None
@@ -365,12 +358,7 @@ def _record(
 def _current_progress(conn: Any, backfill: Backfill) -> dict[str, Any] | None:
     """The progress row of the backfill's current run; None when there is none, or when it
     is stale (the next run resets it: every row still to do counts)."""
-    if not (
-        records.schema_exists(conn)
-        and conn.execute("SELECT to_regclass('venuedb.backfill_progress') IS NOT NULL").fetchone()[
-            0
-        ]
-    ):
+    if not (records.schema_exists(conn) and db.table_exists(conn, "venuedb.backfill_progress")):
         return None
     progress = _progress(conn, backfill.name)
     if progress and stale_reason(conn, backfill, progress):

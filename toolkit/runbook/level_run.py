@@ -128,7 +128,9 @@ def run_level(
                 emit(kind, message)
 
             try:
-                _attempts(target, module, level, direction, details, options, result, note)
+                _attempts(
+                    _LevelRun(target, module, level, direction, details, options, result, note)
+                )
             except (OperationFailed, LockBusy) as exc:
                 control = _reconnected(control, target)
                 said = _after_a_failure(control, level, state, schema_before)
@@ -209,24 +211,31 @@ def _reconnected(control: Any, target: db.Target) -> Any:
     return db.connect(target, purpose="record (reconnected)")
 
 
-def _attempts(
-    target: db.Target,
-    module: Any,
-    level: levels.Level,
-    direction: str,
-    details: dict[str, Any],
-    options: RunOptions,
-    result: LevelResult,
-    note: Emit,
-) -> None:
+@dataclass
+class _LevelRun:
+    """One level run under way: what each of its attempts works with."""
+
+    target: db.Target
+    module: Any  # the level's steps (migrations/levels/<steps>.py)
+    level: levels.Level
+    direction: str
+    details: dict[str, Any]  # what the steps decided; changes only when an attempt commits
+    options: RunOptions
+    result: LevelResult
+    note: Emit
+
+
+def _attempts(run: _LevelRun) -> None:
+    level, direction = run.level, run.direction
+
     def once(blockers: list[Blocker]) -> None:
-        result.attempts += 1
-        _once(target, module, level, direction, details, options, note, blockers, result)
+        run.result.attempts += 1
+        _once(run, blockers)
 
     retry_on_lock_timeout(
         once,
-        options,
-        note,
+        run.options,
+        run.note,
         what=lambda: f"{level.release} level {level.level}",
         failed=lambda exc: OperationFailed(
             f"{level.release} level {level.level} ({direction}) failed: {error_text(exc)}. "
@@ -240,39 +249,29 @@ def _attempts(
     )
 
 
-def _once(
-    target: db.Target,
-    module: Any,
-    level: levels.Level,
-    direction: str,
-    details: dict[str, Any],
-    options: RunOptions,
-    note: Emit,
-    blockers: list[Blocker],
-    result: LevelResult,
-) -> None:
+def _once(run: _LevelRun, blockers: list[Blocker]) -> None:
     """One attempt; `details` changes only when it commits (a retry starts from the same)."""
-    working = dict(details)
-    engine = db.engine(target, purpose=f"level {level.level}")
+    working = dict(run.details)
+    engine = db.engine(run.target, purpose=f"level {run.level.level}")
     try:
         with engine.connect() as conn:
             driver = conn.connection.driver_connection
-            pid = migration_session(conn, options, note)
-            with BlockerWatcher(target, pid) as watcher:
+            pid = migration_session(conn, run.options, run.note)
+            with BlockerWatcher(run.target, pid) as watcher:
                 try:
                     with operations(conn):
-                        if direction == APPLY:
-                            module.apply(working)
-                            levels.record_applied(driver, level.release, working)
+                        if run.direction == APPLY:
+                            run.module.apply(working)
+                            levels.record_applied(driver, run.level.release, working)
                         else:
-                            module.restore(working)
-                            levels.forget(driver, level.release)
+                            run.module.restore(working)
+                            levels.forget(driver, run.level.release)
                 finally:
                     blockers.extend(watcher.seen)
                     if conn.in_transaction():
                         conn.rollback()
-            details.clear()
-            details.update(working)
+            run.details.clear()
+            run.details.update(working)
     finally:
         engine.dispose()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,7 +19,8 @@ from types import ModuleType
 from typing import Any
 
 from toolkit.errors import BadInput
-from toolkit.paths import migrations_dir
+from toolkit.paths import migrations_dir, read_toml
+from toolkit.server.connection import table_exists
 
 KINDS = {1: "flags", 2: "surgical", 3: "downgrade"}
 
@@ -68,10 +68,7 @@ def load_levels(path: Path | None = None) -> list[Level]:
     from toolkit.venue.flags import flag_named
 
     path = path or levels_file()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BadInput(f"cannot read the rollback levels {path}: {exc}") from None
+    data = read_toml(path, "the rollback levels")
     releases = {r.name for r in load_releases()}
     levels: list[Level] = []
     for entry in data.get("level", []):
@@ -200,8 +197,7 @@ def recorded(conn: Any) -> list[AppliedLevel]:
     from toolkit.engine import revisions as revs
     from toolkit.engine.migrate import current_heads
 
-    exists = conn.execute("SELECT to_regclass('venuedb.release_levels')").fetchone()[0]
-    if exists is None:
+    if not table_exists(conn, "venuedb.release_levels"):
         return []
     # to_jsonb: a table from an earlier build has no `state` (read-only commands read it
     # as it is; the next deploying command adds the column).
@@ -286,8 +282,7 @@ def forget(conn: Any, release: str) -> None:
 
 def forget_unapplied(conn: Any) -> list[str]:
     """After a downgrade: the level rows of releases that are no longer applied go."""
-    exists = conn.execute("SELECT to_regclass('venuedb.release_levels')").fetchone()[0]
-    if exists is None:
+    if not table_exists(conn, "venuedb.release_levels"):
         return []
     keep = {a.release for a in recorded(conn)}
     rows = conn.execute("SELECT release FROM venuedb.release_levels").fetchall()

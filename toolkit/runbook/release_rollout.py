@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.deployments import store as records
-from toolkit.deployments.markdown import Record, write
+from toolkit.deployments.markdown import Record, RecordStep, write
 from toolkit.engine import revisions as revs
 from toolkit.engine.migrate import RunOptions, current_heads, run
 from toolkit.engine.releases import Release, find_release, unknown_release
@@ -246,19 +246,20 @@ def _steps(
     for revision in pending:
         step = record.begin(f"apply {revision}")
         result = run(target, "upgrade", revision, options, emit=emit)
-        detail = _postcondition_detail(target, release)
-        if detail:
-            record.end(step, "failed", detail)
-            raise OperationFailed(
-                f"postconditions failed after {revision}: {detail}. The database is at "
-                f"{revision} (the last revision applied). Next: fix and run `venuedb rollout "
-                f"{release.name}` again, or `venuedb rollback {release.name} --yes` "
-                "(with `--allow-data-loss` when its plan drops data)"
-            )
+        _hold_postconditions(
+            target,
+            release,
+            record,
+            step,
+            after=revision,
+            then=f"The database is at {revision} (the last revision applied). Next: fix and "
+            f"run `venuedb rollout {release.name}` again, or `venuedb rollback {release.name} "
+            "--yes` (with `--allow-data-loss` when its plan drops data)",
+        )
         record.end(step, "ok", f"{result.duration_ms} ms, notices: {len(result.notices)}")
-        output = [f"[{revision}] {n}" for n in result.notices] or [f"[{revision}] (no notices)"]
-        previous = record.artifacts.get("command output")
-        record.artifacts["command output"] = "\n".join([*([previous] if previous else []), *output])
+        _add_command_output(
+            record, [f"[{revision}] {n}" for n in result.notices] or [f"[{revision}] (no notices)"]
+        )
     _artifacts(target, release, record, before)
     _backfills(target, release, record, emit)
     return _checks(target, release, record, emit)
@@ -278,19 +279,39 @@ def _restore_level(
         return False
     step = record.begin(f"restore {release.name} level {state.level}")
     result = run_level(target, levels.find_level(release.name, state.level), RESTORE, options, emit)
-    detail = _postcondition_detail(target, release)
-    if detail:
-        record.end(step, "failed", detail)
-        raise OperationFailed(
-            f"postconditions failed after restoring {release.name} level {state.level}: "
-            f"{detail}. Fix and run `venuedb rollout {release.name}` again"
-        )
+    _hold_postconditions(
+        target,
+        release,
+        record,
+        step,
+        after=f"restoring {release.name} level {state.level}",
+        then=f"Fix and run `venuedb rollout {release.name}` again",
+    )
     record.end(step, "ok", f"{result.duration_ms} ms (deployment #{result.deployment_id})")
     record.facts["Restored"] = f"{state.describe()}: restored"
-    output = [f"[level {state.level}] {n}" for n in result.notices]
-    if output:
-        record.artifacts["command output"] = "\n".join(output)
+    _add_command_output(record, [f"[level {state.level}] {n}" for n in result.notices])
     return True
+
+
+def _hold_postconditions(
+    target: db.Target, release: Release, record: Record, step: RecordStep, *, after: str, then: str
+) -> None:
+    """Stop the rollout, `step` failed, when a postcondition fails after `after` (`then`
+    says where the database is and what to run next)."""
+    detail = "; ".join(
+        f"{f['kind']} {f['object']}: expected {f['expected']}, got {f['actual']}"
+        for f in _postcondition_failures(target, release)
+    )
+    if detail:
+        record.end(step, "failed", detail)
+        raise OperationFailed(f"postconditions failed after {after}: {detail}. {then}")
+
+
+def _add_command_output(record: Record, lines: list[str]) -> None:
+    """Append to the record's "command output" artifact (made by the first lines)."""
+    if lines:
+        previous = record.artifacts.get("command output")
+        record.artifacts["command output"] = "\n".join([*([previous] if previous else []), *lines])
 
 
 def _preflight(target: db.Target, release: Release, record: Record, emit: Emit) -> list[str]:
@@ -368,14 +389,6 @@ def _postcondition_failures(target: db.Target, release: Release) -> list[dict[st
         checks = levels.with_levels(checks, levels.applied(conn))
         results = postconditions.evaluate(conn, checks)
     return [r.to_dict() for r in results if not r.ok]
-
-
-def _postcondition_detail(target: db.Target, release: Release) -> str:
-    """The failing postconditions, one clause each ("" when they all hold)."""
-    return "; ".join(
-        f"{f['kind']} {f['object']}: expected {f['expected']}, got {f['actual']}"
-        for f in _postcondition_failures(target, release)
-    )
 
 
 def _schema(target: db.Target) -> dict[str, dict[str, str]]:

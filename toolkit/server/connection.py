@@ -96,6 +96,11 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Params | None = No
     return row[0]
 
 
+def table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    """Whether the table `name` exists: schema-qualified, or else found on the search path."""
+    return bool(scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (name,)))
+
+
 def engine(target: Target, *, purpose: str = "") -> Engine:
     """A SQLAlchemy engine for Alembic (no pooling: one deploy, one session)."""
     from sqlalchemy import create_engine

@@ -40,29 +40,42 @@ def run_demo(target: db.Target, say: Say) -> dict[str, Any]:
 def _load_sample(target: db.Target, say: Say) -> dict[str, int]:
     from toolkit.venue.sample_data import load_booking_sample
 
-    with db.connect(target, autocommit=False, purpose="demo sample") as conn:
+    def loaded(conn: Any) -> str | None:
         prefix = f"sample-{SAMPLE_SEED}-%"
         present = db.scalar(conn, "SELECT count(*) FROM restaurants WHERE slug LIKE %s", (prefix,))
-        if present:
-            say("info", f"sample data already loaded ({present} sample restaurants)")
-            return {}
-        counts = load_booking_sample(conn, seed=SAMPLE_SEED)
-        conn.commit()
-    say("info", "sample data loaded: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    return counts
+        return f"{present} sample restaurants" if present else None
+
+    return _load_once(target, say, "sample data", "demo sample", loaded, load_booking_sample)
 
 
 def _load_bar_sample(target: db.Target, say: Say) -> dict[str, int]:
     from toolkit.venue.bar_sample import load_bar_sample
 
-    with db.connect(target, autocommit=False, purpose="demo bar sample") as conn:
+    def loaded(conn: Any) -> str | None:
         present = db.scalar(conn, "SELECT count(*) FROM sales")
-        if present >= 1000:
-            say("info", f"bar sample already loaded ({present} sales)")
+        return f"{present} sales" if present >= 1000 else None
+
+    return _load_once(target, say, "bar sample", "demo bar sample", loaded, load_bar_sample)
+
+
+def _load_once(
+    target: db.Target,
+    say: Say,
+    what: str,
+    purpose: str,
+    loaded: Callable[[Any], str | None],
+    load: Callable[..., dict[str, int]],
+) -> dict[str, int]:
+    """Load `what` with the demo's seed in one transaction, unless `loaded` says (what it
+    found) that an earlier demo did; the counts of what was loaded ({} when nothing)."""
+    with db.connect(target, autocommit=False, purpose=purpose) as conn:
+        found = loaded(conn)
+        if found:
+            say("info", f"{what} already loaded ({found})")
             return {}
-        counts = load_bar_sample(conn, seed=SAMPLE_SEED)
+        counts = load(conn, seed=SAMPLE_SEED)
         conn.commit()
-    say("info", "bar sample loaded: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    say("info", f"{what} loaded: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return counts
 
 

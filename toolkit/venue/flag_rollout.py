@@ -46,12 +46,8 @@ def rollout_flag(name: str) -> Flag:
     return flag
 
 
-def _table_exists(conn: Any) -> bool:
-    return conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()[0] is not None
-
-
 def _require_table(conn: Any) -> None:
-    if not _table_exists(conn):
+    if not db.table_exists(conn, TABLE):
         raise BadInput(
             "per-restaurant rollout needs the assignment-pipeline-v3 release: "
             "`venuedb apply assignment-pipeline-v3`"
@@ -64,7 +60,7 @@ def enabled_restaurants(conn: Any, flag: str, restaurants: Iterable[str], switch
     wanted = {str(r) for r in restaurants}
     if not switch or not wanted:
         return set()
-    if not _table_exists(conn):
+    if not db.table_exists(conn, TABLE):
         return wanted
     if conn.execute(f"SELECT 1 FROM {TABLE} WHERE flag = %s", (flag,)).fetchone() is None:
         return wanted
@@ -78,7 +74,7 @@ def enabled_restaurants(conn: Any, flag: str, restaurants: Iterable[str], switch
 def read(conn: Any, switches: Mapping[str, bool]) -> list[dict[str, Any]] | None:
     """Every rollout row with what it does given the flags' own values (`switches`, by name);
     None when the table does not exist yet."""
-    if not _table_exists(conn):
+    if not db.table_exists(conn, TABLE):
         return None
     rows = conn.execute(
         "SELECT r.flag, r.percentage, r.restaurant_ids::text[], r.updated_at, r.updated_by, "

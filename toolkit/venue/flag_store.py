@@ -75,10 +75,6 @@ def database_flag(name: str) -> Flag:
     return flag
 
 
-def _table_exists(conn: Any) -> bool:
-    return conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone()[0] is not None
-
-
 def _missing_table(flag: Flag) -> BadInput:
     release = flag.release or "bar-integrity"
     return BadInput(
@@ -89,7 +85,7 @@ def _missing_table(flag: Flag) -> BadInput:
 
 def read(conn: Any) -> dict[str, StoredFlag] | None:
     """Every row of feature_flags by name; None when the table does not exist yet."""
-    if not _table_exists(conn):
+    if not db.table_exists(conn, TABLE):
         return None
     rows = conn.execute(
         f"SELECT name, enabled, bar_ids::text[], updated_at, updated_by FROM {TABLE} ORDER BY name"
@@ -125,7 +121,7 @@ def set_flag(
     flag = database_flag(name)
     notes = []
     with db.connect(target, autocommit=False, purpose="flags") as conn:
-        if not _table_exists(conn):
+        if not db.table_exists(conn, TABLE):
             raise _missing_table(flag)
         ids = _bar_ids(conn, bars)
         conn.execute(
