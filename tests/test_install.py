@@ -327,3 +327,26 @@ def test_an_installed_package_keeps_its_state_in_the_users_state_directory(
     assert paths.state_dir() == tmp_path / "home" / ".local" / "state" / "venuedb"
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     assert paths.state_dir() == tmp_path / "xdg" / "venuedb"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["snapshot"],
+        ["release-manifest"],
+        ["monitoring", "generate"],
+        ["new-revision", "bar", "-m", "add a column"],
+    ],
+)
+def test_commands_that_write_project_files_refuse_the_installed_copy(
+    nowhere: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str]
+) -> None:
+    """The installed copy lies in site-packages: a regenerated snapshot, manifest, alert
+    file or new revision there is lost at the next install and never reviewed."""
+    bundled = _project(tmp_path / "bundled")
+    monkeypatch.setattr(paths, "BUNDLED_DIR", bundled)
+    before = sorted(p.relative_to(bundled) for p in bundled.rglob("*"))
+    result = invoke(*command)
+    assert result.exit_code == 2, result.output
+    assert "installed with venuedb" in result.stderr and "VENUEDB_PROJECT_DIR" in result.stderr
+    assert sorted(p.relative_to(bundled) for p in bundled.rglob("*")) == before

@@ -112,3 +112,17 @@ def _user_state_home() -> Path:
     # The XDG base directory spec: a relative $XDG_STATE_HOME is invalid and ignored.
     configured = Path(os.environ.get("XDG_STATE_HOME") or "")
     return configured if configured.is_absolute() else Path.home() / ".local" / "state"
+
+
+def editable_project_root(what: str) -> Path:
+    """project_root() for a command that writes into the project's files (`what` it
+    writes): refused for the copy an installed wheel carries, which is not a checkout
+    anyone commits from and is overwritten by the next install."""
+    root = project_root()
+    if root == BUNDLED_DIR:
+        raise BadInput(
+            f"{what} writes into the project's files, and these are the copies installed "
+            f"with venuedb ({root}): run it in a venuedb checkout, or point "
+            f"{PROJECT_DIR_VARIABLE} (or --project-dir) at one"
+        )
+    return root

@@ -92,6 +92,10 @@ def release_manifest(
 
     out = Output(json_output)
     with handled(out):
+        if not check:
+            from toolkit.paths import editable_project_root
+
+            editable_project_root("venuedb release-manifest")
         plan = frozen.plan_manifest()
         if plan.changed or plan.unreleased:
             out.document(

@@ -157,6 +157,11 @@ def snapshot(
         scratch_url = renamed(
             scratch_url, old_scratch_url, name="--scratch-url", old_name="--database-url", out=out
         )
+        if not check:
+            from toolkit.paths import editable_project_root
+
+            # Before a scratch server starts: the file it would write must be writable.
+            editable_project_root("venuedb snapshot")
         if scratch_url:
             from toolkit.server.urls import validate_url
 

@@ -26,7 +26,8 @@ from toolkit.errors import BadInput
 from toolkit.server.connection import table_exists
 
 # Only these commands move alembic_version and finish their record with the heads they left
-# (a rehearsal's record is left out: it changed nothing).
+# (a rehearsal's record is left out: it changed nothing); stamp writes it without running
+# a revision, for a database whose schema was built another way.
 MIGRATING_COMMANDS = ("apply", "rollback", "alembic", "stamp")
 
 

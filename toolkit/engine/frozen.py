@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import BadInput, VenuedbError
-from toolkit.paths import migrations_dir, project_root
+from toolkit.paths import editable_project_root, migrations_dir, project_root
 
 MANIFEST_VERSION = 1
 
@@ -240,6 +240,7 @@ def plan_manifest() -> ManifestPlan:
 
 def write_manifest(added: dict[str, dict[str, Any]]) -> Path:
     """Append entries; existing ones are copied as they are (never recomputed)."""
+    editable_project_root("venuedb release-manifest")
     path = manifest_file()
     entries = load_manifest(path)
     clash = sorted(set(entries) & set(added))

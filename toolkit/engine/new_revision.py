@@ -10,7 +10,7 @@ from pathlib import Path
 
 from toolkit.engine import revisions as revs
 from toolkit.errors import BadInput
-from toolkit.paths import migrations_dir
+from toolkit.paths import editable_project_root, migrations_dir
 
 _NUMBERED = re.compile(r"^(?P<branch>[a-z]+)_(?P<number>\d{3})$")
 
@@ -39,6 +39,7 @@ def write_revision(branch: str, message: str) -> tuple[str, Path]:
 
     if not re.search(r"\w", message):
         raise BadInput("-m needs a message: it is the revision's docstring and its file name")
+    editable_project_root("venuedb new-revision")
     revision_id = next_revision_id(branch)
     versions = migrations_dir() / "versions"
     taken = sorted(versions.glob(f"{revision_id}_*")) + sorted(versions.glob(f"{revision_id}.py"))

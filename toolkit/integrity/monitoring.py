@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.integrity.health_checks import HealthCheck, Threshold, load_checks
-from toolkit.paths import project_root
+from toolkit.paths import editable_project_root, project_root
 
 RULES = Path("monitoring/prometheus/venuedb-alerts.yml")
 DASHBOARD = Path("monitoring/grafana/venuedb-dashboard.json")
@@ -426,7 +426,7 @@ def compare(root: Path | None = None, checks: list[HealthCheck] | None = None) -
 
 def write(root: Path | None = None, checks: list[HealthCheck] | None = None) -> list[Difference]:
     """Write the files that differ; returns every file with its state before writing."""
-    base = root or project_root()
+    base = root or editable_project_root("venuedb monitoring generate")
     files = generate(checks)
     before = _states(base, files)
     for state in before:
