@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,22 @@ def invoke(*args: str, input: str | None = None) -> Result:
 
 def as_json(result: Result) -> dict[str, Any]:
     return json.loads(result.stdout)
+
+
+def verify(url: str, *args: str) -> tuple[int, dict[str, Any]]:
+    """`venuedb verify ARGS --json`: its exit code and its report."""
+    result = invoke("verify", "--database-url", url, "--json", *args)
+    return result.exit_code, as_json(result)
+
+
+def verify_after(url: str, by_hand: str, *args: str) -> dict[str, Any]:
+    """`by_hand` run on the database (autocommit, as the test's superuser), then `venuedb
+    verify ARGS`, which must not call it clean (exit 3): its report."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(by_hand)
+    code, report = verify(url, *args)
+    assert code == 3, report
+    return report
 
 
 def _interruptible() -> None:
@@ -65,6 +82,12 @@ def rollout(url: str, release: str, tmp_path: Path, *extra: str) -> Result:
     )
 
 
+def rollback_cascade(url: str, release: str) -> Result:
+    """`venuedb rollback RELEASE --cascade --yes --json`: the release and every later one on
+    its branch undone, on a database with no data to lose (no backup asked for)."""
+    return invoke("rollback", release, "--cascade", "--yes", "--database-url", url, "--json")
+
+
 def rollback_with_data_loss(url: str, target: str, backup_dir: Path, *extra: str) -> Result:
     """`venuedb rollback TARGET` consenting to undo later releases and to drop data (a
     verified backup goes to backup_dir first)."""
@@ -80,6 +103,15 @@ def rollback_with_data_loss(url: str, target: str, backup_dir: Path, *extra: str
         url,
         *extra,
     )
+
+
+def records_while(url: str, still_running: Callable[[], bool], timeout: float = 20) -> None:
+    """Run `venuedb records` (which marks what a killed process left running as interrupted,
+    once the server has seen its session go) while `still_running()`, `timeout` s at most."""
+    deadline = time.monotonic() + timeout
+    while still_running() and time.monotonic() < deadline:
+        assert invoke("records", "--database-url", url).exit_code == 0
+        time.sleep(0.1)
 
 
 def until_no_venuedb_session(url: str, timeout: float = 30) -> None:

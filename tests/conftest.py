@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -29,6 +29,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from tests.queries import scalar
+from toolkit.engine import revisions as revs
 from toolkit.engine.migrate import RunOptions, run
 from toolkit.errors import BadInput, OperationFailed
 from toolkit.integrity import catalog as snapshot
@@ -180,7 +182,7 @@ def row_counts(url: str, schemas: tuple[str, ...] = ("public", "auth")) -> dict[
                 (list(schemas),),
             )
         ]
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+        return {t: scalar(conn, f"SELECT count(*) FROM {t}") for t in tables}
 
 
 # What the toolkit reads from the environment: its settings (VENUEDB_*: toolkit.paths,
@@ -213,6 +215,20 @@ def isolated(
     monkeypatch.setenv("VENUEDB_RECORDS_DIR", str(tmp_path / "deployment-records"))
     # Not tmp_path itself: tests write their own .env files there and pass them explicitly.
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture
+def in_project(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+    """Call it with a copy of the checkout (tests.checkout): from then on the toolkit works
+    from there (VENUEDB_HOME), its cache of the revisions emptied then and after the test."""
+
+    def use(project: Path) -> None:
+        monkeypatch.setenv("VENUEDB_HOME", str(project))
+        revs.script_directory.cache_clear()
+
+    yield use
+    monkeypatch.undo()
+    revs.script_directory.cache_clear()
 
 
 def catalog_diff(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> str:

@@ -26,6 +26,7 @@ import pytest
 from tests.actors import become
 from tests.clihelpers import as_json, invoke
 from tests.conftest import Server
+from tests.queries import dict_of
 
 ID = {
     name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"venuedb-adversary:{name}"))
@@ -502,11 +503,10 @@ def test_a_refused_deferred_rule_rolls_back_at_commit(world_url: str) -> None:
 
 def test_the_world_is_what_the_matrix_assumes(world_url: str) -> None:
     with psycopg.connect(world_url) as conn:
-        statuses = dict(
-            conn.execute(
-                "SELECT id::text, status FROM bookings WHERE id::text = ANY(%s)",
-                ([ID["confirmed"], ID["confirmedB"], ID["cancelled"]],),
-            ).fetchall()
+        statuses = dict_of(
+            conn,
+            "SELECT id::text, status FROM bookings WHERE id::text = ANY(%s)",
+            ([ID["confirmed"], ID["confirmedB"], ID["cancelled"]],),
         )
         assert statuses == {
             ID["confirmed"]: "confirmed",

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from typer.testing import Result
 
-from tests.clihelpers import as_json, invoke, rollback_with_data_loss, spawn
+from tests.clihelpers import as_json, invoke, records_while, rollback_with_data_loss, spawn
+from tests.queries import dict_of, row_at, rows_at
 from toolkit.engine import revisions as revs
 from toolkit.engine.locks import DEPLOY_LOCK, DEPLOY_WORK_LOCK, NAMESPACE
 
@@ -29,11 +31,11 @@ def _heads(url: str) -> dict[str, str | None]:
 
 
 def _deployments(url: str) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT command, result, planned, done, error, from_revisions, to_revisions, actor, "
-            "os_user FROM venuedb.deployments ORDER BY id"
-        ).fetchall()
+    return rows_at(
+        url,
+        "SELECT command, result, planned, done, error, from_revisions, to_revisions, actor, "
+        "os_user FROM venuedb.deployments ORDER BY id",
+    )
 
 
 def test_apply_upgrades_every_branch_and_records_it(empty_db_url: str) -> None:
@@ -54,7 +56,7 @@ def test_apply_upgrades_every_branch_and_records_it(empty_db_url: str) -> None:
 
 def test_checksums_recorded_for_every_applied_revision(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        rows = dict(conn.execute("SELECT revision, sha256 FROM venuedb.revision_checksums"))
+        rows = dict_of(conn, "SELECT revision, sha256 FROM venuedb.revision_checksums")
     for step in revs.all_steps():
         assert rows[step.revision] == hashlib.sha256(Path(step.path).read_bytes()).hexdigest()
 
@@ -117,22 +119,24 @@ def test_failing_revision_leaves_the_previous_revision_and_records_why(empty_db_
     assert "audit_logs" in error and "already exists" in error
 
 
+def _blocking_bar_baseline(url: str, application_name: str | None = None) -> psycopg.Connection:
+    """booking-baseline applied, and a session (returned: the caller rolls it back or closes
+    it) with an open write transaction on auth.users: bar_001's foreign keys to it must
+    wait."""
+    assert invoke("apply", "booking-baseline", "--database-url", url).exit_code == 0
+    blocker = psycopg.connect(url, application_name=application_name)  # None: not set
+    blocker.execute("INSERT INTO auth.users (email) VALUES ('blocker@example.com')")
+    return blocker
+
+
+def _apply_bar_baseline(url: str, *options: str) -> Result:
+    return invoke("apply", "bar-baseline", "--database-url", url, *options)
+
+
 def test_lock_timeout_retries_then_exits_4_naming_the_blocker(empty_db_url: str) -> None:
-    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
-    blocker = psycopg.connect(empty_db_url, application_name="busy app")
+    blocker = _blocking_bar_baseline(empty_db_url, application_name="busy app")
     try:
-        # An open write transaction on auth.users: bar_001's foreign keys to it must wait.
-        blocker.execute("INSERT INTO auth.users (email) VALUES ('waiter@example.com')")
-        result = invoke(
-            "apply",
-            "bar-baseline",
-            "--database-url",
-            empty_db_url,
-            "--lock-timeout",
-            "100ms",
-            "--retries",
-            "2",
-        )
+        result = _apply_bar_baseline(empty_db_url, "--lock-timeout", "100ms", "--retries", "2")
         assert result.exit_code == 4, result.output
         assert result.stdout.count("retry:") == 2
         assert f"pid {blocker.info.backend_pid} (busy app)" in result.stderr
@@ -146,9 +150,7 @@ def test_lock_timeout_retries_then_exits_4_naming_the_blocker(empty_db_url: str)
 
 
 def test_lock_released_during_retries_lets_the_apply_finish(empty_db_url: str) -> None:
-    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
-    blocker = psycopg.connect(empty_db_url)
-    blocker.execute("INSERT INTO auth.users (email) VALUES ('brief@example.com')")
+    blocker = _blocking_bar_baseline(empty_db_url)
     # Released once the apply has waited out at least one 200 ms lock_timeout (two waits
     # seen), not after a fixed time: on a loaded machine the apply may start late.
     releaser = _release_when_waited_on(empty_db_url, blocker, waits=2)
@@ -251,11 +253,11 @@ def test_rollback_reports_the_data_it_drops_before_asking(db_url: str, tmp_path:
 
 def _record_result(url: str) -> tuple:
     """Read without venuedb, which would mark the record while reading it."""
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT id, result, interrupted_at FROM venuedb.deployments "
-            "WHERE command = 'apply' ORDER BY id DESC LIMIT 1"
-        ).fetchone()
+    return row_at(
+        url,
+        "SELECT id, result, interrupted_at FROM venuedb.deployments "
+        "WHERE command = 'apply' ORDER BY id DESC LIMIT 1",
+    )
 
 
 def _release_when_waited_on(
@@ -315,10 +317,8 @@ def _apply_waiting_on_a_lock(
     """`venuedb apply bar-baseline` as a real process, its migration under way and waiting:
     bar_001 references auth.users, and an open transaction holds a conflicting lock there
     until the caller rolls `blocker` back (or leaves the block)."""
-    assert invoke("apply", "booking-baseline", "--database-url", url).exit_code == 0
-    blocker = psycopg.connect(url)
+    blocker = _blocking_bar_baseline(url)
     try:
-        blocker.execute("INSERT INTO auth.users (email) VALUES ('slow@example.com')")
         runner = spawn("apply", "bar-baseline", "--database-url", url, "--lock-timeout", "60s")
         deadline = time.monotonic() + 30
         while not _migration_waits_on_a_lock(url) or _record_result(url)[1] != "running":
@@ -341,10 +341,7 @@ def test_a_killed_apply_is_marked_interrupted_and_a_live_one_is_not(empty_db_url
         finally:
             os.kill(runner.pid, signal.SIGKILL)
             runner.wait(timeout=10)
-        deadline = time.monotonic() + 20
-        while _record_result(empty_db_url)[1] == "running" and time.monotonic() < deadline:
-            assert invoke("records", "--database-url", empty_db_url).exit_code == 0
-            time.sleep(0.1)
+        records_while(empty_db_url, lambda: _record_result(empty_db_url)[1] == "running")
         record_id, result, found_at = _record_result(empty_db_url)
         assert result == "interrupted" and found_at is not None
         shown = as_json(
@@ -357,21 +354,11 @@ def test_a_killed_apply_is_marked_interrupted_and_a_live_one_is_not(empty_db_url
 
 
 def test_markdown_step_seconds_are_the_time_the_revision_took(empty_db_url: str) -> None:
-    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
-    blocker = psycopg.connect(empty_db_url)
-    blocker.execute("INSERT INTO auth.users (email) VALUES ('brief@example.com')")
+    blocker = _blocking_bar_baseline(empty_db_url)
     # bar_001 waits at least 1.5 s for this lock: released 1.5 s after its wait is seen.
     timer = _release_when_waited_on(empty_db_url, blocker, waits=1, then=1.5)
     try:
-        result = invoke(
-            "apply",
-            "bar-baseline",
-            "--database-url",
-            empty_db_url,
-            "--lock-timeout",
-            "20s",
-            "--json",
-        )
+        result = _apply_bar_baseline(empty_db_url, "--lock-timeout", "20s", "--json")
     finally:
         timer.join()
         blocker.close()
@@ -386,22 +373,11 @@ def test_markdown_step_seconds_are_the_time_the_revision_took(empty_db_url: str)
 def test_an_idle_in_transaction_blocker_is_named_with_the_action_that_works(
     empty_db_url: str,
 ) -> None:
-    assert invoke("apply", "booking-baseline", "--database-url", empty_db_url).exit_code == 0
-    blocker = psycopg.connect(empty_db_url, application_name="forgotten psql")
+    # Wrote, then went idle without committing: pg_cancel_backend() cannot free this lock.
+    blocker = _blocking_bar_baseline(empty_db_url, application_name="forgotten psql")
     try:
-        # Wrote, then went idle without committing: pg_cancel_backend() cannot free this lock.
-        blocker.execute("INSERT INTO auth.users (email) VALUES ('idle@example.com')")
         time.sleep(0.3)  # a measurable transaction age
-        result = invoke(
-            "apply",
-            "bar-baseline",
-            "--database-url",
-            empty_db_url,
-            "--lock-timeout",
-            "300ms",
-            "--retries",
-            "0",
-        )
+        result = _apply_bar_baseline(empty_db_url, "--lock-timeout", "300ms", "--retries", "0")
         pid = blocker.info.backend_pid
         assert result.exit_code == 4, result.output
         text = " ".join(result.stderr.split())
@@ -529,7 +505,7 @@ def test_a_direction_that_is_neither_is_refused_before_anything_runs(
 
     before = versions()
     with pytest.raises(ValueError, match="direction must be 'upgrade' or 'downgrade'"):
-        run(Target(db_url, "tests"), typo, "base")  # type: ignore[arg-type]
+        run(Target(db_url, "tests"), typo, "base")  # type: ignore[arg-type]  # the typo under test
     with pytest.raises(ValueError, match="direction must be"):
-        revs.plan(typo, "base", tuple(before))  # type: ignore[arg-type]
+        revs.plan(typo, "base", tuple(before))  # type: ignore[arg-type]  # the typo under test
     assert versions() == before

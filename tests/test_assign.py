@@ -8,6 +8,8 @@ import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke
+from tests.queries import scalar
+from tests.seating import overlapping_allocations
 from toolkit.venue.sample_data import load_booking_sample
 
 
@@ -26,17 +28,14 @@ def test_assign_seats_pending_bookings_without_overlap(sample_db: str) -> None:
     assert result.exit_code == (0 if document["failed"] == 0 else 1)
     assert document["latency_ms"]["p50"] is not None
     with psycopg.connect(sample_db) as conn:
-        confirmed = conn.execute(
+        confirmed = scalar(
+            conn,
             "SELECT count(*) FROM bookings WHERE status = 'confirmed' "
             "AND restaurant_id IN (SELECT id FROM restaurants "
-            "WHERE slug LIKE 'sample-5-%')"
-        ).fetchone()[0]
+            "WHERE slug LIKE 'sample-5-%')",
+        )
         assert confirmed == document["assigned"]
-        overlaps = conn.execute(
-            "SELECT count(*) FROM allocations a JOIN allocations b ON a.resource_id = "
-            'b.resource_id AND a.id < b.id AND a."window" && b."window" '
-            "WHERE NOT a.shadow AND NOT b.shadow"
-        ).fetchone()[0]
+        overlaps = overlapping_allocations(conn)
         assert overlaps == 0
     again = invoke("assign", "--database-url", sample_db, "--json")
     assert as_json(again)["assigned"] == 0  # nothing pending is left unseated twice
@@ -44,12 +43,11 @@ def test_assign_seats_pending_bookings_without_overlap(sample_db: str) -> None:
 
 def test_assign_filters_by_day_and_restaurant(sample_db: str) -> None:
     with psycopg.connect(sample_db) as conn:
-        slug = conn.execute("SELECT slug FROM restaurants WHERE slug LIKE 'sample-5-%'").fetchone()[
-            0
-        ]
-        expected = conn.execute(
-            "SELECT count(*) FROM bookings WHERE booking_date = '2031-03-03' AND status = 'pending'"
-        ).fetchone()[0]
+        slug = scalar(conn, "SELECT slug FROM restaurants WHERE slug LIKE 'sample-5-%'")
+        expected = scalar(
+            conn,
+            "SELECT count(*) FROM bookings WHERE booking_date = '2031-03-03' AND status = 'pending'",
+        )
     result = invoke(
         "assign",
         "--date",

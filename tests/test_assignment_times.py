@@ -14,6 +14,7 @@ import pytest
 from bench.data import booking
 from tests.clihelpers import as_json, invoke
 from tests.conftest import row_counts
+from tests.queries import rows_at
 from toolkit.engine.migrate import RunOptions, run
 from toolkit.engine.releases import find_release
 from toolkit.integrity import health_checks as health
@@ -59,8 +60,7 @@ def _plan(url: str, check: str) -> str:
 
 
 def _assignments(url: str) -> list[tuple[object, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute("SELECT * FROM booking_table_assignments ORDER BY id").fetchall()
+    return rows_at(url, "SELECT * FROM booking_table_assignments ORDER BY id")
 
 
 def _statuses(url: str) -> dict[str, str]:
@@ -108,7 +108,8 @@ def test_the_revision_goes_down_and_up_with_the_data_kept(data_url: str) -> None
     assert "error" not in _statuses(data_url).values()  # the checks answer, the slow way
     run(target, "upgrade", "booking_017", options)
     assert "booking_017" in _heads(data_url)
-    assert _index(data_url) is not None and _index(data_url)[1] is True
+    index = _index(data_url)
+    assert index is not None and index[1] is True  # valid
     assert INDEX in _plan(data_url, "combination_usage_rate")
     assert row_counts(data_url) == counts and _assignments(data_url) == assignments
     assert "error" not in _statuses(data_url).values()

@@ -7,12 +7,15 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
-from tests.clihelpers import as_json, invoke, spawn, until_no_venuedb_session
+from tests.clihelpers import as_json, invoke, records_while, spawn, until_no_venuedb_session
+from tests.queries import dict_of, one, row_at
 
 ROWS = 2000
 
@@ -65,10 +68,10 @@ def bf_db(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _touched(url: str) -> dict[int, int]:
     with psycopg.connect(url) as conn:
-        return dict(conn.execute("SELECT touched, count(*) FROM bf_items GROUP BY 1").fetchall())
+        return dict_of(conn, "SELECT touched, count(*) FROM bf_items GROUP BY 1")
 
 
-def _progress(url: str) -> dict:
+def _progress(url: str) -> dict[str, Any]:
     result = invoke("backfill", "status", "bf", "--database-url", url, "--json")
     assert result.exit_code == 0, result.output
     return as_json(result)["backfills"][0]
@@ -100,7 +103,9 @@ def test_dry_run_counts_and_changes_nothing(bf_db: str) -> None:
     assert _touched(bf_db) == {0: ROWS}
 
 
-def _wait_for(url: str, predicate, timeout: float = 30) -> dict:  # type: ignore[no-untyped-def]
+def _wait_for(
+    url: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         progress = _progress(url)
@@ -246,7 +251,7 @@ def test_writers_are_not_blocked_beyond_a_batch_and_lose_no_update(bf_db: str) -
     assert result.exit_code == 0, result.output
     assert waits and max(waits) < 2.0  # bounded by one batch, far below a table lock
     with psycopg.connect(bf_db) as conn:
-        values = dict(conn.execute("SELECT id, value FROM bf_items").fetchall())
+        values = dict_of(conn, "SELECT id, value FROM bf_items")
     assert all(values[row] == row + n for row, n in increments.items())
     assert _touched(bf_db) == {1: ROWS}
 
@@ -259,10 +264,10 @@ def test_unknown_backfill_is_bad_input(bf_db: str) -> None:
 
 def _raw_progress(url: str) -> tuple:
     """Read without venuedb, which would mark the row while reading it."""
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT state, interrupted_at, batches FROM venuedb.backfill_progress WHERE name = 'bf'"
-        ).fetchone()
+    return row_at(
+        url,
+        "SELECT state, interrupted_at, batches FROM venuedb.backfill_progress WHERE name = 'bf'",
+    )
 
 
 def test_a_live_runner_is_never_marked_and_a_killed_one_is_marked_interrupted(bf_db: str) -> None:
@@ -277,10 +282,7 @@ def test_a_live_runner_is_never_marked_and_a_killed_one_is_marked_interrupted(bf
     finally:
         os.kill(runner.pid, signal.SIGKILL)
         runner.wait(timeout=10)
-    deadline = time.monotonic() + 20
-    while _raw_progress(bf_db)[0] == "running" and time.monotonic() < deadline:
-        assert invoke("records", "--database-url", bf_db).exit_code == 0
-        time.sleep(0.1)
+    records_while(bf_db, lambda: _raw_progress(bf_db)[0] == "running")
     state, found_at, batches = _raw_progress(bf_db)
     assert state == "interrupted" and found_at is not None and batches >= 2
     resumed = invoke("backfill", "run", "bf", "--batch-size", "500", "--database-url", bf_db)
@@ -296,9 +298,9 @@ def test_the_backfill_record_lasts_as_long_as_the_run(bf_db: str) -> None:
     )
     assert result.exit_code == 0, result.output
     with psycopg.connect(bf_db) as conn:
-        (duration_ms,) = conn.execute(
-            "SELECT duration_ms FROM venuedb.deployments WHERE command = 'backfill'"
-        ).fetchone()
+        (duration_ms,) = one(
+            conn, "SELECT duration_ms FROM venuedb.deployments WHERE command = 'backfill'"
+        )
     assert 1200 <= duration_ms < 10_000
     (markdown,) = Path(os.environ["VENUEDB_RECORDS_DIR"]).glob("*-backfill-*.md")
     row = next(line for line in markdown.read_text().splitlines() if line.startswith("| backfill"))

@@ -12,6 +12,7 @@ import psycopg
 
 from tests.clihelpers import as_json, invoke
 from tests.conftest import DATA, Server, load_sql, row_counts
+from tests.queries import scalar
 from toolkit.runbook.backup import list_contents
 
 
@@ -46,11 +47,12 @@ def test_restore_of_a_file_that_is_not_a_dump(empty_db_url: str, tmp_path: Path)
 def _tables(url: str) -> int:
     """User tables in a database: what a half-done restore would leave behind."""
     with psycopg.connect(url) as conn:
-        return conn.execute(
+        return scalar(
+            conn,
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', "
-            "'information_schema', 'pg_toast')"
-        ).fetchone()[0]
+            "'information_schema', 'pg_toast')",
+        )
 
 
 def _schemas(url: str) -> set[str]:

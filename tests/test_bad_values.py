@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from tests.clihelpers import invoke
+from tests.queries import scalar
 from toolkit.engine import revisions as revs
 from toolkit.errors import BadInput
 
@@ -139,4 +140,4 @@ def test_alembic_x_values_in_offline_sql_are_refused_or_normalised(
 def test_alembic_standalone_sets_the_validated_lock_timeout(empty_db_url: str) -> None:
     _alembic_upgrade([f"url={empty_db_url}", "lock_timeout=250ms", "lock_wait=5s"])
     with psycopg.connect(empty_db_url) as conn:
-        assert conn.execute("SELECT count(*) FROM alembic_version").fetchone()[0] > 0
+        assert scalar(conn, "SELECT count(*) FROM alembic_version") > 0

@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import pytest
 from psycopg import errors
 
+from tests.bars import Bar, Member, add_bars, map_servers
 from tests.clihelpers import as_json, invoke, rollout
+from tests.queries import one, scalar
+from tests.test_mode_switching import ROOT_CAUSE_ORPHANED_SALES
 from toolkit.engine.migrate import RunOptions, run
 from toolkit.server.connection import Target
 
@@ -31,22 +34,20 @@ U = {
         start=1,
     )
 }
-FIXTURE = """
-INSERT INTO auth.users (id, email) SELECT u::uuid, u || '@obs.test' FROM unnest(%(users)s::text[]) u;
-INSERT INTO bars (id, name, owner_id, settings) VALUES
-    (%(bar_a)s, 'Obs Bar A', %(owner)s, '{"operatingMode": "simplified"}'),
-    (%(bar_b)s, 'Obs Bar B', %(ownerB)s, '{"operatingMode": "full"}');
-INSERT INTO bar_members (bar_id, user_id, role, display_name) VALUES
-    (%(bar_a)s, %(owner)s, 'owner', 'Olga Owner'),
-    (%(bar_a)s, %(manager)s, 'manager', 'Max Manager'),
-    (%(bar_a)s, %(marie)s, 'server', 'Marie Claire'),
-    (%(bar_a)s, %(sofia)s, 'server', 'Sofia Mensah'),
-    (%(bar_a)s, %(kofi)s, 'server', 'Kofi Okafor'),
-    (%(bar_a)s, %(twin1)s, 'server', 'Sam Twin'),
-    (%(bar_a)s, %(twin2)s, 'server', 'sam  TWIN'),
-    (%(bar_a)s, %(luc)s, 'server', 'Luc Martin'),
-    (%(bar_b)s, %(ownerB)s, 'owner', 'Bob Owner');
-"""
+STAFF = {  # bar A's: a key of U -> role, display name
+    "owner": ("owner", "Olga Owner"),
+    "manager": ("manager", "Max Manager"),
+    "marie": ("server", "Marie Claire"),
+    "sofia": ("server", "Sofia Mensah"),
+    "kofi": ("server", "Kofi Okafor"),
+    "twin1": ("server", "Sam Twin"),
+    "twin2": ("server", "sam  TWIN"),  # the same name as twin1's, but for case and spaces
+    "luc": ("server", "Luc Martin"),
+}
+BARS = (
+    Bar(BAR_A, "Obs Bar A", "simplified", [Member(U[w], *STAFF[w]) for w in STAFF]),
+    Bar(BAR_B, "Obs Bar B", "full", [Member(U["ownerB"], "owner", "Bob Owner")]),
+)
 
 
 def _sql(url: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -57,17 +58,9 @@ def _sql(url: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
 
 def _fixture(url: str, *, mapped: tuple[str, ...] = ("marie",)) -> None:
     """Bars A (simplified) and B (full), A's staff; only `mapped` servers have a mapping."""
-    params = {"users": list(U.values()), "bar_a": BAR_A, "bar_b": BAR_B, **U}
     with psycopg.connect(url, autocommit=True) as conn:
-        for statement in FIXTURE.split(";\n"):
-            if statement.strip():
-                conn.execute(statement, params)
-        for who in mapped:
-            conn.execute(
-                "INSERT INTO server_name_mappings (bar_id, user_id, server_name) "
-                "SELECT %s, user_id, display_name FROM bar_members WHERE user_id = %s",
-                (BAR_A, U[who]),
-            )
+        add_bars(conn, BARS)
+        map_servers(conn, BAR_A, [U[who] for who in mapped])
 
 
 def _switching(url: str, on: bool) -> None:
@@ -103,11 +96,12 @@ def _insert_sale(
     conn: psycopg.Connection, bar: str, creator: str, server: str | None, name: str | None
 ) -> str:
     return str(
-        conn.execute(
+        scalar(
+            conn,
             "INSERT INTO sales (bar_id, created_by, server_id, server_name, total) "
             "VALUES (%s, %s, %s, %s, 4.5) RETURNING id",
             (bar, U[creator], U[server] if server else None, name),
-        ).fetchone()[0]
+        )
     )
 
 
@@ -148,18 +142,7 @@ def test_orphaned_sales_created_fires_for_a_simplified_sale_without_server(db_ur
     assert _check(db_url, "orphaned_sales_created")["status"] == "ok"
     # The seed's own root-cause query (verbatim) agrees on the hour's NULL sales of
     # simplified bars, but it also counts the flag-off sale and the deleted server's.
-    seed = _sql(
-        db_url,
-        """SELECT COUNT(*) as orphaned_sales
-FROM sales
-WHERE created_at > (NOW() - INTERVAL '1 hour')
-  AND server_id IS NULL
-  AND bar_id IN (
-    SELECT id FROM bars
-    WHERE settings->>'operatingMode' = 'simplified'
-  );""",
-    )
-    assert seed == [(2,)]
+    assert _sql(db_url, ROOT_CAUSE_ORPHANED_SALES) == [(2,)]
 
 
 # ---- 1c: name-resolution failures ------------------------------------------------------
@@ -228,23 +211,24 @@ def test_try_create_agrees_with_create_sale_by_server_name(db_url: str) -> None:
             with psycopg.connect(db_url) as conn:
                 _become(conn, "manager")
                 try:
-                    sale = conn.execute(
-                        "SELECT create_sale_by_server_name(%s, %s, '[]', 1)", (BAR_A, name)
-                    ).fetchone()[0]
+                    sale = scalar(
+                        conn, "SELECT create_sale_by_server_name(%s, %s, '[]', 1)", (BAR_A, name)
+                    )
                     raised = None
-                    server = conn.execute(
-                        "SELECT server_id::text FROM sales WHERE id = %s", (sale,)
-                    ).fetchone()[0]
+                    server = scalar(
+                        conn, "SELECT server_id::text FROM sales WHERE id = %s", (sale,)
+                    )
                 except psycopg.Error as exc:
                     raised, server = exc.sqlstate, None
                 conn.rollback()
                 _become(conn, "manager")
                 # Two statements: a statement does not see the row its function inserted.
-                made, code = conn.execute(
+                made, code = one(
+                    conn,
                     "SELECT sale_id, error_code FROM try_create_sale_by_server_name"
                     "(%s, %s, '[]', 1)",
                     (BAR_A, name),
-                ).fetchone()
+                )
                 found = conn.execute(
                     "SELECT server_id::text FROM sales WHERE id = %s", (made,)
                 ).fetchone()
@@ -298,11 +282,12 @@ def test_unresolved_backfill_rows_are_counted_whatever_their_reason_code(db_url:
     # A row mode-switching's backfill (v1) left NULL, with v1's reason code.
     with psycopg.connect(db_url, autocommit=True) as conn:
         legacy = str(
-            conn.execute(
+            scalar(
+                conn,
                 "INSERT INTO consignments (bar_id, server_name, product_name, quantity) "
                 "VALUES (%s, 'Old Name', 'Wine', 1) RETURNING id",
                 (BAR_A,),
-            ).fetchone()[0]
+            )
         )
         conn.execute(
             "INSERT INTO migration_server_id_log (table_name, row_id, bar_id, server_name, "
@@ -381,7 +366,9 @@ def test_backfill_v2_resolves_through_display_names_as_the_live_path(db_url: str
 # ---- point 5: the correction of what backfill v1 credited to the manager ---------------
 
 
-def _to(url: str, revision: str | None, direction: str = "upgrade") -> None:
+def _to(
+    url: str, revision: str | None, direction: Literal["upgrade", "downgrade"] = "upgrade"
+) -> None:
     run(Target(url, "tests"), direction, revision, RunOptions(actor="tests"))
 
 
@@ -389,6 +376,15 @@ def _servers(url: str) -> dict[str, str | None]:
     return {
         str(i): (str(s) if s else None) for i, s in _sql(url, "SELECT id, server_id FROM sales")
     }
+
+
+def _run_correction(url: str, *options: str) -> dict[str, Any]:
+    """`venuedb backfill run sales_server_id_correction OPTIONS --json`: it succeeds; its report."""
+    result = invoke(
+        "backfill", "run", "sales_server_id_correction", *options, "--database-url", url, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    return as_json(result)
 
 
 def test_rollout_corrects_fallback_sales_logged_and_undoable(
@@ -449,28 +445,10 @@ def test_rollout_corrects_fallback_sales_logged_and_undoable(
 
     # Idempotent: run again from the start, nothing changes, nothing is logged twice.
     log_once = _sql(url, "SELECT * FROM migration_server_id_log ORDER BY id")
-    again = invoke(
-        "backfill",
-        "run",
-        "sales_server_id_correction",
-        "--restart",
-        "--database-url",
-        url,
-        "--json",
-    )
-    assert again.exit_code == 0 and as_json(again)["changed"] == 0
+    assert _run_correction(url, "--restart")["changed"] == 0
     assert _servers(url) == after
     assert _sql(url, "SELECT * FROM migration_server_id_log ORDER BY id") == log_once
-    dry = invoke(
-        "backfill",
-        "run",
-        "sales_server_id_correction",
-        "--dry-run",
-        "--database-url",
-        url,
-        "--json",
-    )
-    assert as_json(dry)["total"] == 0
+    assert _run_correction(url, "--dry-run")["total"] == 0
 
     # A mapping for the ambiguous name, then a rerun: corrected by the mapping.
     _sql(
@@ -479,20 +457,7 @@ def test_rollout_corrects_fallback_sales_logged_and_undoable(
         "VALUES (%s, %s, 'Sam Twin')",
         (BAR_A, U["twin2"]),
     )
-    assert (
-        as_json(
-            invoke(
-                "backfill",
-                "run",
-                "sales_server_id_correction",
-                "--restart",
-                "--database-url",
-                url,
-                "--json",
-            )
-        )["changed"]
-        == 2
-    )
+    assert _run_correction(url, "--restart")["changed"] == 2
     assert {_servers(url)[s] for s in sales["twin"]} == {U["twin2"]}
     assert _check(url, "server_id_ambiguous_names")["value"] == 0
 

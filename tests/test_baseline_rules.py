@@ -6,6 +6,9 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from tests.queries import dict_of, scalar
+from tests.seating import allocation_kinds
+
 
 @pytest.fixture
 def conn(db_url: str):
@@ -28,20 +31,24 @@ def baseline(empty_db_url: str):
 
 
 def _restaurant_with_tables(conn: psycopg.Connection, count: int = 2) -> tuple[str, list[str]]:
-    restaurant = conn.execute(
+    restaurant = scalar(
+        conn,
         "INSERT INTO restaurants (name, slug) VALUES ('Test', 'test-' || gen_random_uuid()) "
-        "RETURNING id"
-    ).fetchone()[0]
-    zone = conn.execute(
-        "INSERT INTO zones (restaurant_id, name) VALUES (%s, 'Main') RETURNING id", (restaurant,)
-    ).fetchone()[0]
+        "RETURNING id",
+    )
+    zone = scalar(
+        conn,
+        "INSERT INTO zones (restaurant_id, name) VALUES (%s, 'Main') RETURNING id",
+        (restaurant,),
+    )
     tables = [
-        conn.execute(
+        scalar(
+            conn,
             "INSERT INTO table_inventory (restaurant_id, zone_id, table_number, capacity, "
             "min_party_size, max_party_size, mobility) VALUES (%s, %s, %s, 4, 1, 4, 'movable') "
             "RETURNING id",
             (restaurant, zone, f"T{i}"),
-        ).fetchone()[0]
+        )
         for i in range(count)
     ]
     return restaurant, tables
@@ -50,12 +57,13 @@ def _restaurant_with_tables(conn: psycopg.Connection, count: int = 2) -> tuple[s
 def _booking(
     conn: psycopg.Connection, restaurant: str, start: str = "2030-01-01 19:00+00", party: int = 4
 ) -> str:
-    return conn.execute(
+    return scalar(
+        conn,
         "INSERT INTO bookings (restaurant_id, customer_name, party_size, booking_date, start_at, "
         "end_at) VALUES (%s, 'Guest', %s, %s::timestamptz::date, %s::timestamptz, "
         "%s::timestamptz + interval '2 hours') RETURNING id",
         (restaurant, party, start, start, start),
-    ).fetchone()[0]
+    )
 
 
 def _allocate(
@@ -99,12 +107,13 @@ def test_confirm_hold_assignment_tx_v11_confirms_and_allocates(
 ) -> None:
     restaurant, tables = _restaurant_with_tables(baseline)
     booking = _booking(baseline, restaurant, party=6)
-    hold = baseline.execute(
+    hold = scalar(
+        baseline,
         "INSERT INTO table_holds (restaurant_id, booking_id, start_at, end_at, expires_at) "
         "SELECT restaurant_id, id, start_at, end_at, now() + interval '5 minutes' FROM bookings "
         "WHERE id = %s RETURNING id",
         (booking,),
-    ).fetchone()[0]
+    )
     for table in tables:
         baseline.execute(
             "INSERT INTO table_hold_members (hold_id, table_id) VALUES (%s, %s)", (hold, table)
@@ -121,30 +130,27 @@ def test_confirm_hold_assignment_tx_v11_confirms_and_allocates(
     assert baseline.execute(
         "SELECT count(*) FROM booking_table_assignments WHERE booking_id = %s", (booking,)
     ).fetchone() == (2,)
-    kinds = baseline.execute(
-        "SELECT resource_type, count(*) FROM allocations WHERE booking_id = %s "
-        "GROUP BY 1 ORDER BY 1",
-        (booking,),
-    ).fetchall()
-    assert kinds == [("merge_group", 1), ("table", 2)]
+    assert allocation_kinds(baseline, booking) == [("merge_group", 1), ("table", 2)]
     assert baseline.execute(
         "SELECT count(*) FROM table_holds WHERE id = %s", (hold,)
     ).fetchone() == (0,)
-    comment = baseline.execute(
-        "SELECT obj_description('public.confirm_hold_assignment_tx(uuid,uuid,text,uuid)'::regprocedure)"
-    ).fetchone()[0]
+    comment = scalar(
+        baseline,
+        "SELECT obj_description('public.confirm_hold_assignment_tx(uuid,uuid,text,uuid)'::regprocedure)",
+    )
     assert comment == "venuedb:version=11"
 
 
 def test_confirm_of_an_expired_hold_is_refused(baseline: psycopg.Connection) -> None:
     restaurant, tables = _restaurant_with_tables(baseline, 1)
     booking = _booking(baseline, restaurant)
-    hold = baseline.execute(
+    hold = scalar(
+        baseline,
         "INSERT INTO table_holds (restaurant_id, booking_id, start_at, end_at, expires_at) "
         "SELECT restaurant_id, id, start_at, end_at, now() - interval '1 minute' FROM bookings "
         "WHERE id = %s RETURNING id",
         (booking,),
-    ).fetchone()[0]
+    )
     baseline.execute(
         "INSERT INTO table_hold_members (hold_id, table_id) VALUES (%s, %s)", (hold, tables[0])
     )
@@ -201,16 +207,13 @@ def test_auth_uid_reads_the_jwt_claim(conn: psycopg.Connection) -> None:
     conn.execute(
         "SELECT set_config('request.jwt.claim.sub', '6f1c1a7e-3b5e-4d0a-9a53-0d6c1c9a0001', true)"
     )
-    assert str(conn.execute("SELECT auth.uid()").fetchone()[0]) == (
-        "6f1c1a7e-3b5e-4d0a-9a53-0d6c1c9a0001"
-    )
+    assert str(scalar(conn, "SELECT auth.uid()")) == ("6f1c1a7e-3b5e-4d0a-9a53-0d6c1c9a0001")
 
 
 def test_supabase_roles_exist_and_service_role_bypasses_rls(conn: psycopg.Connection) -> None:
-    rows = dict(
-        conn.execute(
-            "SELECT rolname, rolbypassrls FROM pg_roles "
-            "WHERE rolname IN ('anon', 'authenticated', 'service_role')"
-        ).fetchall()
+    rows = dict_of(
+        conn,
+        "SELECT rolname, rolbypassrls FROM pg_roles "
+        "WHERE rolname IN ('anon', 'authenticated', 'service_role')",
     )
     assert rows == {"anon": False, "authenticated": False, "service_role": True}

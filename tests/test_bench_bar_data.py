@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from bench.data.bar import load
+from tests.queries import dict_of, one, scalar
 from toolkit.engine.migrate import RunOptions
 from toolkit.engine.migrate import run as migrate
 from toolkit.runbook.backfill import Options, find_backfill, run
@@ -64,14 +65,15 @@ def test_another_seed_other_rows(empty_db_url: str, db_url: str) -> None:
 def test_rows_look_like_the_till(db_url: str) -> None:
     _load(db_url)
     with psycopg.connect(db_url) as conn:
-        modes, null_names, odd_spacing, no_server_id = conn.execute(
+        modes, null_names, odd_spacing, no_server_id = one(
+            conn,
             "SELECT (SELECT count(DISTINCT settings ->> 'operatingMode') FROM bars), "
             "count(*) FILTER (WHERE server_name IS NULL), "
             "count(*) FILTER (WHERE server_name LIKE '  %'), "
-            "count(*) FILTER (WHERE server_id IS NULL) = count(*) FROM sales"
-        ).fetchone()
-        staff = dict(conn.execute("SELECT role, count(*) FROM bar_members GROUP BY 1").fetchall())
-        bars = conn.execute("SELECT count(*) FROM bars").fetchone()[0]
+            "count(*) FILTER (WHERE server_id IS NULL) = count(*) FROM sales",
+        )
+        staff = dict_of(conn, "SELECT role, count(*) FROM bar_members GROUP BY 1")
+        bars = scalar(conn, "SELECT count(*) FROM bars")
     assert modes == 2  # simplified, full (and bars with none)
     assert null_names > 0 and odd_spacing > 0 and no_server_id
     assert staff["owner"] == bars and bars <= staff["manager"] <= 2 * bars
@@ -83,13 +85,14 @@ def test_backfill_resolves_the_mapped_names(db_url: str) -> None:
     outcome = run(Target(db_url, "tests"), find_backfill("sales_server_id"), Options(batch_size=97))
     assert outcome.state == "finished" and outcome.rows == counts["sales"]
     with psycopg.connect(db_url) as conn:
-        mapped, wrong, by_name = conn.execute(
+        mapped, wrong, by_name = one(
+            conn,
             "SELECT count(*), count(*) FILTER (WHERE s.server_id IS DISTINCT FROM m.user_id), "
             "(SELECT count(*) FROM migration_server_id_log "
             " WHERE table_name = 'sales' AND NOT fallback_used) "
             "FROM sales AS s JOIN server_name_mappings AS m ON m.bar_id = s.bar_id "
-            "AND m.name_normalized = lower(btrim(regexp_replace(s.server_name, '\\s+', ' ', 'g')))"
-        ).fetchone()
+            "AND m.name_normalized = lower(btrim(regexp_replace(s.server_name, '\\s+', ' ', 'g')))",
+        )
     # Every mapped name went to its mapping; backfill v2 (bar-observability) also resolves
     # names nobody mapped through the members' display names, so more rows than the
     # mapped ones were resolved by name rather than credited to their creator.

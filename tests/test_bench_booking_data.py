@@ -16,6 +16,7 @@ import pytest
 
 from bench.data import booking
 from tests.conftest import Server
+from tests.queries import dict_of, scalar
 from toolkit.engine.migrate import RunOptions, run
 from toolkit.server.connection import Target
 
@@ -59,7 +60,9 @@ def _assert_consistent(url: str) -> None:
     assert _check_rows(url, "allocation_overlaps") == []
     assert _check_rows(url, "orphaned_confirmed_bookings") == []
     with psycopg.connect(url) as conn:
-        mismatched = conn.execute("""
+        mismatched = scalar(
+            conn,
+            """
             SELECT count(*) FROM bookings b
             LEFT JOIN booking_table_assignments a ON a.booking_id = b.id
             LEFT JOIN allocations al ON al.booking_id = b.id
@@ -69,9 +72,10 @@ def _assert_consistent(url: str) -> None:
                OR al.restaurant_id <> b.restaurant_id
                OR al."window" <> tstzrange(b.start_at, b.end_at, '[)')
                OR b.party_size > t.capacity
-        """).fetchone()[0]
+        """,
+        )
         assert mismatched == 0
-        statuses = dict(conn.execute("SELECT status, count(*) FROM bookings GROUP BY 1").fetchall())
+        statuses = dict_of(conn, "SELECT status, count(*) FROM bookings GROUP BY 1")
         assert set(statuses) <= {"confirmed", "completed", "checked_in"}
         assert statuses["confirmed"] > statuses.get("completed", 0)  # mostly in the future
 

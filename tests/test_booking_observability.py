@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from tests.clihelpers import as_json, invoke
 from tests.conftest import row_counts
+from tests.queries import dict_of, row_at, rows_at, scalar
 from tests.seating import assign_table
 from tests.test_baseline_rules import _booking, _restaurant_with_tables
 from toolkit.engine.migrate import RunOptions, run
@@ -58,19 +59,21 @@ def _app(url: str) -> psycopg.Connection:
 
 def _zone(conn: psycopg.Connection, restaurant: str) -> str:
     return str(
-        conn.execute(
-            "SELECT zone_id FROM table_inventory WHERE restaurant_id = %s LIMIT 1", (restaurant,)
-        ).fetchone()[0]
+        scalar(
+            conn,
+            "SELECT zone_id FROM table_inventory WHERE restaurant_id = %s LIMIT 1",
+            (restaurant,),
+        )
     )
 
 
 def _events(url: str, event_type: str) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT source, booking_id::text, context FROM observability_events "
-            "WHERE event_type = %s ORDER BY id",
-            (event_type,),
-        ).fetchall()
+    return rows_at(
+        url,
+        "SELECT source, booking_id::text, context FROM observability_events "
+        "WHERE event_type = %s ORDER BY id",
+        (event_type,),
+    )
 
 
 # -- an empty window -----------------------------------------------------------------------
@@ -102,10 +105,10 @@ def test_direct_calls_are_counted_by_the_success_rate_and_latency(db_url: str) -
     with _app(db_url) as app:
         results = []
         for booking in [*seated, unseatable]:
-            results.append(app.execute("SELECT auto_assign_booking(%s)", (booking,)).fetchone()[0])
+            results.append(scalar(app, "SELECT auto_assign_booking(%s)", (booking,)))
             app.commit()
         # Called again, a seated booking is skipped: not an assignment attempt.
-        again = app.execute("SELECT auto_assign_booking(%s)", (seated[0],)).fetchone()[0]
+        again = scalar(app, "SELECT auto_assign_booking(%s)", (seated[0],))
         app.commit()
         # A caller that rolls back leaves nothing: the attempt never happened.
         app.execute("SELECT auto_assign_booking(%s)", (unseatable,))
@@ -145,11 +148,9 @@ def test_zone_lock_contention_between_two_direct_calls_is_recorded_and_committed
     with _app(db_url) as first, _app(db_url) as second:
         for pair in (bookings[:2], bookings[2:]):
             # The first seats its booking and holds the zone's lock until it commits.
-            held = first.execute("SELECT auto_assign_booking(%s)", (pair[0],)).fetchone()[0]
+            held = scalar(first, "SELECT auto_assign_booking(%s)", (pair[0],))
             assert held["status"] == "confirmed"
-            waited = second.execute(
-                "SELECT auto_assign_booking(%s, %s)", (pair[1], short)
-            ).fetchone()[0]
+            waited = scalar(second, "SELECT auto_assign_booking(%s, %s)", (pair[1], short))
             second.commit()
             first.commit()
             assert (waited["status"], waited["reason"]) == ("conflict", "zone_locked")
@@ -182,9 +183,7 @@ def test_a_zone_lock_granted_after_a_wait_is_a_conflict_that_still_seats(db_url:
         result: dict = {}
 
         def wait() -> None:
-            result.update(
-                second.execute("SELECT auto_assign_booking(%s)", (second_booking,)).fetchone()[0]
-            )
+            result.update(scalar(second, "SELECT auto_assign_booking(%s)", (second_booking,)))
             second.commit()
 
         waiter = threading.Thread(target=wait)
@@ -200,10 +199,11 @@ def test_a_zone_lock_granted_after_a_wait_is_a_conflict_that_still_seats(db_url:
 def _until_waiting_on_an_advisory_lock(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as watcher:
         for _ in range(600):
-            if watcher.execute(
+            if scalar(
+                watcher,
                 "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
-            ).fetchone()[0]:
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+            ):
                 return
             time.sleep(0.05)
     raise AssertionError("nobody waited for the zone's lock")
@@ -226,9 +226,7 @@ def test_a_deadlock_while_waiting_for_the_zone_is_recorded_not_raised(db_url: st
 
         def assign() -> None:
             options = Jsonb({"max_attempts": 1, "zone_lock_wait_ms": 60000})
-            result.update(
-                app.execute("SELECT auto_assign_booking(%s, %s)", (booking, options)).fetchone()[0]
-            )
+            result.update(scalar(app, "SELECT auto_assign_booking(%s, %s)", (booking, options)))
             app.commit()
 
         caller = threading.Thread(target=assign)
@@ -302,9 +300,11 @@ def test_the_coordinator_records_a_busy_zone_in_its_own_transaction(db_url: str)
 
         # The zone frees during the back-off: one conflict, then the booking is seated.
         other.execute(f"SELECT pg_advisory_lock({ZONE_KEY})", (zone,))
-        released = Coordinator(
-            conn, _options(), sleep=lambda _: other.execute("SELECT pg_advisory_unlock_all()")
-        ).process(booking)
+
+        def free_the_zone(_: float) -> None:  # the back-off's sleep
+            other.execute("SELECT pg_advisory_unlock_all()")
+
+        released = Coordinator(conn, _options(), sleep=free_the_zone).process(booking)
         assert (released.status, released.zone_lock_conflicts) == ("confirmed", 1)
     result = _check(db_url, "zone_lock_conflicts_per_day")
     assert (result.status, result.value) == ("ok", 4.0)
@@ -333,12 +333,11 @@ def test_the_coordinators_latency_runs_from_its_first_attempt(conn: psycopg.Conn
     conn.commit()
     outcome = Coordinator(conn, _options(), base_delay_ms=200).process(booking)
     assert outcome.status == "confirmed" and outcome.retries == 1
-    events = dict(
-        conn.execute(
-            "SELECT event_type, context FROM observability_events "
-            "WHERE source = 'assignment.coordinator' AND booking_id = %s",
-            (booking,),
-        ).fetchall()
+    events = dict_of(
+        conn,
+        "SELECT event_type, context FROM observability_events "
+        "WHERE source = 'assignment.coordinator' AND booking_id = %s",
+        (booking,),
     )
     confirmed, retry = events["coordinator.confirmed"], events["coordinator.retry"]
     assert confirmed["attempt"] == 2
@@ -474,19 +473,20 @@ def test_a_clean_coordinator_run_passes_the_graduation_gate(db_url: str) -> None
 
 
 def _versions(url: str) -> tuple[str, str]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT obj_description('public.auto_assign_booking(uuid, jsonb)'::regprocedure, "
-            "'pg_proc'), obj_description("
-            "'public.enforce_assignment_state_transition()'::regprocedure, 'pg_proc')"
-        ).fetchone()
+    return row_at(
+        url,
+        "SELECT obj_description('public.auto_assign_booking(uuid, jsonb)'::regprocedure, "
+        "'pg_proc'), obj_description("
+        "'public.enforce_assignment_state_transition()'::regprocedure, 'pg_proc')",
+    )
 
 
 def _summaries(url: str) -> int:
     with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM observability_events WHERE event_type = 'auto_assign.summary'"
-        ).fetchone()[0]
+        return scalar(
+            conn,
+            "SELECT count(*) FROM observability_events WHERE event_type = 'auto_assign.summary'",
+        )
 
 
 def test_the_release_goes_down_and_up_with_data_and_assign_counts_each_booking_once(

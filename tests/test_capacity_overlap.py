@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from tests.queries import scalar
 from tests.test_baseline_rules import _allocate, _booking, _restaurant_with_tables
 
 
@@ -19,12 +20,13 @@ def conn(db_url: str):
 
 
 def _hold(conn: psycopg.Connection, booking: str, tables: list[str]) -> str:
-    hold = conn.execute(
+    hold = scalar(
+        conn,
         "INSERT INTO table_holds (restaurant_id, booking_id, start_at, end_at, expires_at) "
         "SELECT restaurant_id, id, start_at, end_at, now() + interval '5 minutes' "
         "FROM bookings WHERE id = %s RETURNING id",
         (booking,),
-    ).fetchone()[0]
+    )
     for table in tables:
         conn.execute(
             "INSERT INTO table_hold_members (hold_id, table_id) VALUES (%s, %s)", (hold, table)
@@ -202,9 +204,7 @@ def test_retention_deletes_old_evidence_in_batches(db_url: str) -> None:
             "FROM generate_series(1, 60) d",
             (booking,),
         )
-        deleted = conn.execute(
-            "CALL prune_booking_confirmation_results(interval '30 days', 7)"
-        ).fetchone()[0]
+        deleted = scalar(conn, "CALL prune_booking_confirmation_results(interval '30 days', 7)")
         assert deleted == 30
         assert conn.execute("SELECT count(*) FROM booking_confirmation_results").fetchone() == (30,)
         with pytest.raises(errors.InvalidParameterValue):

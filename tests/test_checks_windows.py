@@ -6,35 +6,19 @@ formula, with the project's formula beside it under its own name."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke
-from tests.seating import assign_table
+from tests.queries import one, scalar
+from tests.seating import RESTAURANT, add_floor, assign_table
 from toolkit.errors import BadInput
 from toolkit.integrity import health_checks as health
 from toolkit.server.connection import Target
 
-R = "11111111-1111-4111-8111-111111111111"
-Z = "22222222-2222-4222-8222-222222222222"
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"
-
-
-def _floor(url: str, tables: int) -> list[str]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO restaurants (id, name, slug) VALUES (%s, 'R', 'r')", (R,))
-        conn.execute("INSERT INTO zones (id, restaurant_id, name) VALUES (%s, %s, 'Z')", (Z, R))
-        return [
-            str(
-                conn.execute(
-                    "INSERT INTO table_inventory (restaurant_id, zone_id, table_number, capacity) "
-                    "VALUES (%s, %s, %s, 4) RETURNING id",
-                    (R, Z, f"T{i}"),
-                ).fetchone()[0]
-            )
-            for i in range(tables)
-        ]
 
 
 def _book(url: str, count: int) -> list[str]:
@@ -42,12 +26,13 @@ def _book(url: str, count: int) -> list[str]:
     with psycopg.connect(url, autocommit=True) as conn:
         return [
             str(
-                conn.execute(
+                scalar(
+                    conn,
                     "INSERT INTO bookings (restaurant_id, party_size, booking_date, start_at, "
                     "end_at) VALUES (%s, 2, current_date, now() + make_interval(hours => %s), "
                     "now() + make_interval(hours => %s + 2)) RETURNING id",
-                    (R, 24 + i * 3, 24 + i * 3),
-                ).fetchone()[0]
+                    (RESTAURANT, 24 + i * 3, 24 + i * 3),
+                )
             )
             for i in range(count)
         ]
@@ -67,12 +52,12 @@ def _status(url: str, bookings: list[str], status: str) -> None:
         )
 
 
-def _check(url: str, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+def _check(url: str, *args: str) -> tuple[int, dict[str, Any]]:
     result = invoke("check", *args, "--database-url", url, "--json")
     return result.exit_code, as_json(result)
 
 
-def _by_name(document: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+def _by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in document["checks"]}
 
 
@@ -83,7 +68,7 @@ def test_the_two_confirmation_rates_read_the_same_bookings_differently(db_url: s
     """Ten bookings made now: 5 confirmed, 1 checked in, 1 completed, 2 cancelled, 1 still
     pending. Seed 001 counts only 'confirmed' over all ten: 50 %, critical (< 90 %). The
     project's formula counts the seated ones over the eight not cancelled: 87.5 %."""
-    tables = _floor(db_url, 7)
+    tables = add_floor(db_url, 7)
     bookings = _book(db_url, 10)
     for booking, table in zip(bookings[:7], tables, strict=True):
         _seat(db_url, booking, table)
@@ -103,7 +88,7 @@ def test_the_two_confirmation_rates_read_the_same_bookings_differently(db_url: s
 
 
 def test_seed_formula_is_ok_when_the_new_bookings_are_confirmed(db_url: str) -> None:
-    tables = _floor(db_url, 10)
+    tables = add_floor(db_url, 10)
     bookings = _book(db_url, 10)
     for booking, table in zip(bookings, tables, strict=True):
         _seat(db_url, booking, table)
@@ -126,7 +111,7 @@ def _age(url: str, table: str, minutes: int) -> None:
 
 
 def test_a_booking_20_minutes_old_is_outside_10m_and_inside_1h(db_url: str) -> None:
-    _floor(db_url, 1)
+    add_floor(db_url, 1)
     _book(db_url, 1)  # pending: 0 % confirmed
     _age(db_url, "bookings", 20)
     code, document = _check(db_url, "confirmation_rate", "--window", "10m")
@@ -147,7 +132,7 @@ def test_a_booking_20_minutes_old_is_outside_10m_and_inside_1h(db_url: str) -> N
 
 
 def test_an_event_20_minutes_old_is_outside_10m_and_inside_1h(db_url: str) -> None:
-    _floor(db_url, 1)
+    add_floor(db_url, 1)
     (booking,) = _book(db_url, 1)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
@@ -171,7 +156,7 @@ def test_an_event_20_minutes_old_is_outside_10m_and_inside_1h(db_url: str) -> No
 def test_each_check_runs_with_its_own_window_in_one_run(db_url: str) -> None:
     """One transaction, two checks, two windows: the 5-minute one sees nothing of a booking
     20 minutes old, the 1-day one sees it."""
-    _floor(db_url, 1)
+    add_floor(db_url, 1)
     _book(db_url, 1)
     _age(db_url, "bookings", 20)
     code, document = _check(db_url, "confirmation_rate", "confirmation_rate_excluding_cancelled")
@@ -279,6 +264,12 @@ def test_a_window_header_on_a_query_that_reads_none_is_refused(tmp_path: Path) -
     assert (fine.for_.text, fine.effective_window()) == ("0s", None)
 
 
+def _measured(result: health.CheckResult) -> tuple[float | None, str]:
+    """A check's value and the window it looked back over (it must have one)."""
+    assert result.window is not None, result.check.name
+    return result.value, result.window.text
+
+
 def test_both_settings_are_set_per_check_for_files_not_yet_converted(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -300,16 +291,16 @@ def test_both_settings_are_set_per_check_for_files_not_yet_converted(
     checks = health.load_checks(tmp_path)
     target = Target(db_url, "tests")
     own = {r.check.name: r for r in health.run_checks(target, checks)}
-    assert (own["a_window"].value, own["a_window"].window.text) == (300.0, "5m")
-    assert (own["b_days"].value, own["b_days"].window.text) == (1.0, "1d")
-    assert (own["c_window_default"].value, own["c_window_default"].window.text) == (86400, "1d")
+    assert _measured(own["a_window"]) == (300.0, "5m")
+    assert _measured(own["b_days"]) == (1.0, "1d")
+    assert _measured(own["c_window_default"]) == (86400, "1d")
     wide = health.parse_duration("36h", what="test")
     over = {r.check.name: r for r in health.run_checks(target, checks, window=wide)}
-    assert (over["a_window"].value, over["a_window"].window.text) == (129600.0, "36h")
-    assert (over["b_days"].value, over["b_days"].window.text) == (2.0, "2d")  # rounded up
+    assert _measured(over["a_window"]) == (129600.0, "36h")
+    assert _measured(over["b_days"]) == (2.0, "2d")  # rounded up
     short = health.parse_duration("10m", what="test")
     over = {r.check.name: r for r in health.run_checks(target, checks, window=short)}
-    assert (over["b_days"].value, over["b_days"].window.text) == (1.0, "1d")  # at least 1
+    assert _measured(over["b_days"]) == (1.0, "1d")  # at least 1
     alias = {r.check.name: r for r in health.run_checks(target, checks, days=3)}
     assert alias["a_window"].value == 3 * 86400.0
     with pytest.raises(BadInput, match="not both"):
@@ -323,7 +314,7 @@ def test_a_confirmation_refused_for_a_taken_table_is_counted(db_url: str) -> Non
     """Two bookings at the same time want one table: the first is seated, the second's
     hold is confirmed through confirm_hold_assignment_tx as the application does, and
     refused. The database records the refusal; the check counts it in its hour."""
-    (table,) = _floor(db_url, 1)
+    (table,) = add_floor(db_url, 1)
     first, second = _book(db_url, 2)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
@@ -336,18 +327,19 @@ def test_a_confirmation_refused_for_a_taken_table_is_counted(db_url: str) -> Non
     quiet = _by_name(document)["confirmation_conflicts"]
     assert (code, quiet["status"], quiet["value"], quiet["window"]) == (0, "ok", 0, "1h")
     with psycopg.connect(db_url, autocommit=True) as conn:
-        hold = conn.execute(
+        hold = scalar(
+            conn,
             "INSERT INTO table_holds (restaurant_id, booking_id, start_at, end_at, expires_at) "
             "SELECT restaurant_id, id, start_at, end_at, now() + interval '10 minutes' "
             "FROM bookings WHERE id = %s RETURNING id",
             (second,),
-        ).fetchone()[0]
+        )
         conn.execute(
             "INSERT INTO table_hold_members (hold_id, table_id) VALUES (%s, %s)", (hold, table)
         )
-        (confirmed,) = conn.execute(
-            "SELECT confirmed FROM confirm_hold_assignment_tx(%s, %s)", (hold, second)
-        ).fetchone()
+        (confirmed,) = one(
+            conn, "SELECT confirmed FROM confirm_hold_assignment_tx(%s, %s)", (hold, second)
+        )
     assert confirmed is False
     code, document = _check(db_url, "confirmation_conflicts")
     fired = _by_name(document)["confirmation_conflicts"]

@@ -114,7 +114,7 @@ def sessions(url: str, where: str = "true") -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def _sql(url: str, sql: str, params: tuple = ()) -> None:  # type: ignore[type-arg]
+def _sql(url: str, sql: str, params: tuple[Any, ...] = ()) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql, params)
 
@@ -149,17 +149,23 @@ def serve() -> Iterator[Callable[[Exporter], ExporterServer]]:
         thread.join()
 
 
-def exporter_for(url: str, checks: list[health.HealthCheck] | None = None, **kw: Any) -> Exporter:
-    logged: list[str] = []
-    exporter = Exporter(
+class LoggingExporter(Exporter):
+    """An Exporter that keeps the lines it logs, in `logged`."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        self.logged: list[str] = []
+        super().__init__(*args, log=self.logged.append, **kw)
+
+
+def exporter_for(
+    url: str, checks: list[health.HealthCheck] | None = None, **kw: Any
+) -> LoggingExporter:
+    return LoggingExporter(
         Target(url, "tests"),
         health.load_checks() if checks is None else checks,
         kw.pop("declared_backfills", None),
-        log=logged.append,
         **kw,
     )
-    exporter.logged = logged  # type: ignore[attr-defined]
-    return exporter
 
 
 # -- what a scrape says ---------------------------------------------------------------
@@ -368,7 +374,7 @@ def test_a_role_without_rights_gets_errors_and_the_parts_it_cannot_read_left_out
     assert errored and not errored & set(by_check(families, "venuedb_check_value"))
     # Not readable: left out (never a 0 that reads "no release applied") and logged once.
     assert "venuedb_release_applied" not in families
-    assert any("releases left out: permission denied" in line for line in exporter.logged)  # type: ignore[attr-defined]
+    assert any("releases left out: permission denied" in line for line in exporter.logged)
 
 
 # -- transactions, concurrency, the database going away --------------------------------
@@ -429,14 +435,14 @@ def test_a_terminated_backend_reads_up_0_then_the_next_scrape_recovers(
         holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
     (down,) = answers
     assert set(down) == {"venuedb_up"} and samples(down, "venuedb_up")[0].value == 0
-    assert any("venuedb_up 0" in line for line in exporter.logged)  # type: ignore[attr-defined]
+    assert any("venuedb_up 0" in line for line in exporter.logged)
     back = scrape(server)
     assert samples(back, "venuedb_up")[0].value == 1
     assert {s.labels["check"]: s.value for s in samples(back, "venuedb_check_value")} == {
         "waits": 1,
         "fine": 2,
     }
-    assert any("answers again" in line for line in exporter.logged)  # type: ignore[attr-defined]
+    assert any("answers again" in line for line in exporter.logged)
 
 
 def test_a_closed_port_is_up_0_and_nothing_else_with_no_password_shown(
@@ -446,7 +452,7 @@ def test_a_closed_port_is_up_0_and_nothing_else_with_no_password_shown(
     exporter = exporter_for(url)
     families = scrape(serve(exporter))
     assert set(families) == {"venuedb_up"} and samples(families, "venuedb_up")[0].value == 0
-    assert exporter.logged and all("s3cret-Pw" not in line for line in exporter.logged)  # type: ignore[attr-defined]
+    assert exporter.logged and all("s3cret-Pw" not in line for line in exporter.logged)
     once = invoke("exporter", "--once", "--database-url", url)
     assert once.exit_code == 2, once.output
     assert set(parse(once.stdout)) == {"venuedb_up"}
@@ -528,7 +534,9 @@ def test_the_command_serves_until_a_signal_stops_it(
             line = process.stderr.readline()
             assert line, "".join(lines)  # the process ended before serving
             lines.append(line)
-        url = re.search(r"serving (http://\S+)/metrics", lines[-1])[1]  # type: ignore[index]
+        serving = re.search(r"serving (http://\S+)/metrics", lines[-1])
+        assert serving, lines[-1]
+        url = serving[1]
         status, _, body = get(url + "/metrics")
         assert status == 200 and samples(parse(body), "venuedb_up")[0].value == 1
         process.send_signal(stop)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.clihelpers import as_json, invoke
+from tests.queries import row_at
 from toolkit.errors import BadInput
 from toolkit.venue.flags import planner_options, resolve
 
@@ -87,13 +88,11 @@ BAR = "10000000-0000-4000-8000-0000000000c1"
 
 
 def _row(url: str) -> tuple:
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT enabled, bar_ids::text[], updated_by FROM feature_flags "
-            "WHERE name = 'ENABLE_SWITCHING_MODE'"
-        ).fetchone()
+    return row_at(
+        url,
+        "SELECT enabled, bar_ids::text[], updated_by FROM feature_flags "
+        "WHERE name = 'ENABLE_SWITCHING_MODE'",
+    )
 
 
 def test_set_switching_mode_globally_and_per_bar(

@@ -13,26 +13,22 @@ import hashlib
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.clihelpers import as_json, invoke, rollout
+from tests.checkout import ROOT, copy_checkout
+from tests.clihelpers import as_json, invoke, rollout, verify, verify_after
+from tests.queries import rows_at
 from toolkit.engine import frozen
 from toolkit.engine import revisions as revs
 from toolkit.engine.releases import load_releases
 
-ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "migrations/released.json"
 V11 = "sql/functions/confirm_hold_assignment_tx/v11.sql"
-
-
-def _verify(url: str) -> tuple[int, dict[str, Any]]:
-    result = invoke("verify", "--database-url", url, "--json")
-    return result.exit_code, as_json(result)
 
 
 def _alembic(url: str, direction: str, target: str) -> None:
@@ -45,8 +41,7 @@ def _alembic(url: str, direction: str, target: str) -> None:
 
 
 def _rows(url: str, sql: str) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(sql).fetchall()
+    return rows_at(url, sql)
 
 
 def _heads(url: str) -> list[str]:
@@ -57,17 +52,11 @@ def _heads(url: str) -> list[str]:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def project(tmp_path: Path, in_project: Callable[[Path], None]) -> Path:
     """A copy of the checkout the toolkit works from (VENUEDB_HOME)."""
-    copy = tmp_path / "project"
-    for part in ("migrations", "sql"):
-        shutil.copytree(ROOT / part, copy / part)
-    shutil.copy(ROOT / "alembic.ini", copy / "alembic.ini")
-    monkeypatch.setenv("VENUEDB_HOME", str(copy))
-    revs.script_directory.cache_clear()
-    yield copy
-    monkeypatch.undo()
-    revs.script_directory.cache_clear()
+    copy = copy_checkout(tmp_path)
+    in_project(copy)
+    return copy
 
 
 @pytest.fixture
@@ -254,7 +243,7 @@ def test_release_manifest_appends_a_missing_entry_exactly(project: Path) -> None
 
 
 def test_verify_finds_an_edited_released_file(db_url: str, edited: Path) -> None:
-    code, report = _verify(db_url)
+    code, report = verify(db_url)
     assert code == 3
     edits = {
         (t["kind"], t["name"], t["revision"])
@@ -283,7 +272,7 @@ def test_a_forged_manifest_does_not_hide_an_edit_from_the_records(
         entry["checksum"] = frozen.checksum(frozen.entry_files(entry))
     path.write_text(json.dumps(document, indent=1) + "\n")
     assert frozen.changes() == []
-    code, report = _verify(db_url)
+    code, report = verify(db_url)
     assert code == 3
     found = {(t["kind"], t["revision"]) for t in report["tamper"]}
     assert ("function_file_edited", "booking_001") in found
@@ -369,7 +358,7 @@ def test_an_accepted_checksum_lets_apply_run_and_is_recorded(
         empty_db_url,
         "SELECT count(*) FROM venuedb.deployments WHERE command = 'accept-checksum'",
     ) == [(2,)]
-    code, report = _verify(empty_db_url)
+    code, report = verify(empty_db_url)
     assert code == 0 and report["tamper"] == [], report
     assert sum("accepted for this database" in n for n in report["notes"]) == 2
     # The acceptance covers that exact checksum: a further edit is refused again.
@@ -397,7 +386,7 @@ def test_plain_alembic_upgrade_records_checksums_of_revision_and_sql_files(
         empty_db_url, "SELECT command, result, to_revisions FROM venuedb.deployments"
     )
     assert (command, result) == ("alembic", "succeeded") and all(to.values())
-    code, report = _verify(empty_db_url)
+    code, report = verify(empty_db_url)
     assert code == 0 and report["tamper"] == [], report
 
 
@@ -406,10 +395,10 @@ def test_plain_alembic_downgrade_keeps_the_bookkeeping_true(db_url: str) -> None
     assert "bar_009" not in {
         r[0] for r in _rows(db_url, "SELECT revision FROM venuedb.revision_checksums")
     }
-    code, report = _verify(db_url)
+    code, report = verify(db_url)
     assert code == 0 and report["tamper"] == [], report
     assert invoke("apply", "--database-url", db_url).exit_code == 0
-    code, report = _verify(db_url)
+    code, report = verify(db_url)
     assert (code, report["tamper"]) == (0, [])
 
 
@@ -424,24 +413,18 @@ def test_toolkit_apply_records_the_combined_checksum(db_url: str) -> None:
 
 
 def test_emptied_checksum_table_is_tampering(db_url: str) -> None:
-    assert _verify(db_url)[0] == 0
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE venuedb.revision_checksums")
-    code, report = _verify(db_url)
-    assert code == 3
+    assert verify(db_url)[0] == 0
+    report = verify_after(db_url, "TRUNCATE venuedb.revision_checksums")
     assert {(t["kind"], t["name"]) for t in report["tamper"]} == {
         ("checksums_missing", s.revision) for s in revs.all_steps()
     }
 
 
 def test_alembic_version_changed_behind_the_records(db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "UPDATE alembic_version SET version_num = 'booking_016' "
-            "WHERE version_num = 'booking_017'"
-        )
-    code, report = _verify(db_url)
-    assert code == 3
+    report = verify_after(
+        db_url,
+        "UPDATE alembic_version SET version_num = 'booking_016' WHERE version_num = 'booking_017'",
+    )
     (finding,) = [t for t in report["tamper"] if t["kind"] == "version_disagrees_with_records"]
     assert finding["expected"]["booking"] == "booking_017"
     assert finding["actual"]["booking"] == "booking_016"
@@ -453,7 +436,7 @@ def test_checksum_tables_of_an_older_toolkit_are_upgraded(db_url: str) -> None:
         conn.execute(
             "ALTER TABLE venuedb.revision_checksums DROP COLUMN checksum, DROP COLUMN files"
         )
-    code, report = _verify(db_url)  # old rows: the revision file's sha256 only
+    code, report = verify(db_url)  # old rows: the revision file's sha256 only
     assert (code, report["tamper"]) == (0, []), report
     assert (
         invoke(
@@ -465,7 +448,7 @@ def test_checksum_tables_of_an_older_toolkit_are_upgraded(db_url: str) -> None:
     rows = dict(_rows(db_url, "SELECT revision, checksum FROM venuedb.revision_checksums"))
     assert rows["bar_014"] == frozen.load_manifest()["bar_014"]["checksum"]
     assert rows["booking_001"] is None  # recorded by the older toolkit, left as it was
-    assert _verify(db_url)[0] == 0
+    assert verify(db_url)[0] == 0
 
 
 def test_the_new_commands_explain_themselves() -> None:

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from tests.clihelpers import as_json, invoke
+from tests.queries import scalar
 from tests.test_baseline_rules import _booking, _restaurant_with_tables
 
 V3 = "FEATURE_ASSIGNMENT_PIPELINE_V3"
@@ -22,20 +23,19 @@ def _one_restaurant(db_url: str) -> tuple[str, str]:
     with psycopg.connect(db_url) as conn:
         restaurant, _ = _restaurant_with_tables(conn, 2)
         booking = _booking(conn, restaurant, party=2)
-        slug = conn.execute("SELECT slug FROM restaurants WHERE id = %s", (restaurant,)).fetchone()[
-            0
-        ]
+        slug = scalar(conn, "SELECT slug FROM restaurants WHERE id = %s", (restaurant,))
     return slug, str(booking)
 
 
 def _went_v3(db_url: str, booking: str) -> bool:
     with psycopg.connect(db_url) as conn:
         return (
-            conn.execute(
+            scalar(
+                conn,
                 "SELECT count(*) FROM observability_events WHERE booking_id = %s "
                 "AND source = 'assignment.coordinator' AND event_type = 'coordinator.start'",
                 (booking,),
-            ).fetchone()[0]
+            )
             > 0
         )
 
@@ -136,9 +136,7 @@ def _restaurants(db_url: str, count: int) -> list[tuple[str, str]]:
         out = []
         for _ in range(count):
             restaurant, _ = _restaurant_with_tables(conn, 2)
-            slug = conn.execute(
-                "SELECT slug FROM restaurants WHERE id = %s", (restaurant,)
-            ).fetchone()[0]
+            slug = scalar(conn, "SELECT slug FROM restaurants WHERE id = %s", (restaurant,))
             out.append((str(restaurant), slug))
     return out
 
@@ -161,15 +159,13 @@ def _took_feature(db_url: str, flag: str, bookings: dict[str, str]) -> set[str]:
             )
         else:
             sql = "SELECT count(*) - 1 FROM booking_table_assignments WHERE booking_id = %s"
-        return {r for r, b in bookings.items() if conn.execute(sql, (b,)).fetchone()[0] > 0}
+        return {r for r, b in bookings.items() if scalar(conn, sql, (b,)) > 0}
 
 
 def _bucket(db_url: str, flag: str, restaurants: list[tuple[str, str]]) -> dict[str, int]:
     with psycopg.connect(db_url) as conn:
         return {
-            r: conn.execute(
-                "SELECT abs(hashtextextended(%s || ':' || %s, 0)) %% 100", (flag, r)
-            ).fetchone()[0]
+            r: scalar(conn, "SELECT abs(hashtextextended(%s || ':' || %s, 0)) %% 100", (flag, r))
             for r, _ in restaurants
         }
 

@@ -3,17 +3,14 @@ syntax errors reported at their line, the project's own migrations clean."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.checkout import add_bar_099, copy_checkout, executing
 from tests.clihelpers import as_json, invoke
-from toolkit.engine import revisions as revs
 from toolkit.integrity import lint
-
-ROOT = Path(__file__).resolve().parent.parent
 
 HAZARDS = {
     "require-concurrent-index-creation": "CREATE INDEX sales_total_idx ON public.sales (total);",
@@ -24,42 +21,10 @@ HAZARDS = {
 
 
 def _project(tmp_path: Path, body: str) -> Path:
-    project = tmp_path / "project"
-    for part in ("migrations", "sql"):
-        shutil.copytree(ROOT / part, project / part)
-    shutil.copy(ROOT / "alembic.ini", project / "alembic.ini")
-    shutil.copy(ROOT / ".sqlfluff", project / ".sqlfluff")
-    bar_head = [s.revision for s in revs.all_steps() if s.branch == "bar"][-1]
-    (project / "migrations" / "versions" / "bar_099_hazards.py").write_text(f'''"""hazards"""
-from alembic import op
-
-revision = "bar_099"
-down_revision = "{bar_head}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.execute("""
-{body}
-""")
-
-
-def downgrade() -> None:
-    pass
-''')
+    """A copy of the checkout (with its .sqlfluff) and bar_099 on top, executing `body`."""
+    project = copy_checkout(tmp_path, ".sqlfluff")
+    add_bar_099(project, executing(body))
     return project
-
-
-@pytest.fixture
-def in_project(monkeypatch: pytest.MonkeyPatch) -> Iterator:  # type: ignore[type-arg]
-    def use(project: Path) -> None:
-        monkeypatch.setenv("VENUEDB_HOME", str(project))
-        revs.script_directory.cache_clear()
-
-    yield use
-    monkeypatch.undo()
-    revs.script_directory.cache_clear()
 
 
 def test_the_projects_own_sql_and_migrations_lint_clean() -> None:
@@ -69,7 +34,9 @@ def test_the_projects_own_sql_and_migrations_lint_clean() -> None:
 
 
 @pytest.mark.parametrize("rule", sorted(HAZARDS))
-def test_each_hazard_is_caught_with_its_rule(tmp_path: Path, in_project, rule: str) -> None:
+def test_each_hazard_is_caught_with_its_rule(
+    tmp_path: Path, in_project: Callable[[Path], None], rule: str
+) -> None:
     in_project(_project(tmp_path, HAZARDS[rule]))
     found = [f for f in lint.squawk_findings() if "bar_099" in f.file]
     assert rule in {f.rule for f in found}, found
@@ -86,13 +53,17 @@ def test_each_hazard_is_caught_with_its_rule(tmp_path: Path, in_project, rule: s
         "same release",
     ],
 )
-def test_a_justified_hazard_passes(tmp_path: Path, in_project, justification: str) -> None:
+def test_a_justified_hazard_passes(
+    tmp_path: Path, in_project: Callable[[Path], None], justification: str
+) -> None:
     body = justification + "\n" + HAZARDS["require-concurrent-index-creation"]
     in_project(_project(tmp_path, body))
     assert [f for f in lint.squawk_findings() if "bar_099" in f.file] == []
 
 
-def test_an_unjustified_finding_fails_the_command(tmp_path: Path, in_project) -> None:
+def test_an_unjustified_finding_fails_the_command(
+    tmp_path: Path, in_project: Callable[[Path], None]
+) -> None:
     in_project(_project(tmp_path, HAZARDS["constraint-missing-not-valid"]))
     result = invoke("lint", "--json")
     assert result.exit_code == 1
@@ -125,7 +96,9 @@ def test_semantic_checks_say_when_they_are_skipped(db_url: str) -> None:
     assert any("plpgsql_check" in n for n in notes)
 
 
-def test_emitted_sql_that_does_not_parse_is_reported(tmp_path: Path, in_project) -> None:
+def test_emitted_sql_that_does_not_parse_is_reported(
+    tmp_path: Path, in_project: Callable[[Path], None]
+) -> None:
     in_project(_project(tmp_path, "SELEC 1 FROMM nowhere;"))
     found = [f for f in lint.emitted_sql_findings() if "bar_099" in f.file]
     assert found and all(f.source == "sqlfluff" for f in found)

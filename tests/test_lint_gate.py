@@ -11,19 +11,18 @@ the revision file's line.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from tests.checkout import add_bar_099, copy_checkout, executing
 from tests.clihelpers import as_json, invoke, rollout
-from toolkit.engine import revisions as revs
+from tests.queries import one, scalar
 
-ROOT = Path(__file__).resolve().parent.parent
 SQUAWK = Path(sys.executable).parent / "squawk"
 HAZARD = "CREATE INDEX sales_total_idx ON public.sales (total);"
 RULE = "require-concurrent-index-creation"
@@ -33,29 +32,14 @@ REASON = "sales is empty in this test database"
 def _project(
     tmp_path: Path, body: str, *, release: bool = False, upgrade: str | None = None
 ) -> Path:
-    """A copy of the migrations with bar_099 on top of bar, its upgrade running `body`
-    (or being `upgrade`)."""
-    project = tmp_path / "project"
-    for part in ("migrations", "sql"):
-        shutil.copytree(ROOT / part, project / part)
-    shutil.copy(ROOT / "alembic.ini", project / "alembic.ini")
-    bar_head = [s.revision for s in revs.all_steps() if s.branch == "bar"][-1]
-    upgrade = upgrade or f'def upgrade() -> None:\n    op.execute("""\n{body}\n""")\n'
-    (project / "migrations" / "versions" / "bar_099_hazards.py").write_text(f'''"""hazards"""
-from alembic import op
-
-revision = "bar_099"
-down_revision = "{bar_head}"
-branch_labels = None
-depends_on = None
-
-
-{upgrade}
-
-
-def downgrade() -> None:
-    op.execute("DROP INDEX IF EXISTS public.sales_total_idx")
-''')
+    """A copy of the checkout with bar_099 on top of bar, its upgrade running `body` (or
+    being `upgrade`); with `release`, a release of its own."""
+    project = copy_checkout(tmp_path)
+    add_bar_099(
+        project,
+        upgrade or executing(body),
+        downgrade='op.execute("DROP INDEX IF EXISTS public.sales_total_idx")',
+    )
     if release:
         with (project / "migrations" / "releases.toml").open("a") as handle:
             handle.write(
@@ -63,17 +47,6 @@ def downgrade() -> None:
                 'summary = "a hazard"\nrevisions = ["bar_099"]\n'
             )
     return project
-
-
-@pytest.fixture
-def in_project(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
-    def use(project: Path) -> None:
-        monkeypatch.setenv("VENUEDB_HOME", str(project))
-        revs.script_directory.cache_clear()
-
-    yield use
-    monkeypatch.undo()
-    revs.script_directory.cache_clear()
 
 
 def _line_of(project: Path, text: str) -> int:
@@ -84,9 +57,9 @@ def _line_of(project: Path, text: str) -> int:
 def _state(url: str) -> tuple[list[str], int, bool]:
     with psycopg.connect(url) as conn:
         heads = sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version"))
-        records = conn.execute("SELECT count(*) FROM venuedb.deployments").fetchone()[0]
-        index = conn.execute("SELECT to_regclass('public.sales_total_idx') IS NOT NULL")
-        return heads, records, index.fetchone()[0]
+        records = scalar(conn, "SELECT count(*) FROM venuedb.deployments")
+        index = scalar(conn, "SELECT to_regclass('public.sales_total_idx') IS NOT NULL")
+        return heads, records, index
 
 
 def _markdown() -> list[Path]:
@@ -130,9 +103,11 @@ def test_skip_lint_applies_and_the_records_say_why_and_what(
     heads, _, index = _state(db_url)
     assert "bar_099" in heads and index
     with psycopg.connect(db_url) as conn:
-        (output,) = conn.execute(
-            "SELECT output FROM venuedb.deployments WHERE id = %s", (document["deployment_id"],)
-        ).fetchone()
+        (output,) = one(
+            conn,
+            "SELECT output FROM venuedb.deployments WHERE id = %s",
+            (document["deployment_id"],),
+        )
     assert REASON in output and RULE in output and "bar_099_hazards.py:" in output
     (record,) = _markdown()
     markdown = record.read_text()

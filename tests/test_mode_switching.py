@@ -19,6 +19,7 @@ import pytest
 from psycopg import errors
 
 from tests import actors
+from tests.bars import Bar, Member, add_bars, map_servers
 from tests.clihelpers import (
     as_json,
     invoke,
@@ -27,70 +28,69 @@ from tests.clihelpers import (
     until_no_venuedb_session,
 )
 from tests.conftest import catalog_diff
+from tests.queries import dict_of, one, scalar
 from toolkit.integrity import catalog as snapshot
 from toolkit.venue.bar_sample import load_bar_sample
 
 BAR_A = "10000000-0000-4000-8000-00000000000a"
 BAR_B = "10000000-0000-4000-8000-00000000000b"
+# Each bar's staff: a key of U (post + bar) per post, and the role the post has in the bar.
+POSTS = {"owner": "owner", "manager": "manager", "server1": "server", "server2": "server"}
 U = {
-    f"{role}{bar}": f"00000000-0000-4000-8000-00000000{bar.lower()}{n:03d}"
+    f"{post}{bar}": f"00000000-0000-4000-8000-00000000{bar.lower()}{n:03d}"
     for bar in ("A", "B")
-    for n, role in enumerate(("owner", "manager", "server1", "server2"), start=1)
+    for n, post in enumerate(POSTS, start=1)
 }
 BARS = {"A": BAR_A, "B": BAR_B}
-ACTIVITY = ("sales", "consignments", "returns")
 
-FIXTURE_SQL = """
-INSERT INTO auth.users (id, email) SELECT u::uuid, u || '@test' FROM unnest(%(users)s::text[]) u;
-INSERT INTO bars (id, name, owner_id, settings) VALUES
-    (%(bar_a)s, 'Test Bar 1', %(ownerA)s, '{"operatingMode": "simplified"}'),
-    (%(bar_b)s, 'Test Bar 2', %(ownerB)s, '{"operatingMode": "full"}');
-INSERT INTO bar_members (bar_id, user_id, role, display_name) VALUES
-    (%(bar_a)s, %(ownerA)s, 'owner', 'Olga Owner'),
-    (%(bar_a)s, %(managerA)s, 'manager', 'Max Manager'),
-    (%(bar_a)s, %(server1A)s, 'server', 'Marie Claire'),
-    (%(bar_a)s, %(server2A)s, 'server', 'Sofia Mensah'),
-    (%(bar_b)s, %(ownerB)s, 'owner', 'Bob Owner'),
-    (%(bar_b)s, %(managerB)s, 'manager', 'Mia Manager'),
-    (%(bar_b)s, %(server1B)s, 'server', 'Marie Claire'),
-    (%(bar_b)s, %(server2B)s, 'server', 'Kofi Okafor');
-INSERT INTO server_name_mappings (bar_id, user_id, server_name) VALUES
-    (%(bar_a)s, %(server1A)s, 'Marie Claire'),
-    (%(bar_a)s, %(server2A)s, 'Sofia Mensah'),
-    (%(bar_b)s, %(server1B)s, 'Marie Claire'),
-    (%(bar_b)s, %(server2B)s, 'Kofi Okafor');
-"""
+
+def _staffed(bar: str, name: str, mode: str, *display_names: str) -> Bar:
+    """Bar `bar` (A or B) whose posts (POSTS, in order) hold people named `display_names`."""
+    return Bar(
+        BARS[bar],
+        name,
+        mode,
+        [
+            Member(U[f"{post}{bar}"], role, display_name)
+            for (post, role), display_name in zip(POSTS.items(), display_names, strict=True)
+        ],
+    )
+
+
+STAFFED_BARS = (
+    _staffed(
+        "A", "Test Bar 1", "simplified", "Olga Owner", "Max Manager", "Marie Claire", "Sofia Mensah"
+    ),
+    _staffed("B", "Test Bar 2", "full", "Bob Owner", "Mia Manager", "Marie Claire", "Kofi Okafor"),
+)
+# A row of each table a server is credited in, written by the bar's manager; in this order,
+# for the return is of the sale just written (%(sales)s).
+ACTIVITY_INSERTS = {
+    "sales": "INSERT INTO sales (bar_id, created_by, server_id, server_name, total) "
+    "VALUES (%(bar)s, %(manager)s, %(server)s, 'x', 5) RETURNING id::text",
+    "consignments": "INSERT INTO consignments (bar_id, created_by, server_id, product_name, "
+    "quantity) VALUES (%(bar)s, %(manager)s, %(server)s, 'Wine', 1) RETURNING id::text",
+    "returns": "INSERT INTO returns (bar_id, sale_id, created_by, server_id, amount) "
+    "VALUES (%(bar)s, %(sales)s, %(manager)s, %(server)s, 5) RETURNING id::text",
+}
+ACTIVITY = tuple(ACTIVITY_INSERTS)
 
 
 def _fixture(url: str) -> dict[str, list[tuple[str, str, str | None]]]:
     """Bars A (simplified) and B (full), their staff, and per table rows (id, bar, server_id)."""
     rows: dict[str, list[tuple[str, str, str | None]]] = {t: [] for t in ACTIVITY}
     with psycopg.connect(url, autocommit=True) as conn:
-        params = {"users": list(U.values()), "bar_a": BAR_A, "bar_b": BAR_B, **U}
-        for statement in FIXTURE_SQL.split(";\n"):
-            if statement.strip():
-                conn.execute(statement, params)
+        add_bars(conn, STAFFED_BARS)
+        for bar, bar_id in BARS.items():
+            map_servers(conn, bar_id, [U[f"server1{bar}"], U[f"server2{bar}"]])
         for bar, bar_id in BARS.items():
             servers = [U[f"server1{bar}"], U[f"server1{bar}"], U[f"server2{bar}"], None]
             for server in servers:
-                sale = conn.execute(
-                    "INSERT INTO sales (bar_id, created_by, server_id, server_name, total) "
-                    "VALUES (%s, %s, %s, 'x', 5) RETURNING id::text",
-                    (bar_id, U[f"manager{bar}"], server),
-                ).fetchone()[0]
-                rows["sales"].append((sale, bar_id, server))
-                cons = conn.execute(
-                    "INSERT INTO consignments (bar_id, created_by, server_id, product_name, "
-                    "quantity) VALUES (%s, %s, %s, 'Wine', 1) RETURNING id::text",
-                    (bar_id, U[f"manager{bar}"], server),
-                ).fetchone()[0]
-                rows["consignments"].append((cons, bar_id, server))
-                ret = conn.execute(
-                    "INSERT INTO returns (bar_id, sale_id, created_by, server_id, amount) "
-                    "VALUES (%s, %s, %s, %s, 5) RETURNING id::text",
-                    (bar_id, sale, U[f"manager{bar}"], server),
-                ).fetchone()[0]
-                rows["returns"].append((ret, bar_id, server))
+                written = {"bar": bar_id, "manager": U[f"manager{bar}"], "server": server}
+                for table, insert in ACTIVITY_INSERTS.items():
+                    row_id: str = scalar(conn, insert, written)
+                    written[table] = row_id
+                    rows[table].append((row_id, bar_id, server))
     return rows
 
 
@@ -199,6 +199,16 @@ MONITORING_ADOPTION = """SELECT
 FROM bars
 GROUP BY feature_status;"""
 
+# The last root-cause query: the last hour's sales of simplified bars without a server
+# (test_bar_observability runs it beside the orphaned_sales_created alert).
+ROOT_CAUSE_ORPHANED_SALES = """SELECT COUNT(*) as orphaned_sales
+FROM sales
+WHERE created_at > (NOW() - INTERVAL '1 hour')
+  AND server_id IS NULL
+  AND bar_id IN (
+    SELECT id FROM bars
+    WHERE settings->>'operatingMode' = 'simplified'
+  );"""
 ROOT_CAUSE = [
     """SELECT
   error_type,
@@ -217,14 +227,7 @@ FROM migration_server_id_log
 WHERE fallback_used = true
 GROUP BY fallback_reason
 ORDER BY count DESC;""",
-    """SELECT COUNT(*) as orphaned_sales
-FROM sales
-WHERE created_at > (NOW() - INTERVAL '1 hour')
-  AND server_id IS NULL
-  AND bar_id IN (
-    SELECT id FROM bars
-    WHERE settings->>'operatingMode' = 'simplified'
-  );""",
+    ROOT_CAUSE_ORPHANED_SALES,
 ]
 
 RLS_VERIFICATION = [
@@ -301,8 +304,8 @@ def test_seed_step_checks_before_and_after_the_backfill(sample_db: tuple[str, di
     url, counts = sample_db
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute(STEP_CHECKS[0]).fetchall() == [("server_id",)]
-        assert conn.execute(STEP_CHECKS[1]).fetchone()[0] == counts["server_name_mappings"]
-        assert conn.execute(STEP_CHECKS[2]).fetchone()[0] >= 1
+        assert scalar(conn, STEP_CHECKS[1]) == counts["server_name_mappings"]
+        assert scalar(conn, STEP_CHECKS[2]) >= 1
         assert conn.execute(STEP_CHECKS[3]).fetchall() == [("idx_bars_operating_mode",)]
         assert conn.execute(STEP_CHECKS[4]).fetchall() == []
         with pytest.raises(errors.UndefinedColumn):
@@ -317,7 +320,7 @@ def test_seed_step_checks_before_and_after_the_backfill(sample_db: tuple[str, di
         assert rules == [("sales_server_id_fkey", "SET NULL")]
     _run_backfills(url)
     with psycopg.connect(url, autocommit=True) as conn:
-        by_fallback = dict(conn.execute(STEP_CHECKS[4]).fetchall())
+        by_fallback: dict[bool, int] = dict_of(conn, STEP_CHECKS[4])
         examined = counts["sales"] + counts["consignments"] + counts["returns"]
         assert sum(by_fallback.values()) == examined
         assert by_fallback[False] > 0.8 * examined and by_fallback[True] > 0
@@ -330,10 +333,10 @@ def test_seed_post_migration_health_and_day1_queries(sample_db: tuple[str, dict]
     _run_backfills(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ANALYZE")
-        total, with_id, without = conn.execute(POST_MIGRATION[0]).fetchone()
+        total, with_id, without = one(conn, POST_MIGRATION[0])
         assert total == counts["sales"] and with_id + without == total
         assert with_id > 0.95 * total  # the seed's bar
-        assert conn.execute(POST_MIGRATION[1]).fetchone()[0] == 0
+        assert scalar(conn, POST_MIGRATION[1]) == 0
         # Twelve bars fit in one page: a sequential scan is the right plan there. With a
         # realistic number of bars the planner takes idx_bars_operating_mode.
         conn.execute(
@@ -346,8 +349,8 @@ def test_seed_post_migration_health_and_day1_queries(sample_db: tuple[str, dict]
         # Backfill v2 (bar-observability, issue 19): the seed's `LIKE '%failed%'` finds
         # exactly the rows the backfill left unresolved (v1's codes read 0 here).
         unresolved = "SELECT count(*) FROM migration_server_id_log WHERE resolved_server_id IS NULL"
-        failed = conn.execute(POST_MIGRATION[3]).fetchone()[0]
-        assert failed == conn.execute(unresolved).fetchone()[0] > 0
+        failed = scalar(conn, POST_MIGRATION[3])
+        assert failed == scalar(conn, unresolved) > 0
 
         for query in MONITORING + ROOT_CAUSE:
             conn.execute(query).fetchall()
@@ -370,33 +373,33 @@ def test_seed_post_migration_health_and_day1_queries(sample_db: tuple[str, dict]
                 if any(kind in n for n in names)
             }
 
-        assert 0 < conn.execute(HEALTH[0]).fetchone()[0] < 100
-        assert conn.execute(HEALTH[1]).fetchone()[0] > 95
-        server = conn.execute(
-            "SELECT server_id::text FROM sales WHERE server_id IS NOT NULL LIMIT 1"
-        ).fetchone()[0]
+        assert 0 < scalar(conn, HEALTH[0]) < 100
+        assert scalar(conn, HEALTH[1]) > 95
+        server = scalar(
+            conn, "SELECT server_id::text FROM sales WHERE server_id IS NOT NULL LIMIT 1"
+        )
         plan = "\n".join(
             r[0] for r in conn.execute(HEALTH[2].replace("<test-server-uuid>", server)).fetchall()
         )
         assert "idx_sales_server_id" in plan and "Seq Scan" not in plan, plan
-        assert conn.execute(HEALTH[3]).fetchone()[0] >= 0
+        assert scalar(conn, HEALTH[3]) >= 0
 
-        assert conn.execute(DAY1[0]).fetchone()[0] >= 95
-        assert conn.execute(DAY1[1]).fetchone()[0] == 0
+        assert scalar(conn, DAY1[0]) >= 95
+        assert scalar(conn, DAY1[1]) == 0
         with pytest.raises(errors.GroupingError):
             conn.execute(DAY1_TREND)
         # As the owner of the tables (no RLS) the RLS query sees other servers' sales...
-        assert conn.execute(DAY1[2].replace("<current_user_id>", server)).fetchone()[0] > 0
+        assert scalar(conn, DAY1[2].replace("<current_user_id>", server)) > 0
     # ... as that server through RLS it sees none: the seed's expected 0.
     with psycopg.connect(url) as conn:
         conn.execute("SET LOCAL ROLE authenticated")
         conn.execute("SELECT set_config('request.jwt.claim.sub', %s, true)", (server,))
-        assert conn.execute(DAY1[2].replace("<current_user_id>", server)).fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM sales").fetchone()[0] > 0
+        assert scalar(conn, DAY1[2].replace("<current_user_id>", server)) == 0
+        assert scalar(conn, "SELECT count(*) FROM sales") > 0
         assert (
-            conn.execute(
-                "SELECT count(*) FROM sales WHERE server_id IS DISTINCT FROM %s", (server,)
-            ).fetchone()[0]
+            scalar(
+                conn, "SELECT count(*) FROM sales WHERE server_id IS DISTINCT FROM %s", (server,)
+            )
             == 0
         )
 
@@ -414,7 +417,7 @@ def test_seed_rollout_updates(fixture_db: tuple[str, Any]) -> None:
         with pytest.raises(errors.UndefinedFunction):  # even without the LIMIT: max(uuid) / 2
             conn.execute("SELECT id FROM bars WHERE id < (SELECT max(id) FROM bars) / 2")
         assert conn.execute(ROLLOUT_4C).rowcount == 2
-        modes = dict(conn.execute("SELECT name, settings->>'operatingMode' FROM bars").fetchall())
+        modes: dict[str, str] = dict_of(conn, "SELECT name, settings->>'operatingMode' FROM bars")
         assert modes == {
             "Test Bar 1": "simplified",
             "Test Bar 2": "full",
@@ -522,42 +525,32 @@ def _expected_insert(table: str, actor: str) -> bool | str:
     return _role_of(actor) in ("owner", "manager")
 
 
+# An insert into bar A per table (bars: a new bar the actor owns). Rows of the ACTIVITY
+# tables are by and for the actor, or by managerA for server1A when anon or service_role.
+INSERTS = {
+    "sales": "INSERT INTO sales (bar_id, created_by, server_id, total) "
+    "VALUES (%(bar)s, %(creator)s, %(server)s, 1)",
+    "consignments": "INSERT INTO consignments (bar_id, created_by, server_id, product_name, "
+    "quantity) VALUES (%(bar)s, %(creator)s, %(server)s, 'Gin', 1)",
+    "returns": "INSERT INTO returns (bar_id, created_by, server_id, amount) "
+    "VALUES (%(bar)s, %(creator)s, %(server)s, 1)",
+    "server_name_mappings": "INSERT INTO server_name_mappings (bar_id, user_id, server_name) "
+    "VALUES (%(bar)s, %(server2A)s, 'Second Name')",
+    "bars": "INSERT INTO bars (name, owner_id) VALUES ('New bar', %(uid)s)",
+    "bar_members": "INSERT INTO bar_members (bar_id, user_id, role) "
+    "VALUES (%(bar)s, %(server1B)s, 'server')",
+}
+
+
 def _insert(conn: psycopg.Connection, table: str, actor: str) -> None:
     uid = None if actor in ("anon", "service_role") else U[actor]
-    creator = uid or U["managerA"]
-    server = uid or U["server1A"]
-    if table == "sales":
-        conn.execute(
-            "INSERT INTO sales (bar_id, created_by, server_id, total) VALUES (%s, %s, %s, 1)",
-            (BAR_A, creator, server),
-        )
-    elif table == "consignments":
-        conn.execute(
-            "INSERT INTO consignments (bar_id, created_by, server_id, product_name, quantity) "
-            "VALUES (%s, %s, %s, 'Gin', 1)",
-            (BAR_A, creator, server),
-        )
-    elif table == "returns":
-        conn.execute(
-            "INSERT INTO returns (bar_id, created_by, server_id, amount) VALUES (%s, %s, %s, 1)",
-            (BAR_A, creator, server),
-        )
-    elif table == "server_name_mappings":
-        conn.execute(
-            "INSERT INTO server_name_mappings (bar_id, user_id, server_name) "
-            "VALUES (%s, %s, 'Second Name')",
-            (BAR_A, U["server2A"]),
-        )
-    elif table == "bars":
-        conn.execute("INSERT INTO bars (name, owner_id) VALUES ('New bar', %s)", (uid,))
-    else:
-        conn.execute(
-            "INSERT INTO bar_members (bar_id, user_id, role) VALUES (%s, %s, 'server')",
-            (BAR_A, U["server1B"]),
-        )
+    creator, server = uid or U["managerA"], uid or U["server1A"]
+    conn.execute(
+        INSERTS[table], {"bar": BAR_A, "uid": uid, "creator": creator, "server": server, **U}
+    )
 
 
-TABLES = (*ACTIVITY, "server_name_mappings", "bars", "bar_members")
+TABLES = tuple(INSERTS)
 UPDATES = {
     "sales": "UPDATE sales SET total = total",
     "consignments": "UPDATE consignments SET quantity = quantity",
@@ -639,10 +632,11 @@ def test_rls_simplified_insert_on_behalf_only_in_simplified_mode(
 
 def _call(conn: psycopg.Connection, bar: str, name: str | None) -> str:
     return str(
-        conn.execute(
+        scalar(
+            conn,
             'SELECT public.create_sale_by_server_name(%s, %s, \'[{"product": "Beer"}]\', 4.5)',
             (bar, name),
-        ).fetchone()[0]
+        )
     )
 
 
@@ -656,8 +650,8 @@ def _switching(url: str, enabled: bool) -> None:
 
 
 def _server_of(conn: psycopg.Connection, sale: str) -> str | None:
-    row = conn.execute("SELECT server_id::text FROM sales WHERE id = %s", (sale,)).fetchone()
-    return row[0]
+    server: str | None = scalar(conn, "SELECT server_id::text FROM sales WHERE id = %s", (sale,))
+    return server
 
 
 def test_create_sale_by_server_name(fixture_db: tuple[str, Any]) -> None:
@@ -750,11 +744,12 @@ def test_backfill_resolution_rules(fixture_db: tuple[str, Any]) -> None:
         )
         ids = {}
         for name, (creator, *_rest) in cases.items():
-            ids[name] = conn.execute(
+            ids[name] = scalar(
+                conn,
                 "INSERT INTO sales (bar_id, created_by, server_name, total) "
                 "VALUES (%s, %s, %s, 2) RETURNING id::text",
                 (BAR_A, creator, name),
-            ).fetchone()[0]
+            )
         conn.execute("DELETE FROM auth.users WHERE id IN (%s, %s)", (gone, gone_mapped))
     result = invoke(
         "backfill", "run", "sales_server_id", "--batch-size", "3", "--database-url", url, "--json"
@@ -770,7 +765,7 @@ def test_backfill_resolution_rules(fixture_db: tuple[str, Any]) -> None:
                 (ids[name],),
             ).fetchall()
             assert log == [(server, fallback, reason, BAR_A)], name
-        assert conn.execute("SELECT count(*) FROM migration_server_id_log").fetchone()[0] == 7
+        assert scalar(conn, "SELECT count(*) FROM migration_server_id_log") == 7
     # A rerun logs nothing twice; once a mapping exists, it resolves the rows left NULL.
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
@@ -781,7 +776,7 @@ def test_backfill_resolution_rules(fixture_db: tuple[str, Any]) -> None:
     again = invoke("backfill", "run", "sales_server_id", "--restart", "--database-url", url)
     assert again.exit_code == 0, again.output
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT count(*) FROM migration_server_id_log").fetchone()[0] == 7
+        assert scalar(conn, "SELECT count(*) FROM migration_server_id_log") == 7
         assert _server_of(conn, ids["Also Unknown"]) == U["server2A"]
         assert conn.execute(
             "SELECT fallback_used, fallback_reason FROM migration_server_id_log WHERE row_id = %s",
@@ -808,7 +803,7 @@ def test_backfill_killed_mid_run_resumes_and_logs_every_row_once(db_url: str) ->
     os.kill(runner.pid, signal.SIGKILL)
     runner.wait(timeout=10)
     with psycopg.connect(db_url) as conn:
-        logged = conn.execute("SELECT count(*) FROM migration_server_id_log").fetchone()[0]
+        logged = scalar(conn, "SELECT count(*) FROM migration_server_id_log")
     assert 0 < logged < counts["sales"]
     until_no_venuedb_session(db_url)  # the dead client's session, and its lock, are gone
     result = invoke("backfill", "run", "sales_server_id", "--batch-size", "500",
@@ -819,10 +814,11 @@ def test_backfill_killed_mid_run_resumes_and_logs_every_row_once(db_url: str) ->
             "SELECT count(*), count(DISTINCT row_id) FROM migration_server_id_log"
         ).fetchone() == (counts["sales"], counts["sales"])
         assert (
-            conn.execute(
+            scalar(
+                conn,
                 "SELECT count(*) FROM sales s WHERE NOT EXISTS (SELECT 1 FROM migration_server_id_log l "
-                "WHERE l.table_name = 'sales' AND l.row_id = s.id)"
-            ).fetchone()[0]
+                "WHERE l.table_name = 'sales' AND l.row_id = s.id)",
+            )
             == 0
         )
 
@@ -840,9 +836,11 @@ def test_deleting_a_user_sets_server_id_null(fixture_db: tuple[str, Any]) -> Non
             ).fetchone()
             assert got == (len(ids), 0), table
         assert (
-            conn.execute(
-                "SELECT count(*) FROM server_name_mappings WHERE user_id = %s", (U["server1A"],)
-            ).fetchone()[0]
+            scalar(
+                conn,
+                "SELECT count(*) FROM server_name_mappings WHERE user_id = %s",
+                (U["server1A"],),
+            )
             == 0
         )
 
@@ -862,7 +860,7 @@ def test_bar_sample_is_deterministic(db_url: str, empty_db_url: str) -> None:
         )
         modes = {r[0] for r in conn.execute("SELECT settings->>'operatingMode' FROM bars")}
         assert modes == {"simplified", "full", None}
-        assert conn.execute("SELECT count(*) FROM sales WHERE created_by IS NULL").fetchone()[0] > 0
+        assert scalar(conn, "SELECT count(*) FROM sales WHERE created_by IS NULL") > 0
         assert counts["sales"] == 500 and counts["returns"] == 25
 
 
@@ -885,38 +883,42 @@ def test_rollback_mode_switching_returns_to_bar_001_exactly(
         assert "bar_001" in versions and not any(v.startswith("bar_00") and v != "bar_001"
                                                  for v in versions)  # fmt: skip
         assert (
-            conn.execute(
-                "SELECT count(*) FROM information_schema.columns WHERE column_name = 'server_id'"
-            ).fetchone()[0]
+            scalar(
+                conn,
+                "SELECT count(*) FROM information_schema.columns WHERE column_name = 'server_id'",
+            )
             == 0
         )
         assert (
-            conn.execute(
+            scalar(
+                conn,
                 "SELECT count(*) FROM pg_class WHERE relname IN "
-                "('server_name_mappings', 'migration_server_id_log', 'idx_bars_operating_mode')"
-            ).fetchone()[0]
+                "('server_name_mappings', 'migration_server_id_log', 'idx_bars_operating_mode')",
+            )
             == 0
         )
-        policies = conn.execute(
-            "SELECT count(*) FROM pg_policies WHERE tablename = ANY(%s)", (list(TABLES),)
-        ).fetchone()[0]
+        policies = scalar(
+            conn, "SELECT count(*) FROM pg_policies WHERE tablename = ANY(%s)", (list(TABLES),)
+        )
         assert policies == 0
         assert (
-            conn.execute(
+            scalar(
+                conn,
                 "SELECT count(*) FROM pg_class WHERE relrowsecurity AND oid = ANY(%s::regclass[])",
                 ([f"public.{t}" for t in TABLES if t != "server_name_mappings"],),
-            ).fetchone()[0]
+            )
             == 0
         )
         assert (
-            conn.execute(
+            scalar(
+                conn,
                 "SELECT count(*) FROM information_schema.role_table_grants "
                 "WHERE grantee IN ('authenticated', 'service_role', 'anon') AND table_name = ANY(%s)",
                 (list(TABLES),),
-            ).fetchone()[0]
+            )
             == 0
         )
-        assert conn.execute("SELECT count(*) FROM sales").fetchone()[0] == 8
+        assert scalar(conn, "SELECT count(*) FROM sales") == 8
     # The rollback also took the later release of the branch (bar-owner-lookups) with
     # it: applying every head again must rebuild exactly what was there.
     again = invoke("apply", "--database-url", url)

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,12 +25,12 @@ BY_NAME = {c.name: c for c in ALL}
 DURATION = re.compile(r"^\d+[smhd]$")
 
 
-def _rules() -> list[dict]:  # type: ignore[type-arg]
+def _rules() -> list[dict[str, Any]]:
     document = yaml.safe_load((ROOT / monitoring.RULES).read_text(encoding="utf-8"))
     return [rule for group in document["groups"] for rule in group["rules"]]
 
 
-def _dashboard() -> dict:  # type: ignore[type-arg]
+def _dashboard() -> dict[str, Any]:
     return json.loads((ROOT / monitoring.DASHBOARD).read_text(encoding="utf-8"))
 
 

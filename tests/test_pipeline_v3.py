@@ -12,6 +12,8 @@ import pytest
 from psycopg import errors
 
 from tests.clihelpers import as_json, invoke, rollback_with_data_loss
+from tests.queries import dict_of, scalar
+from tests.seating import overlapping_allocations
 from tests.test_baseline_rules import _booking, _restaurant_with_tables
 from toolkit.venue.assignment_coordinator import Coordinator
 from toolkit.venue.flags import planner_options, resolve
@@ -52,12 +54,13 @@ def _booking_in(conn: psycopg.Connection, state: str) -> str:
     at created (booking-integrity), so it is written with the triggers off."""
     restaurant, _ = _restaurant_with_tables(conn, 1)
     conn.execute("SET LOCAL session_replication_role = replica")
-    booking = conn.execute(
+    booking = scalar(
+        conn,
         "INSERT INTO bookings (restaurant_id, party_size, booking_date, start_at, end_at, "
         "assignment_state) VALUES (%s, 2, '2030-01-01', '2030-01-01 19:00+00', "
         "'2030-01-01 21:00+00', %s) RETURNING id",
         (restaurant, state),
-    ).fetchone()[0]
+    )
     conn.execute("SET LOCAL session_replication_role = origin")
     return booking
 
@@ -218,11 +221,12 @@ def test_conflicts_are_retried_with_backoff_then_escalated(db_url: str) -> None:
         assert events[-1][0] == "coordinator.manual_review"
         assert events[-1][1]["reason"] in ("retries_exhausted", "no_tables")
         assert (
-            conn.execute(
+            scalar(
+                conn,
                 "SELECT count(*) FROM booking_confirmation_results "
                 "WHERE booking_id = %s AND NOT confirmed",
                 (booking,),
-            ).fetchone()[0]
+            )
             >= 1
         )
 
@@ -278,11 +282,7 @@ def test_v3_run_with_parallel_workers_reports_rates(
     for key in ("manual_review_rate", "retries", "lock_contention", "latency_ms"):
         assert key in document
     with psycopg.connect(sample_db) as conn:
-        overlaps = conn.execute(
-            "SELECT count(*) FROM allocations a JOIN allocations b ON a.resource_id = "
-            'b.resource_id AND a.id < b.id AND a."window" && b."window" '
-            "WHERE NOT a.shadow AND NOT b.shadow"
-        ).fetchone()[0]
+        overlaps = overlapping_allocations(conn)
     assert overlaps == 0
 
 
@@ -297,11 +297,7 @@ def test_legacy_path_with_shadow_logs_both(sample_db: str, monkeypatch: pytest.M
     document = as_json(result)
     assert document["paths"] == {"legacy+shadow": 20}
     with psycopg.connect(sample_db) as conn:
-        kinds = dict(
-            conn.execute(
-                "SELECT event_type, count(*) FROM observability_events GROUP BY 1"
-            ).fetchall()
-        )
+        kinds = dict_of(conn, "SELECT event_type, count(*) FROM observability_events GROUP BY 1")
     assert kinds["auto_assign.attempt.start"] == 20 and kinds["auto_assign.summary"] == 20
     assert kinds["coordinator.shadow_result"] == 20 and kinds["coordinator.start"] == 20
 
@@ -346,9 +342,7 @@ def test_flags_rollout_command_sets_percentage_and_list(
     # tests/test_kill_switch.py).
     monkeypatch.setenv("FEATURE_ASSIGNMENT_PIPELINE_V3", "true")
     with psycopg.connect(sample_db) as conn:
-        slug = conn.execute(
-            "SELECT slug FROM restaurants WHERE slug LIKE 'sample-9-%' LIMIT 1"
-        ).fetchone()[0]
+        slug = scalar(conn, "SELECT slug FROM restaurants WHERE slug LIKE 'sample-9-%' LIMIT 1")
     result = invoke(
         "flags",
         "rollout",
@@ -421,10 +415,11 @@ def test_rollback_restores_legacy_only_and_keeps_the_history(
     assert result.exit_code == 0, result.output
     with psycopg.connect(sample_db) as conn:
         assert (
-            conn.execute(
+            scalar(
+                conn,
                 "SELECT count(*) FROM observability_events "
-                "WHERE source = 'assignment.state_machine'"
-            ).fetchone()[0]
+                "WHERE source = 'assignment.state_machine'",
+            )
             > 0
         )
     after = invoke("assign", "--limit", "5", "--database-url", sample_db, "--json")

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from tests.seating import allocation_kinds
 from toolkit.engine.migrate import RunOptions, run
 from toolkit.server.connection import Target
 
@@ -770,14 +772,23 @@ def _check_plan(
 # -- auto_assign_booking -----------------------------------------------------------------
 
 
-def test_auto_assign_confirms_a_single_table(conn: psycopg.Connection) -> None:
+def _auto_assigned(
+    conn: psycopg.Connection, tables: dict[str, int], party: int
+) -> tuple[Floor, str, dict[str, Any]]:
+    """A floor of `tables` (number: capacity) and a booking of `party`, committed, then
+    auto_assign of that booking, committed: the floor, the booking and the result."""
     floor = Floor(conn)
-    floor.table("T2", 2)
-    floor.table("T4", 4)
-    booking = floor.booking(4)
+    for number, capacity in tables.items():
+        floor.table(number, capacity)
+    booking = floor.booking(party)
     conn.commit()
     result = auto_assign(conn, booking)
-    conn.commit()
+    conn.commit()  # booking_assignment_validation is satisfied at commit
+    return floor, booking, result
+
+
+def test_auto_assign_confirms_a_single_table(conn: psycopg.Connection) -> None:
+    floor, booking, result = _auto_assigned(conn, {"T2": 2, "T4": 4}, 4)
     assert result["status"] == "confirmed"
     assert result["table_ids"] == [floor.tables["T4"]]
     assert result["zone_id"] == floor.zones["Main"]
@@ -806,21 +817,10 @@ def test_auto_assign_confirms_a_combination(any_url: str) -> None:
 
 
 def _confirm_a_combination(conn: psycopg.Connection) -> None:
-    floor = Floor(conn)
-    for number, capacity in (("T1", 2), ("T2", 2), ("T3", 4), ("T4", 4)):
-        floor.table(number, capacity)
-    booking = floor.booking(5)
-    conn.commit()
-    result = auto_assign(conn, booking)
-    conn.commit()  # booking_assignment_validation is satisfied at commit
+    _, booking, result = _auto_assigned(conn, {"T1": 2, "T2": 2, "T3": 4, "T4": 4}, 5)
     assert result["status"] == "confirmed" and result["is_combination"] is True
     assert result["total_capacity"] == 6 and result["evaluated"] > 0
-    kinds = conn.execute(
-        "SELECT resource_type, count(*) FROM allocations WHERE booking_id = %s "
-        "GROUP BY 1 ORDER BY 1",
-        (booking,),
-    ).fetchall()
-    assert kinds == [("merge_group", 1), ("table", 2)]
+    assert allocation_kinds(conn, booking) == [("merge_group", 1), ("table", 2)]
     groups = conn.execute(
         "SELECT count(DISTINCT merge_group_id), count(*) FROM booking_table_assignments "
         "WHERE booking_id = %s",
@@ -844,13 +844,8 @@ def test_auto_assign_reports_no_tables_for_fifty(conn: psycopg.Connection) -> No
 
 
 def test_auto_assign_skips_bookings_not_pending_or_assigned(conn: psycopg.Connection) -> None:
-    floor = Floor(conn)
-    floor.table("A", 4)
-    floor.table("B", 4)
-    booking = floor.booking(4)
-    conn.commit()
-    assert auto_assign(conn, booking)["status"] == "confirmed"
-    conn.commit()
+    floor, booking, result = _auto_assigned(conn, {"A": 4, "B": 4}, 4)
+    assert result["status"] == "confirmed"
     skipped = auto_assign(conn, booking)
     assert _outcome(skipped) == {
         "status": "skipped",
@@ -883,11 +878,14 @@ def _wait_for_lock_waiter(url: str, timeout: float = 30) -> None:
     raise AssertionError("no session waited for a lock")
 
 
-def _in_thread(url: str, booking: str, results: dict[str, Any]) -> threading.Thread:
+def _in_thread(url: str, booking: str, results: dict[str, Any], **options: Any) -> threading.Thread:
+    """auto_assign(booking, options) in a thread of its own: its result, or what it raised,
+    goes to results[booking]."""
+
     def run() -> None:
         try:
             with psycopg.connect(url) as other:
-                results[booking] = auto_assign(other, booking)
+                results[booking] = auto_assign(other, booking, **options)
                 other.commit()
         except Exception as exc:  # reported by the test
             results[booking] = exc
@@ -995,9 +993,14 @@ def test_racing_auto_assigns_never_overlap(url: str) -> None:
         assert _overlaps(setup, floor.restaurant) == 0
 
 
-def test_an_exclusion_violation_is_retried_with_another_table(any_url: str) -> None:
-    """A writer that does not take the zone lock takes the planned table meanwhile."""
-    url = any_url
+@contextmanager
+def _planned_table_taken_meanwhile(
+    url: str, **options: Any
+) -> Iterator[tuple[Floor, dict[str, Any]]]:
+    """auto_assign (with `options`) of a booking of 4 at tables BEST (4) and NEXT (6), while a
+    writer that does not take the zone lock allocates BEST over the booking's time: not yet
+    committed when the planner plans, committed once its immediate check waits for it.
+    Inside: the floor (its connection still open) and auto_assign's result."""
     with psycopg.connect(url) as writer:
         floor = Floor(writer)
         floor.table("BEST", 4)
@@ -1006,45 +1009,26 @@ def test_an_exclusion_violation_is_retried_with_another_table(any_url: str) -> N
         writer.commit()
         floor.allocate("BEST", OVERLAPPING)  # uncommitted: the planner does not see it
         results: dict[str, Any] = {}
-        thread = _in_thread(url, booking, results)
+        thread = _in_thread(url, booking, results, **options)
         _wait_for_lock_waiter(url)  # the immediate check waits for the writer
         writer.commit()
         thread.join(timeout=20)
         assert not thread.is_alive()
         result = results[booking]
         assert not isinstance(result, Exception), result
+        yield floor, result
+
+
+def test_an_exclusion_violation_is_retried_with_another_table(any_url: str) -> None:
+    """A writer that does not take the zone lock takes the planned table meanwhile."""
+    with _planned_table_taken_meanwhile(any_url) as (floor, result):
         assert result["status"] == "confirmed" and result["attempts"] == 2
         assert floor.numbers(result["table_ids"]) == ["NEXT"]
-        assert _overlaps(writer, floor.restaurant) == 0
+        assert _overlaps(floor.conn, floor.restaurant) == 0
 
 
 def test_conflict_after_max_attempts(any_url: str) -> None:
-    url = any_url
-    with psycopg.connect(url) as writer:
-        floor = Floor(writer)
-        floor.table("BEST", 4)
-        floor.table("NEXT", 6)
-        booking = floor.booking(4)
-        writer.commit()
-        floor.allocate("BEST", OVERLAPPING)
-        results: dict[str, Any] = {}
-        thread = threading.Thread(
-            target=lambda: results.update(
-                {booking: _assign_once(url, booking, {"max_attempts": 1})}
-            ),
-            daemon=True,
-        )
-        thread.start()
-        _wait_for_lock_waiter(url)
-        writer.commit()
-        thread.join(timeout=20)
-        outcome = _outcome(results[booking])
+    with _planned_table_taken_meanwhile(any_url, max_attempts=1) as (_, result):
+        outcome = _outcome(result)
         assert outcome.pop("reason", "tables_taken") == "tables_taken"  # v2 names it
         assert outcome == {"status": "conflict", "attempts": 1}
-
-
-def _assign_once(url: str, booking: str, options: dict[str, Any]) -> dict[str, Any]:
-    with psycopg.connect(url) as other:
-        result = auto_assign(other, booking, **options)
-        other.commit()
-        return result

@@ -8,21 +8,14 @@ from pathlib import Path
 
 import psycopg
 
-from tests.clihelpers import as_json, invoke
+from tests.clihelpers import as_json, invoke, rollback_cascade
+from tests.queries import one
 from toolkit.deployments.markdown import Record, write
 from toolkit.server.urls import database_name
 
 
 def test_show_prints_one_record_in_full_and_exit_2_for_an_unknown_id(db_url: str) -> None:
-    down = invoke(
-        "rollback",
-        "assignment-pipeline-v3",
-        "--cascade",
-        "--yes",
-        "--database-url",
-        db_url,
-        "--json",
-    )
+    down = rollback_cascade(db_url, "assignment-pipeline-v3")
     assert down.exit_code == 0, down.output
     record_id = as_json(down)["deployment_id"]
     shown = invoke("records", "show", str(record_id), "--database-url", db_url, "--json")
@@ -66,17 +59,7 @@ def test_two_databases_never_write_the_same_record_file(tmp_path: Path) -> None:
 
 def test_cli_records_of_two_databases_share_a_folder(db_url: str, empty_db_url: str) -> None:
     one = as_json(invoke("apply", "core", "--database-url", empty_db_url, "--json"))
-    two = as_json(
-        invoke(
-            "rollback",
-            "assignment-pipeline-v3",
-            "--cascade",
-            "--yes",
-            "--database-url",
-            db_url,
-            "--json",
-        )
-    )
+    two = as_json(rollback_cascade(db_url, "assignment-pipeline-v3"))
     names = {Path(one["record"]).name, Path(two["record"]).name}
     assert len(names) == 2
     assert database_name(empty_db_url) in Path(one["record"]).name
@@ -94,10 +77,11 @@ def test_a_schema_from_before_interrupted_is_upgraded_by_a_read_only_command(db_
             "CHECK (result IN ('running', 'succeeded', 'failed', 'rehearsed'))"
         )
         # An apply of the old toolkit that died: nobody holds the deploy lock.
-        (old_id,) = conn.execute(
+        (old_id,) = one(
+            conn,
             "INSERT INTO venuedb.deployments (command, target, actor, os_user, hostname, "
-            "toolkit_version) VALUES ('apply', 'heads', 'x', 'x', 'h', '0') RETURNING id"
-        ).fetchone()
+            "toolkit_version) VALUES ('apply', 'heads', 'x', 'x', 'h', '0') RETURNING id",
+        )
     listed = invoke("records", "--database-url", db_url, "--json")
     assert listed.exit_code == 0, listed.output
     entry = next(r for r in as_json(listed)["records"] if r["id"] == old_id)

@@ -17,6 +17,7 @@ from typer.testing import Result
 
 from tests.clihelpers import as_json, invoke, spawn
 from tests.conftest import Server
+from tests.queries import scalar
 from toolkit.engine.migrate import RunOptions, current_heads, run
 from toolkit.engine.rehearsal import LEFTOVER_AGE_S, SCRATCH_PREFIX
 from toolkit.server.connection import Target
@@ -42,7 +43,7 @@ def _scratch_databases(url: str) -> list[str]:
 
 def _deployments(url: str) -> int:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT count(*) FROM venuedb.deployments").fetchone()[0]
+        return scalar(conn, "SELECT count(*) FROM venuedb.deployments")
 
 
 def _seed_a_restaurant(url: str) -> None:
@@ -64,6 +65,14 @@ def _holding(url: str, sql: str) -> Iterator[None]:
             blocker.rollback()
 
 
+def _apply_booking_005_while_held(url: str, *options: str) -> Result:
+    """`venuedb apply booking_005 OPTIONS` (200 ms per lock, no retry) while a session holds
+    allocations of `url` in EXCLUSIVE mode: every lock a DDL statement or a write takes on it
+    must wait; only ACCESS SHARE (a SELECT, pg_dump) gets through."""
+    with _holding(url, "LOCK TABLE public.allocations IN EXCLUSIVE MODE"):
+        return invoke("apply", "booking_005", *options, "--lock-timeout", "200ms", "--retries", "0")
+
+
 def _locks(document: dict) -> set[tuple[str, str, str]]:
     return {
         (revision["revision"], lock["table"], lock["mode"])
@@ -79,14 +88,9 @@ def test_default_rehearsal_takes_no_lock_on_the_target_and_leaves_it_untouched(
     url = at_booking_004
     _seed_a_restaurant(url)
     records_before = _deployments(url)
-    # EXCLUSIVE blocks every lock a DDL statement or a write takes on allocations, and lets
-    # only ACCESS SHARE (a SELECT, pg_dump) through: an in-place rehearsal cannot finish.
-    with _holding(url, "LOCK TABLE public.allocations IN EXCLUSIVE MODE"):
-        result = invoke(
-            "apply", "booking_005", "--rehearse", "--json", "--database-url", url,
-            "--lock-timeout", "200ms", "--retries", "0",
-        )  # fmt: skip
-        assert result.exit_code == 0, result.output
+    # An in-place rehearsal could not finish under that lock.
+    result = _apply_booking_005_while_held(url, "--rehearse", "--json", "--database-url", url)
+    assert result.exit_code == 0, result.output
     document = as_json(result)
     assert document["status"] == "ok" and document["rehearsed"] is True
     assert document["rehearsal"]["where"] == "scratch copy"
@@ -121,11 +125,7 @@ def test_default_rehearsal_takes_no_lock_on_the_target_and_leaves_it_untouched(
 def test_the_same_held_lock_stops_an_in_place_rehearsal(at_booking_004: str) -> None:
     """The control of the test above: rehearsing in place does wait for the target's lock."""
     url = at_booking_004
-    with _holding(url, "LOCK TABLE public.allocations IN EXCLUSIVE MODE"):
-        result = invoke(
-            "apply", "booking_005", "--rehearse-in-place", "--database-url", url,
-            "--lock-timeout", "200ms", "--retries", "0",
-        )  # fmt: skip
+    result = _apply_booking_005_while_held(url, "--rehearse-in-place", "--database-url", url)
     assert result.exit_code == 4, result.output
     assert "could not get the locks for revision booking_005" in result.stderr
 
@@ -167,11 +167,7 @@ def test_without_createdb_the_rehearsal_refuses_and_names_both_ways_out(
     dbname = url.rsplit("/", 1)[1]
     as_role = f"postgresql://{role}:pw@{host}/{dbname}"
     try:
-        with _holding(url, "LOCK TABLE public.allocations IN EXCLUSIVE MODE"):
-            result = invoke(
-                "apply", "booking_005", "--rehearse", "--database-url", as_role,
-                "--lock-timeout", "200ms", "--retries", "0",
-            )  # fmt: skip
+        result = _apply_booking_005_while_held(url, "--rehearse", "--database-url", as_role)
         assert result.exit_code == 2, result.output
         assert "--scratch-url" in result.stderr and "--rehearse-in-place" in result.stderr
         assert "nothing was run" in result.stderr
@@ -223,18 +219,20 @@ def test_a_failing_rehearsal_fails_on_the_copy_and_drops_it(
     run(Target(url, "tests"), "upgrade", "booking_009", RunOptions(actor="tests"))
     with psycopg.connect(url) as conn:
         a, b = (
-            conn.execute(
+            scalar(
+                conn,
                 "INSERT INTO public.restaurants (name, slug) VALUES (%s, %s) RETURNING id",
                 (name, f"{name}-{uuid.uuid4().hex[:8]}"),
-            ).fetchone()[0]
+            )
             for name in ("a", "b")
         )
-        booking = conn.execute(
+        booking = scalar(
+            conn,
             "INSERT INTO public.bookings (restaurant_id, party_size, booking_date, start_at, "
             "end_at) VALUES (%s, 2, '2026-01-01', '2026-01-01 19:00Z', '2026-01-01 21:00Z') "
             "RETURNING id",
             (a,),
-        ).fetchone()[0]
+        )
         conn.execute(
             "INSERT INTO public.allocations (restaurant_id, booking_id, resource_type, "
             "resource_id, \"window\") VALUES (%s, %s, 'table', gen_random_uuid(), "

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import psycopg
 
-from tests.clihelpers import as_json, invoke
+from tests.clihelpers import as_json, invoke, rollback_with_data_loss
 from tests.conftest import DATA, load_sql
+from tests.queries import rows_at, scalar
 from toolkit.engine import revisions as revs
 from toolkit.runbook.backup import list_contents
 
+# The releases after table-combinations on its branch, as a rollback of it names them.
 LATER = [
     "assignment-times",
     "booking-observability",
@@ -38,11 +40,11 @@ def _with_bookings(url: str) -> None:
 
 
 def _rollback_records(url: str) -> list[tuple[str, str]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT result, coalesce(output, '') FROM venuedb.deployments "
-            "WHERE command = 'rollback' ORDER BY id"
-        ).fetchall()
+    return rows_at(
+        url,
+        "SELECT result, coalesce(output, '') FROM venuedb.deployments "
+        "WHERE command = 'rollback' ORDER BY id",
+    )
 
 
 def test_rollback_of_an_early_release_refuses_to_undo_later_ones(db_url: str) -> None:
@@ -112,18 +114,7 @@ def test_cascade_on_a_database_with_data_still_needs_allow_data_loss(
 def test_with_both_flags_a_verified_backup_comes_first(db_url: str, tmp_path: Path) -> None:
     _with_bookings(db_url)
     before = _heads(db_url)
-    result = invoke(
-        "rollback",
-        "table-combinations",
-        "--cascade",
-        "--allow-data-loss",
-        "--yes",
-        "--backup-dir",
-        str(tmp_path / "backups"),
-        "--database-url",
-        db_url,
-        "--json",
-    )
+    result = rollback_with_data_loss(db_url, "table-combinations", tmp_path / "backups", "--json")
     assert result.exit_code == 0, result.output
     doc = as_json(result)
     backup = Path(doc["backup"])
@@ -135,7 +126,7 @@ def test_with_both_flags_a_verified_backup_comes_first(db_url: str, tmp_path: Pa
     assert (after["core"], after["bar"]) == (before["core"], before["bar"])
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT to_regclass('public.table_adjacencies')").fetchone() == (None,)
-        assert conn.execute("SELECT count(*) FROM bookings").fetchone()[0] > 0
+        assert scalar(conn, "SELECT count(*) FROM bookings") > 0
     [(outcome, output)] = _rollback_records(db_url)
     assert outcome == "succeeded" and str(backup) in output
     assert str(backup) in Path(doc["record"]).read_text()
@@ -165,17 +156,7 @@ def test_a_failed_backup_rolls_nothing_back(db_url: str, tmp_path: Path) -> None
     before = _heads(db_url)
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the backup directory would be\n")
-    result = invoke(
-        "rollback",
-        "table-combinations",
-        "--cascade",
-        "--allow-data-loss",
-        "--yes",
-        "--backup-dir",
-        str(blocker / "backups"),
-        "--database-url",
-        db_url,
-    )
+    result = rollback_with_data_loss(db_url, "table-combinations", blocker / "backups")
     assert result.exit_code == 1, result.output
     assert "backup" in result.stderr
     assert _heads(db_url) == before

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from typer.testing import Result
 
-from tests.clihelpers import as_json, invoke, rollout
+from tests.clihelpers import as_json, invoke, rollout, until_no_venuedb_session, verify_after
 from tests.conftest import DATA, catalog_diff, load_sql, row_counts
-from tests.swapwait import until_the_swap_waits_for_its_lock
+from tests.queries import dict_of, rows_at, scalar
+from tests.swapwait import swap_held_at_its_lock
+from tests.test_rollback_guard import LATER as LATER_THAN_TABLE_COMBINATIONS
 from toolkit.errors import BadInput
 from toolkit.integrity import catalog as snapshot
 from toolkit.runbook import levels
@@ -55,7 +58,7 @@ def _state(url: str) -> tuple[dict[str, dict[str, str]], list[tuple[str, ...]], 
     with psycopg.connect(url) as conn:
         heads = sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version"))
         flags: list[tuple[str, ...]] = []
-        if conn.execute("SELECT to_regclass('public.feature_flags')").fetchone()[0]:
+        if scalar(conn, "SELECT to_regclass('public.feature_flags')"):
             flags = conn.execute(
                 "SELECT name, enabled::text, bar_ids::text FROM feature_flags ORDER BY 1"
             ).fetchall()
@@ -77,12 +80,12 @@ def _what_changed(
 
 def _level_rows(url: str) -> list[tuple[str, int, str]]:
     with psycopg.connect(url) as conn:
-        if conn.execute("SELECT to_regclass('venuedb.release_levels')").fetchone()[0] is None:
+        if scalar(conn, "SELECT to_regclass('venuedb.release_levels')") is None:
             return []
         return conn.execute("SELECT release, level, state FROM venuedb.release_levels").fetchall()
 
 
-def _level(url: str, release: str, number: int, *extra: str):  # type: ignore[no-untyped-def]
+def _level(url: str, release: str, number: int, *extra: str) -> Result:
     return invoke(
         "rollback", release, "--level", str(number), *extra, "--database-url", url, "--json"
     )
@@ -201,14 +204,7 @@ def test_the_plan_counts_on_the_database_and_changes_nothing(
 
 def test_the_full_revert_plan_names_the_releases_it_would_undo(data_url: str) -> None:
     doc = as_json(_level(data_url, "table-combinations", 3, "--plan"))
-    assert [d["release"] for d in doc["dependent_releases"]] == [
-        "assignment-times",
-        "booking-observability",
-        "booking-integrity",
-        "allocation-lookups",
-        "assignment-pipeline-v3",
-        "capacity-overlap",
-    ]
+    assert [d["release"] for d in doc["dependent_releases"]] == LATER_THAN_TABLE_COMBINATIONS
     assert any("--cascade" in line for line in doc["would_refuse"])
     rows = {t["table"]: t["rows"] for t in doc["data_at_risk"]["tables"]}
     assert rows["table_adjacencies"] == row_counts(data_url)["public.table_adjacencies"]
@@ -287,8 +283,8 @@ def test_level_2_of_table_combinations_loses_nothing_and_is_restored(
     assert [c["name"] for c in doc["failed_checks"]] == ["orphaned_confirmed_bookings"]
     with psycopg.connect(data_url) as conn:  # the test's orphan goes (it was never real)
         conn.execute("DELETE FROM bookings WHERE customer_name = 'Orphan'")
-    again = rollout(data_url, "table-combinations", tmp_path)
-    assert again.exit_code == 0, again.output
+    rerolled = rollout(data_url, "table-combinations", tmp_path)
+    assert rerolled.exit_code == 0, rerolled.output
     assert _level_rows(data_url) == []
     after = _state(data_url)
     assert after[0] == before[0], catalog_diff(before[0], after[0])
@@ -299,37 +295,37 @@ def test_level_2_of_table_combinations_loses_nothing_and_is_restored(
         _orphan_confirmation(data_url)
 
 
+def _verify_after_level_2_and(url: str, by_hand: str) -> dict[str, Any]:
+    """Level 2 of table-combinations applied, then `by_hand` run: `verify` does not call it
+    clean (exit 3); its report."""
+    assert _level(url, "table-combinations", 2, "--yes").exit_code == 0
+    return verify_after(url, by_hand)
+
+
 def test_verify_still_finds_drift_beyond_the_level(data_url: str) -> None:
-    assert _level(data_url, "table-combinations", 2, "--yes").exit_code == 0
-    with psycopg.connect(data_url) as conn:
-        conn.execute("DROP TRIGGER allocations_table_restaurant_check ON allocations")
-    result = invoke("verify", "--database-url", data_url, "--json")
-    assert result.exit_code == 3
-    doc = as_json(result)
+    doc = _verify_after_level_2_and(
+        data_url, "DROP TRIGGER allocations_table_restaurant_check ON allocations"
+    )
     assert doc["verdict"] == "drift"
     assert any("allocations_table_restaurant_check" in d["name"] for d in doc["drift"])
 
 
 def test_tampering_with_what_the_level_removed_is_drift(data_url: str) -> None:
     """Someone re-creates half of the removed rule by hand: neither the heads nor the level."""
-    assert _level(data_url, "table-combinations", 2, "--yes").exit_code == 0
-    with psycopg.connect(data_url) as conn:
-        conn.execute(
-            "CREATE FUNCTION public.validate_booking_has_assignments() RETURNS trigger "
-            "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
-        )
-    result = invoke("verify", "--database-url", data_url, "--json")
-    assert result.exit_code == 3
-    assert as_json(result)["verdict"] in {"drift", "postconditions_failed"}
+    doc = _verify_after_level_2_and(
+        data_url,
+        "CREATE FUNCTION public.validate_booking_has_assignments() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+    )
+    assert doc["verdict"] in {"drift", "postconditions_failed"}
 
 
 def _constraints(url: str) -> dict[str, str]:
     with psycopg.connect(url) as conn:
-        return dict(
-            conn.execute(
-                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = 'allocations'::regclass AND contype = 'x'"
-            ).fetchall()
+        return dict_of(
+            conn,
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'allocations'::regclass AND contype = 'x'",
         )
 
 
@@ -424,10 +420,7 @@ def test_level_2_needs_the_release_applied(empty_db_url: str) -> None:
 
 
 def _records(url: str) -> list[tuple[str, str, str]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT command, target, result FROM venuedb.deployments ORDER BY id"
-        ).fetchall()
+    return rows_at(url, "SELECT command, target, result FROM venuedb.deployments ORDER BY id")
 
 
 def test_level_1_is_not_done_while_a_flag_is_still_on_where_it_runs(
@@ -455,16 +448,14 @@ def test_level_1_switches_the_flag_the_database_owns(data_url: str) -> None:
         == 0
     )
     with psycopg.connect(data_url) as conn:
-        assert conn.execute("SELECT switching_mode_enabled(id) FROM bars LIMIT 1").fetchone()[0]
+        assert scalar(conn, "SELECT switching_mode_enabled(id) FROM bars LIMIT 1")
     counts = row_counts(data_url)
     result = _level(data_url, "mode-switching", 1, "--yes")
     assert result.exit_code == 0, result.output
     doc = as_json(result)
     assert doc["done"] == ["ENABLE_SWITCHING_MODE switched off in the database (was on)"]
     with psycopg.connect(data_url) as conn:
-        assert not conn.execute("SELECT bool_or(switching_mode_enabled(id)) FROM bars").fetchone()[
-            0
-        ]
+        assert not scalar(conn, "SELECT bool_or(switching_mode_enabled(id)) FROM bars")
     # The columns and their data stay (seed 002, Option A).
     assert row_counts(data_url) == counts
 
@@ -494,7 +485,7 @@ def test_level_3_is_the_guarded_downgrade(
     backfilled = invoke("backfill", "run", "sales_server_id", "--database-url", data_url)
     assert backfilled.exit_code == 0, backfilled.output
     with psycopg.connect(data_url) as conn:
-        filled = conn.execute("SELECT count(server_id) FROM sales").fetchone()[0]
+        filled = scalar(conn, "SELECT count(server_id) FROM sales")
     assert filled > 0
     before = _state(data_url)
     refused = _level(data_url, "mode-switching", 3, "--yes")
@@ -576,6 +567,26 @@ def test_level_2_refuses_rows_the_older_rule_forbids(data_url: str) -> None:
     assert _records(data_url)[-1] == ("rollback", "capacity-overlap level 2", "failed")
 
 
+def _verify_in_progress(url: str) -> dict[str, Any]:
+    """A level left half done is not clean: `verify` says it is in progress (exit 3)."""
+    half = invoke("verify", "--database-url", url, "--json")
+    assert half.exit_code == 3
+    doc = as_json(half)
+    assert doc["verdict"] == "in_progress"
+    return doc
+
+
+def _resumed_and_finished(url: str, counts: dict[str, int]) -> None:
+    """The next run of capacity-overlap's level 2 resumes the half-done swap and finishes it:
+    the older rule back, every row kept, verify clean."""
+    again = _level(url, "capacity-overlap", 2, "--yes")
+    assert again.exit_code == 0, again.output
+    assert any("resuming" in n for n in as_json(again)["result"]["notices"])
+    assert _constraints(url) == {"allocations_resource_window_excl": OLD_DEF}
+    assert row_counts(url) == counts
+    assert _verify(url)["verdict"] == "clean"
+
+
 def test_level_2_that_cannot_get_its_lock_resumes_on_the_next_run(
     data_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -597,15 +608,8 @@ def test_level_2_that_cannot_get_its_lock_resumes_on_the_next_run(
     assert _level_rows(data_url) == [("capacity-overlap", 2, "applying")]
     assert "allocations_no_overlap" in _constraints(data_url)
     # Half done is not clean: verify says so (exit 3), naming the swap.
-    half = invoke("verify", "--database-url", data_url, "--json")
-    assert half.exit_code == 3
-    assert as_json(half)["verdict"] == "in_progress"
-    done = _level(data_url, "capacity-overlap", 2, "--yes")
-    assert done.exit_code == 0, done.output
-    assert any("resuming" in n for n in as_json(done)["result"]["notices"])
-    assert _constraints(data_url) == {"allocations_resource_window_excl": OLD_DEF}
-    assert row_counts(data_url) == counts
-    assert _verify(data_url)["verdict"] == "clean"
+    _verify_in_progress(data_url)
+    _resumed_and_finished(data_url, counts)
 
 
 # ---- every declared level, the whole cycle -------------------------------------------
@@ -669,15 +673,11 @@ def test_a_level_applied_by_another_version_of_its_steps_is_tampered(data_url: s
     """The live state was made by a steps file that is not the one in this checkout (an
     edited file, or a database levelled by another checkout): restore and reference
     would run other steps, so verify does not say clean."""
-    assert _level(data_url, "table-combinations", 2, "--yes").exit_code == 0
-    with psycopg.connect(data_url) as conn:
-        conn.execute(
-            "UPDATE venuedb.release_levels SET details = details || "
-            '\'{"steps_sha256": "0000"}\'::jsonb'
-        )
-    result = invoke("verify", "--database-url", data_url, "--json")
-    assert result.exit_code == 3
-    doc = as_json(result)
+    doc = _verify_after_level_2_and(
+        data_url,
+        "UPDATE venuedb.release_levels SET details = details || "
+        '\'{"steps_sha256": "0000"}\'::jsonb',
+    )
     assert doc["verdict"] == "tampered"
     assert [t["name"] for t in doc["tamper"]] == ["migrations/levels/table_combinations_2.py"]
 
@@ -688,55 +688,24 @@ def test_a_level_run_killed_mid_swap_is_reported_and_finished_by_the_next_run(
     """kill -9 while the copy is done and the swap waits for its lock: the record says the
     level was being applied (verify and status: in progress, exit 3 and 1), never applied
     nor nothing; the next run resumes the swap and finishes the level."""
-    from tests.clihelpers import spawn
-
     monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
-    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "40")
     counts = row_counts(data_url)
-    reader = psycopg.connect(data_url)
-    reader.execute("SELECT 1 FROM allocations LIMIT 1")  # the swap cannot take its lock
-    try:
-        run = spawn(
-            "rollback",
-            "capacity-overlap",
-            "--level",
-            "2",
-            "--yes",
-            "--lock-timeout",
-            "200ms",
-            "--database-url",
-            data_url,
-        )
-        with psycopg.connect(data_url, autocommit=True) as admin:
-            until_the_swap_waits_for_its_lock(admin, run)
-            os.kill(run.pid, signal.SIGKILL)
-            run.communicate(timeout=30)
-            deadline = time.monotonic() + 30
-            while admin.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name LIKE 'venuedb%%' AND pid <> pg_backend_pid()"
-            ).fetchone()[0]:
-                assert time.monotonic() < deadline, "the killed run's sessions stayed"
-                time.sleep(0.2)
-    finally:
-        reader.rollback()
-        reader.close()
+    level_2 = ("rollback", "capacity-overlap", "--level", "2", "--yes", "--lock-timeout", "200ms")
+    with swap_held_at_its_lock(data_url, monkeypatch, *level_2, "--database-url", data_url) as (
+        run,
+        _,
+    ):
+        os.kill(run.pid, signal.SIGKILL)
+        run.communicate(timeout=30)
+        until_no_venuedb_session(data_url)  # the killed run's sessions go
     assert _level_rows(data_url) == [("capacity-overlap", 2, "applying")]
-    half = invoke("verify", "--database-url", data_url, "--json")
-    assert half.exit_code == 3
-    doc = as_json(half)
-    assert doc["verdict"] == "in_progress"
+    doc = _verify_in_progress(data_url)
     assert any("did not finish" in item["what"] for item in doc["in_progress"])
     status = invoke("status", "--database-url", data_url, "--json")
     assert status.exit_code == 1
     assert as_json(status)["status"] == "in_progress"
-    again = _level(data_url, "capacity-overlap", 2, "--yes")
-    assert again.exit_code == 0, again.output
-    assert any("resuming" in n for n in as_json(again)["result"]["notices"])
+    _resumed_and_finished(data_url, counts)
     assert _level_rows(data_url) == [("capacity-overlap", 2, "applied")]
-    assert _constraints(data_url) == {"allocations_resource_window_excl": OLD_DEF}
-    assert row_counts(data_url) == counts
-    assert _verify(data_url)["verdict"] == "clean"
 
 
 def test_a_level_table_from_an_earlier_build_gains_its_state(db_url: str) -> None:

@@ -10,15 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import pytest
+from typer.testing import Result
 
 from tests.clihelpers import as_json, invoke, rollout
 from tests.conftest import DATA, load_sql
+from tests.queries import rows_at, scalar
 
 TABLES = {"sales": 60, "consignments": 8, "returns": 5}  # rows of tests/data/rows/bar_001.sql
 NAMES = ("sales_server_id", "consignments_server_id", "returns_server_id")
 
 
-def _rollback(url: str, release: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+def _rollback(url: str, release: str, tmp_path: Path) -> Result:
     # The rollback drops server_id columns holding data: consent, and a backup first.
     return invoke(
         "rollback",
@@ -38,15 +41,14 @@ def _filled(url: str) -> dict[str, int]:
     out = {}
     with psycopg.connect(url) as conn:
         for table in TABLES:
-            has_column = conn.execute(
+            has_column = scalar(
+                conn,
                 "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = "
                 "'public' AND table_name = %s AND column_name = 'server_id')",
                 (table,),
-            ).fetchone()[0]
+            )
             out[table] = (
-                conn.execute(f"SELECT count(server_id) FROM public.{table}").fetchone()[0]
-                if has_column
-                else -1
+                scalar(conn, f"SELECT count(server_id) FROM public.{table}") if has_column else -1
             )
     return out
 
@@ -57,25 +59,34 @@ def _status(url: str) -> dict[str, dict]:
     return {e["name"]: e for e in as_json(result)["backfills"]}
 
 
-def _bar_with_rows(url: str, tmp_path: Path) -> None:
+@pytest.fixture
+def bar_with_rows(empty_db_url: str, tmp_path: Path) -> str:
+    """core and bar-baseline rolled out, with bar_001's rows; mode-switching not yet."""
     for release in ("core", "bar-baseline"):
-        result = rollout(url, release, tmp_path)
+        result = rollout(empty_db_url, release, tmp_path)
         assert result.exit_code == 0, result.output
     for rows in ("core_001", "bar_001"):
-        load_sql(url, DATA / "rows" / f"{rows}.sql")
+        load_sql(empty_db_url, DATA / "rows" / f"{rows}.sql")
+    return empty_db_url
+
+
+@pytest.fixture
+def backfilled(bar_with_rows: str, tmp_path: Path) -> str:
+    """bar_with_rows, then mode-switching rolled out: its backfills run and finished."""
+    assert rollout(bar_with_rows, "mode-switching", tmp_path).exit_code == 0
+    return bar_with_rows
 
 
 def _backfill_records(url: str, command: str) -> list[tuple[str, str, str]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT target, result, output FROM venuedb.deployments WHERE command = %s ORDER BY id",
-            (command,),
-        ).fetchall()
+    return rows_at(
+        url,
+        "SELECT target, result, output FROM venuedb.deployments WHERE command = %s ORDER BY id",
+        (command,),
+    )
 
 
-def test_rollout_after_rollback_backfills_again(empty_db_url: str, tmp_path: Path) -> None:
-    url = empty_db_url
-    _bar_with_rows(url, tmp_path)
+def test_rollout_after_rollback_backfills_again(bar_with_rows: str, tmp_path: Path) -> None:
+    url = bar_with_rows
 
     first = rollout(url, "mode-switching", tmp_path)
     assert first.exit_code == 0, first.output
@@ -113,13 +124,9 @@ def test_rollout_after_rollback_backfills_again(empty_db_url: str, tmp_path: Pat
     assert all(r[1] == "succeeded" and "finished" in r[2] for r in resets)
 
 
-def test_backfill_run_after_rollback_and_apply_runs_again(
-    empty_db_url: str, tmp_path: Path
-) -> None:
+def test_backfill_run_after_rollback_and_apply_runs_again(backfilled: str, tmp_path: Path) -> None:
     """The same without rollout: rollback, `apply`, `backfill run` (the plain path)."""
-    url = empty_db_url
-    _bar_with_rows(url, tmp_path)
-    assert rollout(url, "mode-switching", tmp_path).exit_code == 0
+    url = backfilled
     assert _rollback(url, "mode-switching", tmp_path).exit_code == 0
 
     # Rolled back: the backfill cannot run (its table column and function are gone), exit 2.
@@ -152,9 +159,7 @@ def test_backfill_run_after_rollback_and_apply_runs_again(
     assert len(_backfill_records(url, "backfill-reset")) == 1
 
 
-def test_plain_alembic_downgrade_and_upgrade_reset_the_progress(
-    empty_db_url: str, tmp_path: Path
-) -> None:
+def test_plain_alembic_downgrade_and_upgrade_reset_the_progress(backfilled: str) -> None:
     """No venuedb in the rollback nor the re-apply: the checksums env.py keeps date it."""
     from alembic import command
     from sqlalchemy import create_engine
@@ -163,9 +168,7 @@ def test_plain_alembic_downgrade_and_upgrade_reset_the_progress(
     from toolkit.engine import revisions as revs
     from toolkit.server.urls import sqlalchemy_url
 
-    url = empty_db_url
-    _bar_with_rows(url, tmp_path)
-    assert rollout(url, "mode-switching", tmp_path).exit_code == 0
+    url = backfilled
     engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
     try:
         config = revs.alembic_config(engine)
@@ -185,13 +188,12 @@ def test_plain_alembic_downgrade_and_upgrade_reset_the_progress(
 
 
 def test_rollout_of_a_release_applied_by_apply_runs_its_backfills(
-    empty_db_url: str, tmp_path: Path
+    bar_with_rows: str, tmp_path: Path
 ) -> None:
     """A release put back by `apply` (say after a level-3 rollback and a cascade) has its
     revisions but not its data: `rollout` then runs what is not finished, and a rerun
     skips what is."""
-    url = empty_db_url
-    _bar_with_rows(url, tmp_path)
+    url = bar_with_rows
     applied = invoke("apply", "mode-switching", "--database-url", url, "--json")
     assert applied.exit_code == 0, applied.output
     assert _filled(url) == dict.fromkeys(TABLES, 0)

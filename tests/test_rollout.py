@@ -7,8 +7,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.clihelpers import as_json, invoke, rollout
+from tests.clihelpers import as_json, invoke, rollback_cascade, rollout
 from tests.conftest import DATA, load_sql
+from tests.queries import one, scalar
 from toolkit.engine.releases import load_releases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +49,20 @@ def _spread_over_the_last_week(url: str) -> None:
         conn.execute("UPDATE bookings SET created_at = created_at - interval '3 days'")
 
 
+def _last_rollout_failed(url: str, tmp_path: Path) -> tuple[str, str]:
+    """The last rollout of table-combinations is recorded as failed: the error its record in
+    the database gives, and its Markdown record (under tmp_path/records)."""
+    with psycopg.connect(url) as conn:
+        outcome, why = one(
+            conn,
+            "SELECT result, error FROM venuedb.deployments "
+            "WHERE command = 'rollout' ORDER BY id DESC LIMIT 1",
+        )
+    assert outcome == "failed"
+    record = sorted((tmp_path / "records").glob("*table-combinations*.md"))[-1].read_text()
+    return why, record
+
+
 def test_a_critical_post_deploy_check_fails_the_rollout(empty_db_url: str, tmp_path: Path) -> None:
     """Issue 17: the rollout printed SUCCESS and exited 0 with a critical health check."""
     for release in ("core", "booking-baseline"):
@@ -77,13 +92,8 @@ def test_a_critical_post_deploy_check_fails_the_rollout(empty_db_url: str, tmp_p
     assert "venuedb rollback table-combinations --yes" in console
     status = as_json(invoke("status", "--database-url", empty_db_url, "--json"))
     assert status["branches"]["booking"] == "booking_004"  # applied: only the checks failed
-    with psycopg.connect(empty_db_url) as conn:
-        outcome, why = conn.execute(
-            "SELECT result, error FROM venuedb.deployments "
-            "WHERE command = 'rollout' ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-    assert outcome == "failed" and "confirmation_rate critical, value 41.9355" in why
-    record = sorted((tmp_path / "records").glob("*table-combinations*.md"))[-1].read_text()
+    why, record = _last_rollout_failed(empty_db_url, tmp_path)
+    assert "confirmation_rate critical, value 41.9355" in why
     assert "**FAILED: post-deploy health checks critical" in record
     assert "| confirmation_rate | critical | 41.93" in record
     assert "When a rollout stops on a critical check" in record
@@ -127,9 +137,9 @@ def test_a_failing_preflight_check_stops_before_anything_changes(
     assert down.exit_code == 0, down.output
     with psycopg.connect(db_url, autocommit=True) as conn:  # a production that lost it
         conn.execute("ALTER TABLE allocations DROP CONSTRAINT allocations_resource_window_excl")
-        restaurant = conn.execute(
-            "INSERT INTO restaurants (name, slug) VALUES ('R', 'r-preflight') RETURNING id"
-        ).fetchone()[0]
+        restaurant = scalar(
+            conn, "INSERT INTO restaurants (name, slug) VALUES ('R', 'r-preflight') RETURNING id"
+        )
         for window in (
             "[2031-01-01 19:00+00,2031-01-01 21:00+00)",
             "[2031-01-01 20:00+00,2031-01-01 22:00+00)",
@@ -187,13 +197,8 @@ expect = "absent"
     assert "The database is at booking_003" in error
     status = as_json(invoke("status", "--database-url", empty_db_url, "--json"))
     assert status["branches"]["booking"] == "booking_003"
-    with psycopg.connect(empty_db_url) as conn:
-        outcome, why = conn.execute(
-            "SELECT result, error FROM venuedb.deployments "
-            "WHERE command = 'rollout' ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-    assert outcome == "failed" and "booking_assignment_removal_validation" in why
-    record = sorted((tmp_path / "records").glob("*table-combinations*.md"))[-1].read_text()
+    why, record = _last_rollout_failed(empty_db_url, tmp_path)
+    assert "booking_assignment_removal_validation" in why
     assert "**FAILED" in record
 
 
@@ -224,17 +229,7 @@ def test_apply_rollback_backfill_and_restore_leave_markdown_records(
     import os
 
     directory = Path(os.environ["VENUEDB_RECORDS_DIR"])
-    down = as_json(
-        invoke(
-            "rollback",
-            "assignment-pipeline-v3",
-            "--cascade",
-            "--yes",
-            "--database-url",
-            db_url,
-            "--json",
-        )
-    )
+    down = as_json(rollback_cascade(db_url, "assignment-pipeline-v3"))
     up = as_json(invoke("apply", "--database-url", db_url, "--json"))
     assert Path(down["record"]).exists() and Path(up["record"]).exists()
     assert "rollback" in Path(down["record"]).read_text()

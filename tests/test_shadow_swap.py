@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
 import threading
 import time
 import uuid
+from contextlib import AbstractContextManager
+from types import ModuleType
+from typing import Any
 
 import psycopg
 import pytest
@@ -14,9 +18,11 @@ from psycopg import sql as psql
 
 from tests.clihelpers import as_json, invoke
 from tests.conftest import DATA, load_sql
+from tests.queries import dict_of, one, scalar
 from tests.seating import assign_table
-from tests.swapwait import until_the_swap_waits_for_its_lock
+from tests.swapwait import swap_held_at_its_lock
 from toolkit.engine.revisions import script_directory
+from toolkit.ops.shadow_swap import ExclusionSwap
 
 NEW_DEF = (
     "EXCLUDE USING gist (restaurant_id WITH =, resource_type WITH =, resource_id WITH =, "
@@ -27,8 +33,16 @@ OLD_DEF = (
     "WHERE ((NOT shadow)) DEFERRABLE INITIALLY DEFERRED"
 )
 RESTAURANT = "10000000-0000-4000-8000-000000000001"
+
+
+def _revision_before(revision: str) -> str:
+    down = script_directory().get_revision(revision).down_revision
+    assert isinstance(down, str), f"{revision} follows {down!r}, not one revision"
+    return down
+
+
 # The revision just before the swap (booking_005), whatever it is.
-PRE_SWAP = script_directory().get_revision("booking_005").down_revision
+PRE_SWAP = _revision_before("booking_005")
 
 
 @pytest.fixture
@@ -58,11 +72,10 @@ def _apply(url: str, *args: str) -> dict:
 
 def _state(url: str) -> dict:
     with psycopg.connect(url) as conn:
-        constraints = dict(
-            conn.execute(
-                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = 'allocations'::regclass AND contype = 'x'"
-            ).fetchall()
+        constraints: dict[str, str] = dict_of(
+            conn,
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'allocations'::regclass AND contype = 'x'",
         )
         indexes = sorted(
             r[0]
@@ -73,18 +86,14 @@ def _state(url: str) -> dict:
         content = conn.execute(
             "SELECT md5(string_agg(a::text, ',' ORDER BY id)), count(*) FROM allocations a"
         ).fetchone()
-        leftovers = (
-            conn.execute(
-                "SELECT count(*) FROM pg_class WHERE relname LIKE 'allocations\\_\\_venuedb%%'"
-            ).fetchone()[0]
-            + conn.execute(
-                "SELECT count(*) FROM pg_proc WHERE proname LIKE 'venuedb\\_sync%%'"
-            ).fetchone()[0]
-        )
-        triggers = conn.execute(
+        leftovers = scalar(
+            conn, "SELECT count(*) FROM pg_class WHERE relname LIKE 'allocations\\_\\_venuedb%%'"
+        ) + scalar(conn, "SELECT count(*) FROM pg_proc WHERE proname LIKE 'venuedb\\_sync%%'")
+        triggers = scalar(
+            conn,
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = "
-            "'allocations'::regclass AND NOT tgisinternal"
-        ).fetchone()[0]
+            "'allocations'::regclass AND NOT tgisinternal",
+        )
     return {
         "constraints": constraints,
         "indexes": indexes,
@@ -92,6 +101,25 @@ def _state(url: str) -> dict:
         "leftovers": leftovers,
         "triggers": triggers,
     }
+
+
+def _swapped(url: str) -> dict[str, Any]:
+    """The state (see _state) after booking_005's swap, which must have left the new
+    constraint alone on allocations and nothing of the swap behind."""
+    state = _state(url)
+    assert state["constraints"] == {"allocations_no_overlap": NEW_DEF}
+    assert state["leftovers"] == 0
+    return state
+
+
+def _apply_held_at_its_lock(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> AbstractContextManager[tuple[subprocess.Popen[str], psycopg.Connection[Any]]]:
+    """`venuedb apply booking_005` in its own process, held past its copy at the swap's lock
+    (see tests.swapwait.swap_held_at_its_lock)."""
+    return swap_held_at_its_lock(
+        url, monkeypatch, "apply", "booking_005", "--database-url", url, "--lock-timeout", "200ms"
+    )
 
 
 def test_swap_replaces_the_constraint_and_keeps_every_row(before_swap: str) -> None:
@@ -202,10 +230,11 @@ def test_a_swap_that_cannot_get_its_lock_resumes_on_the_next_run(
             "'[2031-02-01 19:00+00,2031-02-01 21:00+00)')",
             (RESTAURANT,),
         )
-        live, shadow = conn.execute(
+        live, shadow = one(
+            conn,
             "SELECT (SELECT count(*) FROM allocations), "
-            "(SELECT count(*) FROM allocations__venuedb_shadow)"
-        ).fetchone()
+            "(SELECT count(*) FROM allocations__venuedb_shadow)",
+        )
         assert live == shadow
     notices = _apply(before_swap, "booking_005")["notices"]
     assert any("resuming" in n for n in notices)
@@ -232,7 +261,7 @@ def test_a_row_deleted_while_the_copy_read_it_is_not_swapped_in(
     insert reaches the shadow after the trigger mirrored the delete: made here by hand."""
     _interrupted_at_the_lock(before_swap, monkeypatch)
     with psycopg.connect(before_swap) as conn:
-        ghost = conn.execute("SELECT id FROM allocations ORDER BY id LIMIT 1").fetchone()[0]
+        ghost = scalar(conn, "SELECT id FROM allocations ORDER BY id LIMIT 1")
         conn.execute("CREATE TEMP TABLE stale AS SELECT * FROM allocations WHERE id = %s", (ghost,))
         conn.execute("DELETE FROM allocations WHERE id = %s", (ghost,))  # mirrored: gone
         conn.execute("INSERT INTO allocations__venuedb_shadow SELECT * FROM stale")  # stale copy
@@ -264,10 +293,11 @@ def test_the_swap_waits_for_a_writer_open_since_the_copy_and_then_resumes(
             conn.execute(
                 "DELETE FROM allocations WHERE id = (SELECT id FROM allocations ORDER BY id LIMIT 1)"
             )
-            live, shadow = conn.execute(
+            live, shadow = one(
+                conn,
                 "SELECT (SELECT count(*) FROM allocations), "
-                "(SELECT count(*) FROM allocations__venuedb_shadow)"
-            ).fetchone()
+                "(SELECT count(*) FROM allocations__venuedb_shadow)",
+            )
             assert live == shadow
     finally:
         writer.commit()
@@ -300,13 +330,14 @@ def test_concurrent_writes_during_the_swap_are_neither_lost_nor_duplicated(
                 try:
                     action = rng.random()
                     if action < 0.4:
-                        row = conn.execute(
+                        row = one(
+                            conn,
                             "INSERT INTO allocations (restaurant_id, resource_type, resource_id, "
                             "\"window\") VALUES (%s, 'table', gen_random_uuid(), "
                             "'[2032-01-01 19:00+00,2032-01-01 21:00+00)') "
                             'RETURNING id, "window"',
                             (RESTAURANT,),
-                        ).fetchone()
+                        )
                         expected[str(row[0])] = str(row[1])
                         ids.append(str(row[0]))
                     elif action < 0.7 and ids:
@@ -315,14 +346,14 @@ def test_concurrent_writes_during_the_swap_are_neither_lost_nor_duplicated(
                         expected.pop(victim, None)
                     elif ids:
                         target = ids[rng.randrange(len(ids))]
-                        row = conn.execute(
+                        moved = conn.execute(
                             'UPDATE allocations SET "window" = tstzrange(lower("window") '
                             "+ interval '1 minute', upper(\"window\") + interval '1 minute') "
                             'WHERE id = %s RETURNING "window"',
                             (target,),
                         ).fetchone()
-                        if row:
-                            expected[target] = str(row[0])
+                        if moved:
+                            expected[target] = str(moved[0])
                     written[0] += 1
                 except psycopg.errors.LockNotAvailable:
                     continue
@@ -357,8 +388,8 @@ def test_concurrent_writes_during_the_swap_are_neither_lost_nor_duplicated(
 
 
 # The plain self-joins the chunked, sorted forms replaced: the reference they must match.
-def _self_join(swap: object, extra: str = "") -> str:
-    eq = swap.equal_columns  # type: ignore[attr-defined]
+def _self_join(swap: ExclusionSwap, extra: str = "") -> str:
+    eq = swap.equal_columns
     return (
         "SELECT a.id::text, b.id::text, "
         + ", ".join(f"a.{c}::text" for c in eq)
@@ -406,10 +437,11 @@ def tangled(db_url: str) -> str:
             'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window", '
             "shadow) VALUES " + ", ".join(rows)
         )
-        kinds = conn.execute(
+        kinds = one(
+            conn,
             'SELECT count(*) FILTER (WHERE isempty("window")), count(*) FILTER (WHERE shadow), '
-            'count(*) FILTER (WHERE upper_inf("window")) FROM allocations'
-        ).fetchone()
+            'count(*) FILTER (WHERE upper_inf("window")) FROM allocations',
+        )
         assert all(kinds), kinds  # the data set has each kind
     return db_url
 
@@ -424,12 +456,13 @@ def test_chunked_preflight_finds_exactly_the_self_joins_pairs(tangled: str, dire
     said: list[str] = []
     with psycopg.connect(tangled) as conn:
         expected = {tuple(r) for r in conn.execute(_self_join(swap))}
-        total = conn.execute("SELECT count(*) FROM allocations").fetchone()[0]
+        total = scalar(conn, "SELECT count(*) FROM allocations")
         found = find_violations(conn, swap, 100_000, said.append)
-        touching = conn.execute(  # [) windows that meet end to start: no violation
+        touching = scalar(
+            conn,
             'SELECT count(*) FROM allocations a JOIN allocations b ON a."window" -|- b."window" '
-            "AND a.resource_id = b.resource_id AND a.resource_type = b.resource_type"
-        ).fetchone()[0]
+            "AND a.resource_id = b.resource_id AND a.resource_type = b.resource_type",
+        )
     assert touching > 0
     assert len(expected) > 20
     assert len(found) == len(set(found))
@@ -479,7 +512,7 @@ def test_allocation_overlaps_check_lists_exactly_the_self_joins_pairs(tangled: s
     assert result.status == "critical" and result.value == float(len(expected))
 
 
-def _revision_module():  # type: ignore[no-untyped-def]
+def _revision_module() -> ModuleType:
     import importlib.util
 
     from toolkit.engine.revisions import script_directory
@@ -602,8 +635,7 @@ def test_an_interrupted_apply_is_resumed_by_the_next_apply(
     monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "10")
     notices = _apply(before_swap, "booking_005")["notices"]
     assert any(n.endswith("this run resumes it") for n in notices), notices
-    assert _state(before_swap)["constraints"] == {"allocations_no_overlap": NEW_DEF}
-    assert _state(before_swap)["leftovers"] == 0
+    _swapped(before_swap)
 
 
 def test_killing_the_lock_session_mid_swap_never_lets_a_second_deploy_run(
@@ -611,32 +643,17 @@ def test_killing_the_lock_session_mid_swap_never_lets_a_second_deploy_run(
 ) -> None:
     """Issue 16.1, mid-swap: the copy is done and the swap waits for its brief lock when the
     deploy lock's session is terminated. A second apply is refused; the first finishes."""
-    from tests.clihelpers import spawn
-
-    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "40")
-    reader = psycopg.connect(before_swap)
-    reader.execute("SELECT 1 FROM allocations LIMIT 1")  # the swap cannot take its lock
-    try:
-        first = spawn(
-            "apply", "booking_005", "--database-url", before_swap, "--lock-timeout", "200ms"
+    with _apply_held_at_its_lock(before_swap, monkeypatch) as (first, admin):
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+            "datname = current_database() AND application_name = 'venuedb apply (control)'"
         )
-        with psycopg.connect(before_swap, autocommit=True) as admin:
-            until_the_swap_waits_for_its_lock(admin, first)
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                "datname = current_database() AND application_name = 'venuedb apply (control)'"
-            )
         second = invoke("apply", "booking_005", "--database-url", before_swap, "--lock-wait", "1s")
         assert second.exit_code == 4, second.output
         assert "still migrating" in second.stderr
-    finally:
-        reader.rollback()
-        reader.close()
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, out + err
-    state = _state(before_swap)
-    assert state["constraints"] == {"allocations_no_overlap": NEW_DEF}
-    assert state["leftovers"] == 0
+    _swapped(before_swap)
 
 
 # Triggers, row-level security and policies carried by the swap (issue 18, rollback
@@ -738,7 +755,7 @@ def _carried(url: str) -> dict:
 def _visible_to(url: str, role: str) -> int:
     with psycopg.connect(url) as conn:
         conn.execute(psql.SQL("SET ROLE {}").format(psql.Identifier(role)))
-        return int(conn.execute("SELECT count(*) FROM allocations").fetchone()[0])
+        return int(scalar(conn, "SELECT count(*) FROM allocations"))
 
 
 def test_the_swap_carries_triggers_row_level_security_and_policies(before_swap: str) -> None:
@@ -752,10 +769,11 @@ def test_the_swap_carries_triggers_row_level_security_and_policies(before_swap: 
                     role=psql.Identifier(role).as_string(conn), restaurant=RESTAURANT
                 ).encode()
             )
-            expected_visible = conn.execute(
+            expected_visible = scalar(
+                conn,
                 "SELECT count(*) FROM allocations WHERE restaurant_id = %s AND NOT shadow",
                 (RESTAURANT,),
-            ).fetchone()[0]
+            )
         before = _carried(before_swap)
         assert len(before["triggers"]) == 5 and len(before["policies"]) == 2
         assert {t[2] for t in before["triggers"]} == {"O", "D", "A", "R"}
@@ -763,7 +781,7 @@ def test_the_swap_carries_triggers_row_level_security_and_policies(before_swap: 
         assert _visible_to(before_swap, role) == expected_visible
         content = _state(before_swap)["content"]
         with psycopg.connect(before_swap) as conn:
-            assert conn.execute("SELECT n FROM swap_test_fired").fetchone()[0] == 1
+            assert scalar(conn, "SELECT n FROM swap_test_fired") == 1
 
         notices = _apply(before_swap, "booking_005")["notices"]
 
@@ -822,12 +840,12 @@ def _triggers_fire_on_the_new_table(url: str) -> None:
     with psycopg.connect(url) as conn:
         # The copy wrote every row into the shadow: no user trigger fired there (the one
         # count is the setup's own insert).
-        assert conn.execute("SELECT n FROM swap_test_fired").fetchone()[0] == 1
+        assert scalar(conn, "SELECT n FROM swap_test_fired") == 1
         with pytest.raises(psycopg.errors.CheckViolation, match="window before 2000"):
             conn.execute(insert, (RESTAURANT, "[1999-01-01,1999-01-02)", False))
         conn.rollback()
         # Deferred: a maintenance row cleared before commit passes; one left fails at commit.
-        (row,) = conn.execute(insert, (RESTAURANT, later, True)).fetchone()
+        (row,) = one(conn, insert, (RESTAURANT, later, True))
         conn.execute("UPDATE allocations SET is_maintenance = false WHERE id = %s", (row,))
         conn.commit()
         conn.execute(insert, (RESTAURANT, "[2031-06-01 19:00+00,2031-06-01 21:00+00)", True))
@@ -835,7 +853,7 @@ def _triggers_fire_on_the_new_table(url: str) -> None:
             conn.commit()
         # The disabled trigger stays disabled (the insert above passed it); the ALWAYS
         # one counted the one committed insert; the REPLICA one stays out of a delete.
-        assert conn.execute("SELECT n FROM swap_test_fired").fetchone()[0] == 2
+        assert scalar(conn, "SELECT n FROM swap_test_fired") == 2
         conn.execute("DELETE FROM allocations WHERE id = %s", (row,))
         conn.commit()
 
@@ -873,15 +891,31 @@ def test_the_swap_refuses_what_it_cannot_carry(before_swap: str, setup: str, pro
     assert _state(before_swap) == before
 
 
+def _swap_refused_as(url: str, role: str, refusal: str) -> None:
+    """booking_005's swap, run by the toolkit as `role`, is refused (a RuntimeError matching
+    `refusal`) before it changes anything."""
+    from toolkit.engine.alembic_context import operations
+    from toolkit.ops.shadow_swap import replace_exclusion_constraint
+    from toolkit.server.connection import Target, engine
+
+    before = _state(url)
+    bind = engine(Target(url, "tests"))
+    try:
+        with bind.connect() as conn:
+            conn.exec_driver_sql(f"SET ROLE {role}")
+            conn.commit()
+            with pytest.raises(RuntimeError, match=refusal), operations(conn):
+                replace_exclusion_constraint(_revision_module().UPGRADE)
+    finally:
+        bind.dispose()
+    assert _state(url) == before
+
+
 def test_the_swap_refuses_when_row_level_security_hides_rows_from_it(
     before_swap: str,
 ) -> None:
     """A role that owns a FORCE ROW LEVEL SECURITY table reads only what its policies
     allow: copying as that role would lose the other rows without a word."""
-    from toolkit.engine.alembic_context import operations
-    from toolkit.ops.shadow_swap import replace_exclusion_constraint
-    from toolkit.server.connection import Target, engine
-
     role = f"swap_owner_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(before_swap, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {role} NOLOGIN")
@@ -893,20 +927,9 @@ def test_the_swap_refuses_when_row_level_security_hides_rows_from_it(
             "UPDATE allocations SET is_maintenance = true "
             "WHERE id = (SELECT min(id::text)::uuid FROM allocations)"
         )
-    before = _state(before_swap)
-    bind = engine(Target(before_swap, "tests"))
     try:
-        with bind.connect() as conn:
-            conn.exec_driver_sql(f"SET ROLE {role}")
-            conn.commit()
-            with (
-                pytest.raises(RuntimeError, match="row-level security applies to the migrating"),
-                operations(conn),
-            ):
-                replace_exclusion_constraint(_revision_module().UPGRADE)
-        assert _state(before_swap) == before
+        _swap_refused_as(before_swap, role, "row-level security applies to the migrating")
     finally:
-        bind.dispose()
         with psycopg.connect(before_swap, autocommit=True) as conn:
             conn.execute("ALTER TABLE allocations OWNER TO CURRENT_USER")
             conn.execute(f"DROP OWNED BY {role}")
@@ -925,21 +948,23 @@ def _seated(url: str, bookings: int) -> list[str]:
             "INSERT INTO zones (id, restaurant_id, name) VALUES (%s, %s, 'Z')", (zone, restaurant)
         )
         tables = [
-            conn.execute(
+            scalar(
+                conn,
                 "INSERT INTO table_inventory (restaurant_id, zone_id, table_number, capacity) "
                 "VALUES (%s, %s, %s, 4) RETURNING id",
                 (restaurant, zone, f"T{i}"),
-            ).fetchone()[0]
+            )
             for i in range(4)
         ]
         ids = []
         for i in range(bookings):
-            (booking,) = conn.execute(
+            (booking,) = one(
+                conn,
                 "INSERT INTO bookings (restaurant_id, party_size, booking_date, start_at, "
                 "end_at) VALUES (%s, 2, current_date, now() + make_interval(hours => %s), "
                 "now() + make_interval(hours => %s + 2)) RETURNING id",
                 (restaurant, i * 3, i * 3),
-            ).fetchone()
+            )
             assign_table(conn, str(booking), str(tables[i % 4]))
             conn.execute("UPDATE bookings SET status = 'confirmed' WHERE id = %s", (booking,))
             ids.append(str(booking))
@@ -978,9 +1003,9 @@ def test_the_downgrade_swap_runs_at_the_heads_from_an_operations_context(
     bind = engine(Target(db_url, "tests"))
     try:
         with bind.connect() as conn:
-            conn.connection.driver_connection.add_notice_handler(
-                lambda diag: notices.append(diag.message_primary or "")
-            )
+            driver = conn.connection.driver_connection
+            assert driver is not None  # a connection checked out of the pool
+            driver.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
             with operations(conn):
                 replace_exclusion_constraint(_revision_module().DOWNGRADE)
     finally:
@@ -1046,35 +1071,20 @@ def test_a_trigger_created_while_the_swap_waits_for_its_lock_is_carried(
 ) -> None:
     """The swap reads what it carries under its lock, not before: a trigger created while
     it retries for that lock (after the copy) is on the new table."""
-    from tests.clihelpers import spawn
-
-    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_ATTEMPTS", "40")
-    reader = psycopg.connect(before_swap)
-    reader.execute("SELECT 1 FROM allocations LIMIT 1")  # the swap cannot take its lock
-    try:
-        swap = spawn(
-            "apply", "booking_005", "--database-url", before_swap, "--lock-timeout", "200ms"
+    with _apply_held_at_its_lock(before_swap, monkeypatch) as (swap, admin):
+        admin.execute("SET lock_timeout = '30s'")  # gets in between two attempts
+        admin.execute(
+            "CREATE FUNCTION swap_test_late() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION 'swap test: late trigger' USING ERRCODE = "
+            "'check_violation'; END $$"
         )
-        with psycopg.connect(before_swap, autocommit=True) as admin:
-            until_the_swap_waits_for_its_lock(admin, swap)
-            admin.execute("SET lock_timeout = '30s'")  # gets in between two attempts
-            admin.execute(
-                "CREATE FUNCTION swap_test_late() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN RAISE EXCEPTION 'swap test: late trigger' USING ERRCODE = "
-                "'check_violation'; END $$"
-            )
-            admin.execute(
-                "CREATE TRIGGER swap_test_late BEFORE INSERT ON allocations FOR EACH ROW "
-                "WHEN (NEW.is_maintenance) EXECUTE FUNCTION swap_test_late()"
-            )
-    finally:
-        reader.rollback()
-        reader.close()
+        admin.execute(
+            "CREATE TRIGGER swap_test_late BEFORE INSERT ON allocations FOR EACH ROW "
+            "WHEN (NEW.is_maintenance) EXECUTE FUNCTION swap_test_late()"
+        )
     out, err = swap.communicate(timeout=120)
     assert swap.returncode == 0, out + err
-    state = _state(before_swap)
-    assert state["constraints"] == {"allocations_no_overlap": NEW_DEF}
-    assert state["leftovers"] == 0 and state["triggers"] == 1
+    assert _swapped(before_swap)["triggers"] == 1
     with (
         psycopg.connect(before_swap) as conn,
         pytest.raises(psycopg.errors.CheckViolation, match="late trigger"),
@@ -1116,24 +1126,25 @@ def test_application_roles_write_while_the_shadow_mirrors(
     finally:
         reader.rollback()
         reader.close()
-    with psycopg.connect(db_url) as conn:
-        conn.execute("SET ROLE service_role")
-        conn.execute(
+    with psycopg.connect(db_url) as app:
+        app.execute("SET ROLE service_role")
+        app.execute(
             'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window") '
             "VALUES (%s, 'merge_group', gen_random_uuid(), "
             "'[2031-08-01 19:00+00,2031-08-01 21:00+00)')",
             (RESTAURANT,),
         )
-        conn.execute(
+        app.execute(
             "DELETE FROM allocations WHERE id = (SELECT min(id::text)::uuid "
             "FROM allocations WHERE resource_type = 'merge_group')"
         )
-        conn.commit()
-        conn.execute("RESET ROLE")
-        live, shadow = conn.execute(
+        app.commit()
+        app.execute("RESET ROLE")
+        live, shadow = one(
+            app,
             "SELECT (SELECT md5(string_agg(a::text, ',' ORDER BY id)) FROM allocations a), "
-            "(SELECT md5(string_agg(s::text, ',' ORDER BY id)) FROM allocations__venuedb_shadow s)"
-        ).fetchone()
+            "(SELECT md5(string_agg(s::text, ',' ORDER BY id)) FROM allocations__venuedb_shadow s)",
+        )
         assert live == shadow
     content = _state(db_url)["content"]
     try:
@@ -1149,31 +1160,14 @@ def test_application_roles_write_while_the_shadow_mirrors(
 def test_the_swap_refuses_a_table_its_role_could_not_drop(before_swap: str) -> None:
     """DROP TABLE needs the owner: a role that only may read and write the table would
     fail at the very end, after the whole copy. It is refused before anything is built."""
-    from toolkit.engine.alembic_context import operations
-    from toolkit.ops.shadow_swap import replace_exclusion_constraint
-    from toolkit.server.connection import Target, engine
-
     role = f"swap_writer_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(before_swap, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {role} NOLOGIN")
         conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON allocations TO {role}")
         conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
-    before = _state(before_swap)
-    bind = engine(Target(before_swap, "tests"))
     try:
-        with bind.connect() as conn:
-            conn.exec_driver_sql(f"SET ROLE {role}")
-            conn.commit()
-            with (
-                pytest.raises(
-                    RuntimeError, match=r"it is owned by .+, which the migrating role cannot"
-                ),
-                operations(conn),
-            ):
-                replace_exclusion_constraint(_revision_module().UPGRADE)
-        assert _state(before_swap) == before
+        _swap_refused_as(before_swap, role, r"it is owned by .+, which the migrating role cannot")
     finally:
-        bind.dispose()
         with psycopg.connect(before_swap, autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")

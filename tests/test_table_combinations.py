@@ -3,6 +3,8 @@ each tried from SQL, plus the seed's verification queries run verbatim."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import psycopg
 import pytest
 from psycopg import errors
@@ -13,7 +15,7 @@ from tests.test_baseline_rules import _booking, _restaurant_with_tables
 
 
 @pytest.fixture
-def conn(db_url: str):
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(db_url) as connection:
         yield connection
 
@@ -21,36 +23,31 @@ def conn(db_url: str):
 # -- table_adjacencies -------------------------------------------------------------------
 
 
-def test_a_pair_and_its_mirror_are_one_fact(conn: psycopg.Connection) -> None:
-    restaurant, (a, b) = _restaurant_with_tables(conn)
+def _adjacent(conn: psycopg.Connection, restaurant: str, a: str, b: str) -> None:
     conn.execute(
         "INSERT INTO table_adjacencies (restaurant_id, table_a, table_b) VALUES (%s, %s, %s)",
         (restaurant, a, b),
     )
+
+
+def test_a_pair_and_its_mirror_are_one_fact(conn: psycopg.Connection) -> None:
+    restaurant, (a, b) = _restaurant_with_tables(conn)
+    _adjacent(conn, restaurant, a, b)
     with pytest.raises(errors.UniqueViolation, match="table_adjacencies_pair_key"):
-        conn.execute(
-            "INSERT INTO table_adjacencies (restaurant_id, table_a, table_b) VALUES (%s, %s, %s)",
-            (restaurant, b, a),
-        )
+        _adjacent(conn, restaurant, b, a)
 
 
 def test_a_table_is_not_its_own_neighbour(conn: psycopg.Connection) -> None:
     restaurant, (a, _) = _restaurant_with_tables(conn)
     with pytest.raises(errors.CheckViolation, match="table_adjacencies_not_self_check"):
-        conn.execute(
-            "INSERT INTO table_adjacencies (restaurant_id, table_a, table_b) VALUES (%s, %s, %s)",
-            (restaurant, a, a),
-        )
+        _adjacent(conn, restaurant, a, a)
 
 
 def test_cross_restaurant_pairs_are_impossible(conn: psycopg.Connection) -> None:
     first, (a, _) = _restaurant_with_tables(conn)
     _, (c, _) = _restaurant_with_tables(conn)
     with pytest.raises(errors.ForeignKeyViolation):
-        conn.execute(
-            "INSERT INTO table_adjacencies (restaurant_id, table_a, table_b) VALUES (%s, %s, %s)",
-            (first, a, c),
-        )
+        _adjacent(conn, first, a, c)
 
 
 # -- booking_assignment_validation ------------------------------------------------------

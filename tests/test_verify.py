@@ -3,27 +3,20 @@ Each kind of drift is injected by hand through SQL and reported (and only that).
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.clihelpers import as_json, invoke
-from tests.conftest import catalog_diff
+from tests.checkout import copy_checkout
+from tests.clihelpers import invoke, verify, verify_after
+from tests.conftest import Server, catalog_diff
 from toolkit.engine.releases import load_releases
 from toolkit.integrity import catalog as snapshot
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _verify(url: str, *args: str) -> tuple[int, dict]:
-    result = invoke("verify", "--database-url", url, "--json", *args)
-    return result.exit_code, as_json(result)
-
 
 def test_a_migrated_database_is_clean(db_url: str) -> None:
-    code, report = _verify(db_url)
+    code, report = verify(db_url)
     assert (code, report["status"], report["clean"]) == (0, "clean", True), report
     assert (report["drift_status"], report["not_compared"]) == ("compared", [])
     assert report["drift_reference"].startswith("schema_snapshot.json")
@@ -32,7 +25,7 @@ def test_a_migrated_database_is_clean(db_url: str) -> None:
     assert report["notes"] == []
 
 
-def test_the_committed_snapshot_is_current(pg_server) -> None:  # type: ignore[no-untyped-def]
+def test_the_committed_snapshot_is_current(pg_server: Server) -> None:
     objects, heads = snapshot.build(pg_server.url("postgres"))
     committed = snapshot.load()
     drift = snapshot.diff(committed["objects"], objects)
@@ -95,10 +88,8 @@ INJECTIONS = [
 def test_each_kind_of_drift_is_reported_by_name(
     db_url: str, what: str, sql: str, expected: set
 ) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(sql)
-    code, report = _verify(db_url)
-    assert code == 3 and report["status"] == "drift"
+    report = verify_after(db_url, sql)
+    assert report["status"] == "drift"
     assert {(d["kind"], d["name"], d["status"]) for d in report["drift"]} == expected
     for drift in report["drift"]:
         if drift["status"] == "changed":
@@ -106,11 +97,13 @@ def test_each_kind_of_drift_is_reported_by_name(
 
 
 def test_failed_postconditions_name_the_object(db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("DROP TRIGGER booking_assignment_validation ON bookings")
-    code, report = _verify(db_url, "--release", "table-combinations")
+    report = verify_after(
+        db_url,
+        "DROP TRIGGER booking_assignment_validation ON bookings",
+        "--release",
+        "table-combinations",
+    )
     failed = [p for p in report["postconditions"] if not p["ok"]]
-    assert code == 3
     assert [(p["kind"], p["object"], p["actual"]) for p in failed] == [
         ("trigger", "bookings.booking_assignment_validation", "absent")
     ]
@@ -118,49 +111,35 @@ def test_failed_postconditions_name_the_object(db_url: str) -> None:
 
 
 def test_a_revision_file_changed_after_it_was_applied(db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "UPDATE venuedb.revision_checksums SET sha256 = repeat('0', 64) "
-            "WHERE revision = 'booking_005'"
-        )
-    code, report = _verify(db_url)
-    assert code == 3
+    report = verify_after(
+        db_url,
+        "UPDATE venuedb.revision_checksums SET sha256 = repeat('0', 64) "
+        "WHERE revision = 'booking_005'",
+    )
     assert [(t["kind"], t["name"]) for t in report["tamper"]] == [
         ("revision_file_changed", "booking_005")
     ]
 
 
 def test_a_revision_applied_out_of_order(db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "UPDATE venuedb.revision_checksums SET applied_at = now() + interval '1 day' "
-            "WHERE revision = 'booking_002'"
-        )
-    code, report = _verify(db_url)
-    assert code == 3
+    report = verify_after(
+        db_url,
+        "UPDATE venuedb.revision_checksums SET applied_at = now() + interval '1 day' "
+        "WHERE revision = 'booking_002'",
+    )
     assert [(t["kind"], t["name"]) for t in report["tamper"]] == [
         ("applied_out_of_order", "booking_003")
     ]
 
 
 def test_an_edited_released_function_file(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_url: str, tmp_path: Path, in_project: Callable[[Path], None]
 ) -> None:
-    project = tmp_path / "project"
-    for part in ("migrations", "sql"):
-        shutil.copytree(ROOT / part, project / part)
-    shutil.copy(ROOT / "alembic.ini", project / "alembic.ini")
+    project = copy_checkout(tmp_path)
     edited = project / "sql" / "functions" / "confirm_hold_assignment_tx" / "v11.sql"
     edited.write_text(edited.read_text() + "\n-- a quiet fix\n")
-    monkeypatch.setenv("VENUEDB_HOME", str(project))
-    from toolkit.engine.revisions import script_directory
-
-    script_directory.cache_clear()
-    try:
-        code, report = _verify(db_url)
-    finally:
-        monkeypatch.undo()
-        script_directory.cache_clear()
+    in_project(project)
+    code, report = verify(db_url)
     assert code == 3
     kinds = {(t["kind"], t["name"]) for t in report["tamper"]}
     assert ("function_file_edited", "functions/confirm_hold_assignment_tx/v11.sql") in kinds
@@ -175,11 +154,11 @@ def test_unknown_release_is_bad_input(db_url: str) -> None:
 def test_verify_after_each_release_rollback_and_reapply(db_url: str, release: str) -> None:
     down = invoke("rollback", release, "--cascade", "--yes", "--database-url", db_url)
     assert down.exit_code == 0, down.output
-    code, report = _verify(db_url)
+    code, report = verify(db_url)
     # Not at the heads: the reference is a scratch database at the live revisions.
     assert (code, report["status"], report["drift"]) == (0, "clean", []), report["drift"]
     assert report["drift_reference"].startswith("a scratch database migrated to")
     up = invoke("apply", "--database-url", db_url)
     assert up.exit_code == 0, up.output
-    code, report = _verify(db_url)
+    code, report = verify(db_url)
     assert (code, report["notes"]) == (0, [])
