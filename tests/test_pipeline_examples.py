@@ -134,6 +134,7 @@ def test_github_workflow_gates_production_and_keeps_the_artifacts() -> None:
     workflow = _load(GITHUB)
     # YAML 1.1 reads the key `on` as True; GitHub reads it as "on".
     triggers = workflow.get("on", workflow.get(True))
+    assert triggers is not None, "the workflow names no trigger"
     assert {"push", "pull_request"} <= set(triggers)
     jobs = github_jobs()
     assert jobs["rehearse"]["needs"] == "lint"

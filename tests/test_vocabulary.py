@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import click
 import psycopg
 import pytest
 import typer.main
@@ -28,6 +27,9 @@ from toolkit.integrity import health_checks, verify
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 # Nothing listens on port 1: a command that tried to connect would say "cannot reach".
+# typer (0.29) builds on its own copy of click, so the command objects are typer's.
+Command = Any
+
 UNREACHABLE = "postgresql://u:pw@127.0.0.1:1/db"
 
 
@@ -35,8 +37,8 @@ def _error_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("error:")]
 
 
-def _commands() -> Iterator[tuple[str, click.Command]]:
-    def walk(command: click.Command, path: list[str]) -> Iterator[tuple[str, click.Command]]:
+def _commands() -> Iterator[tuple[str, Command]]:
+    def walk(command: Command, path: list[str]) -> Iterator[tuple[str, Command]]:
         subcommands = getattr(command, "commands", {})
         if path and (not subcommands or command.params):
             yield " ".join(path), command
@@ -46,7 +48,7 @@ def _commands() -> Iterator[tuple[str, click.Command]]:
     yield from walk(typer.main.get_command(app), [])
 
 
-def _visible_options(command: click.Command) -> dict[str, click.Parameter]:
+def _visible_options(command: Command) -> dict[str, Any]:
     return {
         opt: param
         for param in command.params
@@ -304,7 +306,7 @@ def _readme_words() -> set[str]:
 
 def _class_statuses() -> set[str]:
     """`status = "..."` in a class body anywhere in the toolkit: the errors' words."""
-    found = set()
+    found: set[str] = set()
     for path in (ROOT / "toolkit").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.ClassDef):
@@ -314,6 +316,7 @@ def _class_statuses() -> set[str]:
                     isinstance(item, ast.Assign)
                     and [getattr(t, "id", None) for t in item.targets] == ["status"]
                     and isinstance(item.value, ast.Constant)
+                    and isinstance(item.value.value, str)
                 ):
                     found.add(item.value.value)
     return found
