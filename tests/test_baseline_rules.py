@@ -9,6 +9,8 @@ from psycopg import errors
 from tests.queries import dict_of, scalar
 from tests.seating import allocation_kinds
 
+pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
+
 
 @pytest.fixture
 def conn(db_url: str):

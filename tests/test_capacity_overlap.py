@@ -12,6 +12,8 @@ from psycopg import errors
 from tests.queries import scalar
 from tests.test_baseline_rules import _allocate, _booking, _restaurant_with_tables
 
+pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
+
 
 @pytest.fixture
 def conn(db_url: str):

@@ -17,6 +17,8 @@ from toolkit.errors import BadInput
 from toolkit.integrity import health_checks as health
 from toolkit.server.connection import Target
 
+pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
+
 ALL = health.load_checks()
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.checkout import add_bar_099, copy_checkout, executing
 from tests.clihelpers import as_json, invoke
 from toolkit.integrity import lint
+from toolkit.server.connection import Target
 
 HAZARDS = {
     "require-concurrent-index-creation": "CREATE INDEX sales_total_idx ON public.sales (total);",
@@ -90,10 +92,64 @@ def test_a_plpgsql_syntax_error_is_reported_at_its_line(tmp_path: Path) -> None:
     assert "totl" in finding.message
 
 
+def _without_plpgsql_check(url: str) -> str | None:
+    """Why this server cannot run plpgsql_check (its version named), None when it can."""
+    with psycopg.connect(url) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'plpgsql_check'"
+        ).fetchone()
+    if available:
+        return None
+    return f"plpgsql_check is not available on PostgreSQL {version[0] if version else '?'}"
+
+
+@pytest.mark.compat
 def test_semantic_checks_say_when_they_are_skipped(db_url: str) -> None:
+    if _without_plpgsql_check(db_url) is None:
+        pytest.skip("plpgsql_check is available on this server: nothing is skipped")
     result = invoke("lint", "--database-url", db_url, "--json")
-    notes = as_json(result)["notes"]
-    assert any("plpgsql_check" in n for n in notes)
+    skipped = "plpgsql_check is not available on this server: semantic checks skipped"
+    assert skipped in as_json(result)["notes"]
+
+
+@pytest.mark.compat
+def test_semantic_checks_run_where_plpgsql_check_is_available(db_url: str) -> None:
+    """The project's functions are clean under plpgsql_check, its trigger functions shared by
+    several tables included (each branch reads its own table's fields); a function reading a
+    column that does not exist (which plain CREATE FUNCTION accepts) is reported at its line,
+    and so is a trigger function's field that none of its tables has, once."""
+    missing = _without_plpgsql_check(db_url)
+    if missing:
+        pytest.skip(f"{missing}: `venuedb lint --database-url` skips its semantic checks")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.lint_probe() RETURNS integer LANGUAGE plpgsql AS $$\n"
+            "BEGIN\n"
+            "    RETURN (SELECT no_such_column FROM public.bookings LIMIT 1);\n"
+            "END\n"
+            "$$"
+        )
+        conn.execute(
+            "CREATE FUNCTION public.lint_probe_trigger() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            "BEGIN\n"
+            "    RETURN CASE WHEN NEW.no_such_field THEN NEW END;\n"
+            "END\n"
+            "$$"
+        )
+        for table in ("bookings", "table_holds"):
+            conn.execute(
+                f"CREATE TRIGGER lint_probe BEFORE INSERT ON public.{table} "
+                "FOR EACH ROW EXECUTE FUNCTION public.lint_probe_trigger()"
+            )
+    findings, skipped = lint.plpgsql_check_findings(Target(db_url, "tests"))
+    assert skipped is None
+    # Line 1 is the rest of the `AS $$` line.
+    assert [(f.file, f.line, f.rule) for f in findings] == [
+        ("lint_probe()", 3, "error"),
+        ("lint_probe_trigger()", 3, "error"),
+    ]
+    assert "no_such_column" in findings[0].message and "no_such_field" in findings[1].message
 
 
 def test_emitted_sql_that_does_not_parse_is_reported(

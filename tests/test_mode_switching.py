@@ -32,6 +32,8 @@ from tests.queries import dict_of, one, scalar
 from toolkit.integrity import catalog as snapshot
 from toolkit.venue.bar_sample import load_bar_sample
 
+pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
+
 BAR_A = "10000000-0000-4000-8000-00000000000a"
 BAR_B = "10000000-0000-4000-8000-00000000000b"
 # Each bar's staff: a key of U (post + bar) per post, and the role the post has in the bar.

@@ -13,6 +13,8 @@ from tests.clihelpers import as_json, invoke
 from tests.seating import assign_table
 from tests.test_baseline_rules import _booking, _restaurant_with_tables
 
+pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
+
 
 @pytest.fixture
 def conn(db_url: str) -> Iterator[psycopg.Connection]:

@@ -11,12 +11,15 @@ later revision migrates a database that holds data.
 from __future__ import annotations
 
 import psycopg
+import pytest
 
 from tests.conftest import DATA, catalog_diff, load_sql, row_counts
 from toolkit.engine import revisions as revs
 from toolkit.engine.migrate import RunOptions, run
 from toolkit.integrity import catalog as snapshot
 from toolkit.server.connection import Target
+
+pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
 
 
 def _snapshot(url: str) -> dict:

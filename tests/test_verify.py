@@ -14,6 +14,8 @@ from tests.conftest import Server, catalog_diff
 from toolkit.engine.releases import load_releases
 from toolkit.integrity import catalog as snapshot
 
+pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
+
 
 def test_a_migrated_database_is_clean(db_url: str) -> None:
     code, report = verify(db_url)

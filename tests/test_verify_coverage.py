@@ -12,6 +12,8 @@ import pytest
 from tests.clihelpers import as_json, invoke
 from tests.conftest import Server
 
+pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
+
 FLAG = "public.feature_enabled_for(p_flag text, p_restaurant_id uuid)"
 BAR_ROLE = "public.bar_role(p_bar_id uuid)"
 TRANSITIONS = "public.assignment_state_transitions"

@@ -202,6 +202,32 @@ def squawk_findings() -> list[Finding]:
     return findings(step.revision for step in revs.all_steps())
 
 
+# Every PL/pgSQL function of public through plpgsql_check; a trigger function once per table
+# it is attached to (relid: 0 for a plain function; plpgsql_check refuses NULL), since its
+# NEW and OLD are that table's rows. One function serving several tables branches on
+# TG_TABLE_NAME, and each branch reads fields only its own table has: an error is the
+# function's only when it is found on every one of its tables. A trigger function attached
+# to no table cannot be checked (plpgsql_check needs a relation for NEW).
+_PLPGSQL_CHECK_ERRORS = """
+WITH functions AS (
+    SELECT p.oid, t.tgrelid
+    FROM pg_proc AS p
+    JOIN pg_language AS l ON l.oid = p.prolang
+    LEFT JOIN (SELECT DISTINCT tgfoid, tgrelid FROM pg_trigger) AS t ON t.tgfoid = p.oid
+    WHERE l.lanname = 'plpgsql' AND p.pronamespace = 'public'::regnamespace
+      AND p.prorettype <> 'pg_catalog.event_trigger'::regtype
+      AND (p.prorettype <> 'pg_catalog.trigger'::regtype OR t.tgrelid IS NOT NULL)
+)
+SELECT f.oid::regprocedure::text, r.lineno, r.message, r.level
+FROM functions AS f
+CROSS JOIN LATERAL plpgsql_check_function_tb(f.oid, coalesce(f.tgrelid, 0)) AS r
+WHERE r.level = 'error'
+GROUP BY f.oid, r.lineno, r.message, r.level
+HAVING count(DISTINCT f.tgrelid) = (SELECT count(g.tgrelid) FROM functions AS g WHERE g.oid = f.oid)
+ORDER BY 1, 2
+"""
+
+
 def plpgsql_check_findings(target: Any) -> tuple[list[Finding], str | None]:
     """Semantic checks when the server has plpgsql_check; (findings, why skipped)."""
     from toolkit.server import connection as db
@@ -213,20 +239,9 @@ def plpgsql_check_findings(target: Any) -> tuple[list[Finding], str | None]:
         if available is None:
             return [], "plpgsql_check is not available on this server: semantic checks skipped"
         conn.execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
-        rows = conn.execute(
-            "SELECT p.oid::regprocedure::text, r.lineno, r.message, r.level "
-            "FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
-            "CROSS JOIN LATERAL plpgsql_check_function_tb(p.oid, "
-            "  (SELECT t.tgrelid FROM pg_trigger t WHERE t.tgfoid = p.oid LIMIT 1)) r "
-            "WHERE l.lanname = 'plpgsql' AND p.pronamespace = 'public'::regnamespace "
-            "AND p.prorettype <> 'pg_catalog.event_trigger'::regtype"
-        ).fetchall()
+        rows = conn.execute(_PLPGSQL_CHECK_ERRORS).fetchall()
         conn.rollback()  # the extension was only borrowed
-    return [
-        Finding("plpgsql_check", r[0], int(r[1] or 0), r[3] or "error", r[2])
-        for r in rows
-        if (r[3] or "error") == "error"
-    ], None
+    return [Finding("plpgsql_check", r[0], int(r[1] or 0), r[3], r[2]) for r in rows], None
 
 
 def lint(target: Any = None) -> tuple[list[Finding], list[str]]:

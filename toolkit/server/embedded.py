@@ -4,6 +4,10 @@ The wheel's own Python layer stops its server when the Python process exits and
 listens on a Unix socket only; `venuedb db start` needs a server that outlives the
 command and a TCP port that psql, pg_dump and other tools can reach, so this
 module drives initdb and pg_ctl directly.
+
+The same driver runs another installation's binaries (`EmbeddedServer(binaries=...)`, e.g.
+a system PostgreSQL 15 at /usr/lib/postgresql/15/bin for the test suite's compatibility
+run): initdb and postgres find their own share/ and lib/ from where they are installed.
 """
 
 from __future__ import annotations
@@ -39,6 +43,20 @@ def bin_dir() -> Path:
 
 def binary(name: str) -> Path:
     return bin_dir() / name
+
+
+def postgres_version(binaries: Path | None = None) -> str:
+    """The number `postgres --version` prints, of the wheel's or of another installation's."""
+    out = subprocess.run(
+        [str((binaries or bin_dir()) / "postgres"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    # "postgres (PostgreSQL) 18.6"; a distribution's build adds its own suffix after the
+    # number ("15.18 (Debian 15.18-0+deb12u1)").
+    return out.split("(PostgreSQL)", 1)[-1].split()[0]
 
 
 @dataclass
@@ -90,8 +108,12 @@ def _process_name(pid: int) -> str:
 class EmbeddedServer:
     """One PostgreSQL cluster in `home`: pgdata/, its password, its recorded port."""
 
-    def __init__(self, home: Path, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, settings: dict[str, str] | None = None, binaries: Path | None = None
+    ) -> None:
         self.home = home
+        # A bin directory of another installation; None: the wheel's (bin_dir()).
+        self.binaries = binaries
         self.data_dir = home / "pgdata"
         self.password_file = home / "password"
         self.state_file = home / "server.json"
@@ -115,14 +137,14 @@ class EmbeddedServer:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def _binary(self, name: str) -> Path:
+        return (self.binaries or bin_dir()) / name
+
     def password(self) -> str:
         return self.password_file.read_text().strip()
 
     def version(self) -> str:
-        out = subprocess.run(
-            [str(binary("postgres")), "--version"], capture_output=True, text=True, check=True
-        ).stdout
-        return out.strip().rsplit(" ", 1)[-1]
+        return postgres_version(self.binaries)
 
     def status(self) -> ServerStatus:
         if not (self.data_dir / "PG_VERSION").exists():
@@ -198,9 +220,13 @@ class EmbeddedServer:
         ensure_user_exists(SYSTEM_USER)
         ensure_prefix_permissions(self.home)
         self.home.chmod(self.home.stat().st_mode | 0o055)
-        ensure_folder_permissions(bin_dir(), 0o055)
-        ensure_folder_permissions(bin_dir().parent / "lib", 0o044)
-        ensure_folder_permissions(bin_dir().parent / "share", 0o044)
+        if self.binaries is None:
+            # The wheel unpacks its files readable by their owner only; another
+            # installation (a system package) is world-readable already and is not ours
+            # to chmod.
+            ensure_folder_permissions(bin_dir(), 0o055)
+            ensure_folder_permissions(bin_dir().parent / "lib", 0o044)
+            ensure_folder_permissions(bin_dir().parent / "share", 0o044)
         entry = pwd.getpwnam(SYSTEM_USER)
         os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
 
@@ -223,7 +249,7 @@ class EmbeddedServer:
         try:
             result = self._run_as_owner(
                 [
-                    str(binary("initdb")),
+                    str(self._binary("initdb")),
                     "-D",
                     str(self.data_dir),
                     "-U",
@@ -274,7 +300,7 @@ class EmbeddedServer:
         options += [f"-c {key}={value}" for key, value in self.settings.items()]
         result = self._run_as_owner(
             [
-                str(binary("pg_ctl")),
+                str(self._binary("pg_ctl")),
                 "-D",
                 str(self.data_dir),
                 "-l",
@@ -339,7 +365,7 @@ class EmbeddedServer:
             return f"was not running; removed a stale postmaster.pid (pid {status.pid})"
         result = self._run_as_owner(
             [
-                str(binary("pg_ctl")),
+                str(self._binary("pg_ctl")),
                 "-D",
                 str(self.data_dir),
                 "-m",
