@@ -63,16 +63,9 @@ def timed(conn: psycopg.Connection, sql: str, repeat: int) -> list[float]:
 
 def downgrade_swap() -> Any:
     """capacity-overlap's rollback swap, as its revision file declares it."""
-    import importlib.util
+    from toolkit.ops import revision_module
 
-    from toolkit.engine.revisions import script_directory
-
-    path = script_directory().get_revision("booking_005").path
-    spec = importlib.util.spec_from_file_location("booking_005", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return tuned(module.DOWNGRADE)
+    return tuned(revision_module("booking_005").DOWNGRADE)
 
 
 def preflight_seconds(url: str, repeat: int) -> tuple[list[float], list[str]]:

@@ -53,13 +53,22 @@ description = "double every value"
 """
 
 
+def declare_backfill(
+    db_url: str, registry: str, setup: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backfill registry of this test's own (VENUEDB_BACKFILLS_FILE) and the table and
+    function it names, created in db_url."""
+    path = tmp_path / "backfills.toml"
+    path.write_text(registry)
+    monkeypatch.setenv("VENUEDB_BACKFILLS_FILE", str(path))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(setup)
+
+
 @pytest.fixture
 def bf_db(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    registry = tmp_path / "backfills.toml"
-    registry.write_text(REGISTRY)
-    monkeypatch.setenv("VENUEDB_BACKFILLS_FILE", str(registry))
+    declare_backfill(db_url, REGISTRY, SETUP, tmp_path, monkeypatch)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(SETUP)
         dbname = conn.info.dbname
         conn.execute(f"ALTER DATABASE {dbname} SET bf.slow = '0'")
         conn.execute(f"ALTER DATABASE {dbname} SET bf.fail = '-1'")

@@ -13,6 +13,7 @@ import pytest
 
 from tests.clihelpers import as_json, invoke
 from tests.conftest import catalog_diff, row_counts
+from tests.test_backfill import declare_backfill
 from toolkit.engine.migrate import RunOptions, current_heads, run
 from toolkit.integrity import catalog
 from toolkit.server.connection import Target
@@ -109,11 +110,7 @@ description = "double every value"
 
 @pytest.fixture
 def backfill_url(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    registry = tmp_path / "backfills.toml"
-    registry.write_text(REGISTRY)
-    monkeypatch.setenv("VENUEDB_BACKFILLS_FILE", str(registry))
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(SETUP)
+    declare_backfill(db_url, REGISTRY, SETUP, tmp_path, monkeypatch)
     return db_url
 
 

@@ -22,6 +22,7 @@ from tests.queries import dict_of, one, scalar
 from tests.seating import assign_table
 from tests.swapwait import swap_held_at_its_lock
 from toolkit.engine.revisions import script_directory
+from toolkit.ops import revision_module
 from toolkit.ops.shadow_swap import ExclusionSwap
 
 NEW_DEF = (
@@ -513,15 +514,8 @@ def test_allocation_overlaps_check_lists_exactly_the_self_joins_pairs(tangled: s
 
 
 def _revision_module() -> ModuleType:
-    import importlib.util
-
-    from toolkit.engine.revisions import script_directory
-
-    path = script_directory().get_revision("booking_005").path
-    spec = importlib.util.spec_from_file_location("booking_005_under_test", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """booking_005's revision file, as Alembic loaded it (capacity-overlap's swaps)."""
+    module: ModuleType = revision_module("booking_005")
     return module
 
 
