@@ -5,6 +5,7 @@ reason, recorded); a migrated database, an unknown release and --plan write noth
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -190,3 +191,36 @@ def test_plan_compares_and_writes_nothing(bar_baseline_url: str) -> None:
     assert doc["would_refuse"] and "--accept-differences" in doc["would_refuse"][0]
     assert _state(bar_baseline_url) == before
     assert before[1:] == (False, False)
+
+
+def test_a_stamp_whose_backend_dies_midway_leaves_nothing_stamped(
+    bar_baseline_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The power cut: the stamp's own session is terminated after Alembic wrote
+    alembic_version and before the checksums: its transaction is gone, nothing says the
+    database is at bar-baseline, and the record says the stamp failed."""
+    from sqlalchemy import text
+
+    from toolkit.engine import checksums
+
+    record_applied = checksums.record_applied
+    target = bar_baseline_url.rsplit("/", 1)[1].split("?")[0]
+
+    def die(conn: Any, *args: Any, **kwargs: Any) -> None:
+        # Only in the target's stamp: the scratch reference is migrated (and recorded) too.
+        if conn.execute(text("SELECT current_database()")).scalar() != target:
+            return record_applied(conn, *args, **kwargs)
+        conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return None
+
+    monkeypatch.setattr(checksums, "record_applied", die)
+    code, doc = _stamp(bar_baseline_url, "bar-baseline")
+    assert code == 1 and doc["status"] == "failed", doc
+    assert "nothing was stamped" in doc["error"]
+    _, version, _ = _state(bar_baseline_url)
+    assert not version, "alembic_version outlived the stamp's transaction"
+    [(target, result, _, _)] = _stamp_records(bar_baseline_url)
+    assert (target, result) == ("bar-baseline", "failed")
+    # Nothing half done stands in the way: the stamp runs again, whole.
+    monkeypatch.undo()
+    assert _stamp(bar_baseline_url, "bar-baseline")[0] == 0
