@@ -28,16 +28,18 @@ def _state(url: str) -> tuple[dict[str, dict[str, str]], tuple[str, ...], dict[s
 
 
 def _planned(url: str, *args: str) -> dict[str, Any]:
-    """`venuedb ARGS --plan --json` on `url`: exit 0, a plan document, nothing changed."""
+    """`venuedb ARGS --plan --json` on `url`: a plan document, nothing changed; exit 0 and
+    ok when the command would go ahead, else exit 1 and would_refuse."""
     before = _state(url)
     result = invoke(*args, "--plan", "--json")
-    assert result.exit_code == 0, result.output
     document = as_json(result)
+    expected = (1, "would_refuse") if document.get("would_refuse") else (0, "ok")
+    assert (result.exit_code, document["status"]) == expected, result.output
     after = _state(url)
     assert after[0] == before[0], catalog_diff(before[0], after[0])
     assert after[1:] == before[1:]
     # "plan": true, or (rollout, which had --plan first) the list of its steps
-    assert document["status"] == "ok" and document["plan"]
+    assert document["plan"]
     return document
 
 

@@ -218,7 +218,8 @@ def test_backup_restore_rollout_and_rollback_risk_report_progress(
         "rollback", "table-combinations", "--plan", "--database-url", db_url, "--json",
         "--progress", "lines",
     )  # fmt: skip
-    assert plan.exit_code == 0, plan.output
+    # Without --cascade the rollback would refuse: its plan exits 1 (would_refuse).
+    assert plan.exit_code == 1 and as_json(plan)["status"] == "would_refuse", plan.output
     assert re.search(r"rollback risk: scratch copy: ended at (\d+) / \1 migrations", plan.stderr)
     assert re.search(r"rollback risk: counting: ended at (\d+) / \1 objects", plan.stderr)
     out = rollout(db_url, "table-combinations", tmp_path / "rollout", "--progress", "lines")

@@ -188,9 +188,10 @@ def test_plan_without_a_level_shows_the_downgrade_and_changes_nothing(db_url: st
     _with_bookings(db_url)
     before = _heads(db_url)
     result = invoke("rollback", "table-combinations", "--plan", "--database-url", db_url, "--json")
-    assert result.exit_code == 0, result.output
+    # Without --cascade and --allow-data-loss the run would refuse: the plan is not ok.
+    assert result.exit_code == 1, result.output
     doc = as_json(result)
-    assert doc["status"] == "ok" and doc["plan"] is True
+    assert doc["status"] == "would_refuse" and doc["plan"] is True
     assert [d["release"] for d in doc["dependent_releases"]] == LATER
     # What a run would refuse without its consent, said up front.
     assert len(doc["would_refuse"]) == 2

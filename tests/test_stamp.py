@@ -184,8 +184,9 @@ def test_plan_compares_and_writes_nothing(bar_baseline_url: str) -> None:
         conn.execute("ALTER TABLE public.bars ADD COLUMN note text")
     before = _state(bar_baseline_url)
     code, doc = _stamp(bar_baseline_url, "bar-baseline", "--plan")
-    assert code == 0, doc
-    assert doc["status"] == "ok" and doc["plan"] is True
+    # The stamp would refuse (the schema differs): the plan says so, and is not a green.
+    assert code == 1, doc
+    assert doc["status"] == "would_refuse" and doc["plan"] is True
     assert doc["heads"] == ["bar_001"]
     assert [d["name"] for d in doc["differences"]] == ["public.bars.note"]
     assert doc["would_refuse"] and "--accept-differences" in doc["would_refuse"][0]

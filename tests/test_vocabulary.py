@@ -18,6 +18,7 @@ import typer.main
 
 from tests.clihelpers import as_json, invoke, rollout
 from toolkit.cli import app
+from toolkit.cli.plans import plan_status
 from toolkit.cli.rollback_level import LevelIncomplete
 from toolkit.engine import revisions as revs
 from toolkit.engine.locks import DEPLOY_LOCK, NAMESPACE
@@ -345,6 +346,9 @@ def _words(expr: ast.expr, function: ast.AST, where: str) -> set[str]:
         ]
         assert values, f"{where}: {expr.id} is never assigned"
         return set().union(*(_words(v, function, where) for v in values))
+    if isinstance(expr, ast.Call) and getattr(expr.func, "id", None) == "plan_status":
+        # A --plan's word, whichever list of refusals it is given.
+        return {plan_status([]), plan_status(["refused"])}
     source = ast.unparse(expr)
     assert source in DYNAMIC, f"{where}: status {source}: add the words it can take to DYNAMIC"
     return DYNAMIC[source]()

@@ -66,7 +66,7 @@ def restore(
         typer.Option(
             "--plan",
             help="Print the dump's contents (pg_restore --list, by type) and whether the "
-            "target would take it; change nothing (exit 0).",
+            "target would take it; change nothing (exit 0; 1 when the command would refuse).",
         ),
     ] = False,
     json_output: JsonFlag = False,

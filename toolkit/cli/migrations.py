@@ -20,6 +20,7 @@ from toolkit.cli.common import (
     table,
 )
 from toolkit.cli.lint import SkipLint
+from toolkit.cli.plans import finish_plan, plan_status
 from toolkit.cli.progress_options import ProgressInterval, ProgressMode, reporting
 from toolkit.errors import BadInput, OperationFailed
 
@@ -221,7 +222,7 @@ def apply(
         typer.Option(
             "--plan",
             help="Print the pending revisions in order, how each takes its locks and the lint "
-            "gate's verdict; change nothing (exit 0).",
+            "gate's verdict; change nothing (exit 0; 1 when the command would refuse).",
         ),
     ] = False,
     json_output: JsonFlag = False,
@@ -344,7 +345,7 @@ def rollback(
         typer.Option(
             "--plan",
             help="Print the steps, the data at risk counted on the database and the dependent "
-            "releases, and change nothing (exit 0).",
+            "releases, and change nothing (exit 0; 1 when the command would refuse).",
         ),
     ] = False,
     json_output: JsonFlag = False,
@@ -482,10 +483,8 @@ def _downgrade(
             refusals.append(_cascade_message(target_name, steps, dependents, risk))
         if drops is not False and not allow_data_loss:
             refusals.append(_data_loss_message(risk, drops))
-        for line in refusals:
-            out.emit("warning", f"without the flags it needs: {line}")
-        out.line("plan only (--plan): nothing was changed")
-        out.document("ok", **facts, would_refuse=refusals)
+        out.document(plan_status(refusals), **facts, would_refuse=refusals)
+        finish_plan(out, refusals, "without the flags it needs")
         return
     if dependents and not cascade:
         out.fail(BadInput(_cascade_message(target_name, steps, dependents, risk)), **facts)

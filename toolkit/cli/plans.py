@@ -12,18 +12,39 @@ from toolkit.cli.common import Output, table
 
 PlanFlag = Annotated[
     bool,
-    typer.Option("--plan", help="Print what would be done and change nothing (exit 0)."),
+    typer.Option(
+        "--plan",
+        help="Print what would be done and change nothing (exit 0; 1 when the command would refuse).",
+    ),
 ]
 
 DONE = "plan only (--plan): nothing was changed"
+
+
+def plan_status(refusals: list[str]) -> str:
+    """A plan's status word: ok only when the command, run as given, would go ahead."""
+    return "would_refuse" if refusals else "ok"
+
+
+def finish_plan(out: Output, refusals: list[str], why: str, done: str = DONE) -> None:
+    """Say what the command would refuse (`why`: e.g. "the apply would refuse") and end
+    the plan: exit 0 only when the command would go ahead, else 1, so a pipeline that gates
+    on a plan is never told ok about a run that would stop (the document says
+    `would_refuse`)."""
+    for line in refusals:
+        out.emit("warning", f"{why}: {line}")
+    out.line(done)
+    if refusals:
+        raise typer.Exit(1)
 
 
 def show_apply_plan(out: Output, target: Any, target_name: str | None, lint_gate: Any) -> None:
     from toolkit.engine.apply_plan import plan_apply
 
     found = plan_apply(target, target_name, lint_gate)
-    out.document("ok", plan=True, **found.to_dict())
+    out.document(plan_status(found.would_refuse), plan=True, **found.to_dict())
     if out.as_json:
+        finish_plan(out, found.would_refuse, "the apply would refuse")
         return
     if not found.revisions:
         out.line("nothing to apply: the database is already at the target")
@@ -38,9 +59,7 @@ def show_apply_plan(out: Output, target: Any, target_name: str | None, lint_gate
                 ],
             )
         )
-    for line in found.would_refuse:
-        out.emit("warning", f"the apply would refuse: {line}")
-    out.line(DONE)
+    finish_plan(out, found.would_refuse, "the apply would refuse")
 
 
 def show_backfill_plan(out: Output, target: Any, backfill: Any, options: Any) -> None:
@@ -75,8 +94,9 @@ def show_restore_plan(out: Output, file: Path, target: Any, force: bool) -> None
     from toolkit.runbook.restore_plan import plan_restore
 
     found = plan_restore(file, target, force=force)
-    out.document("ok", plan=True, **found)
+    out.document(plan_status(found["would_refuse"]), plan=True, **found)
     if out.as_json:
+        finish_plan(out, found["would_refuse"], "the restore would refuse")
         return
     out.line(f"{file}: {found['objects']} objects, {found['size_bytes']:,} bytes")
     out.out.print(
@@ -86,6 +106,4 @@ def show_restore_plan(out: Output, file: Path, target: Any, force: bool) -> None
         out.line(f"{found['target']} is not empty: --force would drop what the dump contains first")
     elif found["target_empty"]:
         out.line(f"{found['target']} is empty: the restore would run in one transaction")
-    for line in found["would_refuse"]:
-        out.emit("warning", f"the restore would refuse: {line}")
-    out.line(DONE)
+    finish_plan(out, found["would_refuse"], "the restore would refuse")

@@ -8,6 +8,7 @@ import typer
 
 from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target, table
 from toolkit.cli.migrations import Actor, LockWait
+from toolkit.cli.plans import finish_plan, plan_status
 
 
 def stamp(
@@ -33,7 +34,7 @@ def stamp(
         bool,
         typer.Option(
             "--plan",
-            help="Compare and print what would be stamped; write nothing (exit 0).",
+            help="Compare and print what would be stamped; write nothing (exit 0; 1 when the stamp would refuse).",
         ),
     ] = False,
     scratch_url: Annotated[
@@ -136,15 +137,15 @@ def _print_plan(out: Output, found: Any, accept_differences: str | None) -> None
             f"{len(found.differences)} object(s): stamping needs --accept-differences REASON"
         ]
     )
-    out.document("ok", **found.to_dict(), plan=True, would_refuse=would_refuse)
+    out.document(plan_status(would_refuse), **found.to_dict(), plan=True, would_refuse=would_refuse)
     _print_differences(out, found)
     out.line(
         f"would stamp alembic_version with {', '.join(found.heads)} (revisions "
         f"{', '.join(found.revisions)})"
     )
-    for line in would_refuse:
-        out.emit("warning", f"without the flag it needs: {line}")
-    out.line("plan only (--plan): nothing was written")
+    finish_plan(
+        out, would_refuse, "without the flag it needs", "plan only (--plan): nothing was written"
+    )
 
 
 def _refuse(out: Output, found: Any) -> NoReturn:
