@@ -27,16 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import psycopg
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from tests.queries import scalar
+from tests.replication import Replicated
 from toolkit.engine import revisions as revs
 from toolkit.engine.migrate import RunOptions, run
 from toolkit.errors import BadInput, OperationFailed
 from toolkit.integrity import catalog as snapshot
 from toolkit.server.connection import Target
 from toolkit.server.embedded import EmbeddedServer, free_port
+from toolkit.server.replicas import Standby
 from toolkit.server.urls import with_database
 from toolkit.venue.flags import FLAGS
 
@@ -124,6 +127,66 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def replicated() -> Iterator[Replicated]:
+    """A primary of its own with one hot standby (tests/replication.py); tests that use it
+    belong in xdist group "replicas"."""
+    if os.environ.get("VENUEDB_TEST_DATABASE_URL"):
+        pytest.skip("replica tests build their own primary and standby: not on an external server")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    home = Path(tempfile.mkdtemp(prefix=f"venuedb-test-replicated-{worker}-"))
+    binaries = os.environ.get("VENUEDB_TEST_PG_BIN")
+    primary = EmbeddedServer(
+        home,
+        settings={"fsync": "off", "synchronous_commit": "off", "max_connections": "100"},
+        binaries=Path(binaries) if binaries else None,
+    )
+    primary.start(port=free_port(), database="postgres")
+    standby = Standby(primary, 1)
+    try:
+        standby.start()
+        cluster = Replicated(primary, standby)
+        cluster.streaming()
+        yield cluster
+    finally:
+        standby.stop()
+        primary.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def replicated_template(replicated: Replicated) -> str:
+    name = f"venuedb_replicated_template_{os.getpid()}"
+    with psycopg.connect(replicated.primary_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    migrate_all(replicated.primary_url(name))
+    return name
+
+
+@pytest.fixture
+def replicated_db(replicated: Replicated) -> Iterator[str]:
+    """A fresh empty database on the replicated primary (its name; the standby has it too)."""
+    yield from _replicated_database(replicated, None)
+
+
+@pytest.fixture
+def replicated_migrated_db(replicated: Replicated, replicated_template: str) -> Iterator[str]:
+    """A clone of the migrated template on the replicated primary, replayed on the standby."""
+    yield from _replicated_database(replicated, replicated_template)
+
+
+def _replicated_database(replicated: Replicated, template: str | None) -> Iterator[str]:
+    name = f"r_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(replicated.primary_url(), autocommit=True) as conn:
+        clause = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(f'CREATE DATABASE "{name}"{clause}')
+    replicated.caught_up()
+    yield name
+    with psycopg.connect(replicated.primary_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def migrate_all(url: str) -> None:
     run(Target(url, "tests"), "upgrade", None, RunOptions(actor="tests"))
 
@@ -165,8 +228,6 @@ def target(db_url: str) -> Target:
 
 
 def load_sql(url: str, path: Path) -> None:
-    import psycopg
-
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(path.read_text(encoding="utf-8"))
 
@@ -174,8 +235,6 @@ def load_sql(url: str, path: Path) -> None:
 def row_counts(url: str, schemas: tuple[str, ...] = ("public", "auth")) -> dict[str, int]:
     """Rows per table of the project's schemas (the toolkit's own records, in schema
     venuedb, are not the data a rollback must keep)."""
-    import psycopg
-
     with psycopg.connect(url) as conn:
         tables = [
             r[0]

@@ -61,6 +61,9 @@ class Reporter(Protocol):
 
     def advance(self, n: int = 1) -> None: ...
 
+    def note(self, message: str) -> None:
+        """Something the person watching must know now (the work paused, and why)."""
+
     def finish(self) -> None: ...
 
 
@@ -181,6 +184,9 @@ class NoReporter:
     def advance(self, n: int = 1) -> None:
         pass
 
+    def note(self, message: str) -> None:
+        pass
+
     def finish(self) -> None:
         pass
 
@@ -215,6 +221,12 @@ class _Periodic:
     def snapshot(self) -> Snapshot:
         return Snapshot(self.what, self.unit, self.done, self.total, self.clock() - self.started)
 
+    def note(self, message: str) -> None:
+        self.show_note(message, self.snapshot())
+
+    def show_note(self, message: str, snapshot: Snapshot) -> None:
+        raise NotImplementedError
+
     def write(self, text: str) -> None:
         self.stream.write(text + "\n")
         self.stream.flush()  # a line per interval is only useful if it arrives then
@@ -227,10 +239,16 @@ class LinesReporter(_Periodic):
     def show(self, event: str, snapshot: Snapshot) -> None:
         self.write(snapshot.line(ended=event == "finish"))
 
+    def show_note(self, message: str, snapshot: Snapshot) -> None:
+        self.write(f"{snapshot.what}: {message}")
+
 
 class JsonReporter(_Periodic):
     def show(self, event: str, snapshot: Snapshot) -> None:
         self.write(json.dumps(snapshot.document(event)))
+
+    def show_note(self, message: str, snapshot: Snapshot) -> None:
+        self.write(json.dumps({**snapshot.document("note"), "message": message}))
 
 
 class BarReporter:
@@ -277,6 +295,11 @@ class BarReporter:
         speed = next((t.speed for t in bar.tasks if t.id == self.task), None)
         rate = f"{rate_text(speed)} {self.unit}/s" if speed else self.unit
         bar.update(self.task, rate=rate)
+
+    def note(self, message: str) -> None:
+        bar = BarReporter._shared
+        if bar is not None:
+            bar.console.print(message)  # above the bar, which stays
 
     def finish(self) -> None:
         if self.task is None or BarReporter._shared is None:

@@ -9,6 +9,16 @@ import typer
 from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target, table
 from toolkit.cli.plans import PlanFlag
 from toolkit.cli.progress_options import ProgressInterval, ProgressMode, reporting
+from toolkit.cli.throttle_options import (
+    DEFAULT_GRACE,
+    DEFAULT_LAG,
+    DEFAULT_WAL_RATE,
+    MaxReplicaLag,
+    MaxWalRate,
+    StandbyGrace,
+    ThrottleArgs,
+    WraparoundVacuum,
+)
 
 app = typer.Typer(
     help="Batched, throttled, resumable data backfills declared in migrations/backfills.toml. "
@@ -105,6 +115,10 @@ def run(
     json_output: JsonFlag = False,
     progress: ProgressMode = "auto",
     progress_interval: ProgressInterval = "5s",
+    max_replica_lag: MaxReplicaLag = DEFAULT_LAG,
+    max_wal_rate: MaxWalRate = DEFAULT_WAL_RATE,
+    pause_for_wraparound: WraparoundVacuum = True,
+    standby_grace: StandbyGrace = DEFAULT_GRACE,
 ) -> None:
     """Run (or continue) a backfill. Exit 0 finished or stopped by a limit, 1 a batch failed,
     4 another runner holds it. --plan: the rows still to do and the batches it would take."""
@@ -126,6 +140,7 @@ def run(
         progress,
         progress_interval,
         plan,
+        ThrottleArgs(max_replica_lag, max_wal_rate, pause_for_wraparound, standby_grace),
     )
 
 
@@ -145,6 +160,10 @@ def resume(
     json_output: JsonFlag = False,
     progress: ProgressMode = "auto",
     progress_interval: ProgressInterval = "5s",
+    max_replica_lag: MaxReplicaLag = DEFAULT_LAG,
+    max_wal_rate: MaxWalRate = DEFAULT_WAL_RATE,
+    pause_for_wraparound: WraparoundVacuum = True,
+    standby_grace: StandbyGrace = DEFAULT_GRACE,
 ) -> None:
     """Continue a paused backfill from its last committed batch (--plan: from where, and
     the batches it would take)."""
@@ -166,6 +185,7 @@ def resume(
         progress,
         progress_interval,
         plan,
+        ThrottleArgs(max_replica_lag, max_wal_rate, pause_for_wraparound, standby_grace),
     )
 
 
@@ -251,6 +271,7 @@ def _run(
     progress: str,
     progress_interval: str,
     plan: bool = False,
+    throttle: ThrottleArgs | None = None,
 ) -> None:
     from toolkit import durations as d
     from toolkit.runbook.backfill import Options, find_backfill, run_recorded
@@ -277,6 +298,7 @@ def _run(
             dry_run=dry_run,
             restart=restart,
             resume=resume,
+            limits=(throttle or ThrottleArgs()).limits(),
         )
         backfill = find_backfill(name)
         target = resolve_target(database_url, out)
@@ -300,6 +322,24 @@ def _run(
             + (f" ({report.stopped_by})" if report.stopped_by else "")
             + f"; {report.rows} rows, {report.changed} changed, {report.batches} batches, "
             f"{data['rows_per_second'] or 0:,.0f} rows/s, {report.retries} retries"
+        )
+        _say_throttle(out, report.throttle)
+
+
+def _say_throttle(out: Output, summary: dict[str, Any] | None) -> None:
+    """What the cluster made the run do; a standby lost on the way is never left unsaid."""
+    if not summary:
+        return
+    watched = ", ".join(summary["standbys_watched"]) or "none streaming"
+    out.line(
+        f"cluster: standbys {watched}; max replica lag seen "
+        f"{summary['max_replica_lag_seconds']:.3f}s; {summary['pauses']} pauses, "
+        f"{summary['waited_seconds']:.1f}s waited"
+    )
+    for name in summary["standbys_lost"]:
+        out.line(
+            f"WARNING: standby {name} fell away during the run and did not come back: it needs "
+            "the WAL written since, or a rebuild"
         )
 
 

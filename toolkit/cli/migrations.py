@@ -22,6 +22,16 @@ from toolkit.cli.common import (
 from toolkit.cli.lint import SkipLint
 from toolkit.cli.plans import finish_plan, plan_status
 from toolkit.cli.progress_options import ProgressInterval, ProgressMode, reporting
+from toolkit.cli.throttle_options import (
+    DEFAULT_GRACE,
+    DEFAULT_LAG,
+    DEFAULT_WAL_RATE,
+    MaxReplicaLag,
+    MaxWalRate,
+    StandbyGrace,
+    ThrottleArgs,
+    WraparoundVacuum,
+)
 from toolkit.errors import BadInput, OperationFailed
 
 TargetArg = Annotated[
@@ -71,6 +81,7 @@ def run_options(
     retries: int,
     actor: str | None,
     rehearse: bool = False,
+    throttle: ThrottleArgs | None = None,
 ) -> Any:
     from toolkit import durations as d
     from toolkit.deployments.store import default_actor
@@ -85,6 +96,7 @@ def run_options(
         retries=d.check_count(retries, 0, MAX_RETRIES, option="--retries"),
         actor=actor or default_actor(),
         rehearse=rehearse,
+        throttle=(throttle or ThrottleArgs()).limits(),
     )
 
 
@@ -228,6 +240,10 @@ def apply(
     json_output: JsonFlag = False,
     progress: ProgressMode = "auto",
     progress_interval: ProgressInterval = "5s",
+    max_replica_lag: MaxReplicaLag = DEFAULT_LAG,
+    max_wal_rate: MaxWalRate = DEFAULT_WAL_RATE,
+    pause_for_wraparound: WraparoundVacuum = True,
+    standby_grace: StandbyGrace = DEFAULT_GRACE,
 ) -> None:
     """Upgrade to TARGET (default: every branch head), one transaction per revision, recorded.
 
@@ -252,7 +268,10 @@ def apply(
             return
         from toolkit.engine.migrate import run
 
-        options = run_options(lock_wait, lock_timeout, statement_timeout, retries, actor, rehearse)
+        throttle = ThrottleArgs(max_replica_lag, max_wal_rate, pause_for_wraparound, standby_grace)
+        options = run_options(
+            lock_wait, lock_timeout, statement_timeout, retries, actor, rehearse, throttle
+        )
         options.rehearse_in_place = rehearse_in_place
         options.scratch_url = _scratch_url(scratch_url)
         options.lint_gate = gate(skip_reason(skip_lint), out)

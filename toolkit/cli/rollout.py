@@ -19,6 +19,16 @@ from toolkit.cli.common import (
 from toolkit.cli.lint import SkipLint
 from toolkit.cli.migrations import Actor, LockTimeout, LockWait, Retries, StatementTimeout
 from toolkit.cli.progress_options import ProgressInterval, ProgressMode, reporting
+from toolkit.cli.throttle_options import (
+    DEFAULT_GRACE,
+    DEFAULT_LAG,
+    DEFAULT_WAL_RATE,
+    MaxReplicaLag,
+    MaxWalRate,
+    StandbyGrace,
+    ThrottleArgs,
+    WraparoundVacuum,
+)
 
 
 def rollout(
@@ -45,6 +55,10 @@ def rollout(
     json_output: JsonFlag = False,
     progress: ProgressMode = "auto",
     progress_interval: ProgressInterval = "5s",
+    max_replica_lag: MaxReplicaLag = DEFAULT_LAG,
+    max_wal_rate: MaxWalRate = DEFAULT_WAL_RATE,
+    pause_for_wraparound: WraparoundVacuum = True,
+    standby_grace: StandbyGrace = DEFAULT_GRACE,
 ) -> None:
     """Execute a release's runbook: pre-flight, backup, apply revision by revision with
     postconditions checked after each (stops at the first failure, the database left at
@@ -63,7 +77,8 @@ def rollout(
     REASON, recorded with the findings.
 
     --lock-wait, --lock-timeout, --statement-timeout and --retries mean what they mean for
-    `venuedb apply`, for every revision the rollout applies.
+    `venuedb apply`, for every revision the rollout applies; the cluster-aware throttle's
+    options hold for its shadow copies and its backfills.
 
     Run on a release that is already applied, it applies nothing: it restores the piece a
     rollback level 2 removed (`venuedb rollback RELEASE --level 2`), runs the release's
@@ -78,7 +93,16 @@ def rollout(
     with handled(out), reporting(progress, progress_interval):
         reason = skip_reason(skip_lint)
         # As apply parses them: a bad value is refused before anything connects.
-        options = run_options(lock_wait, lock_timeout, statement_timeout, retries, actor)
+        options = run_options(
+            lock_wait,
+            lock_timeout,
+            statement_timeout,
+            retries,
+            actor,
+            throttle=ThrottleArgs(
+                max_replica_lag, max_wal_rate, pause_for_wraparound, standby_grace
+            ),
+        )
         target = resolve_target(database_url, out)
         steps = plan_steps(target, release)
         if plan:

@@ -19,6 +19,8 @@ from toolkit.engine import revisions as revs
 from toolkit.engine.blockers import Blocker, BlockerWatcher
 from toolkit.errors import LockBusy, OperationFailed, VenuedbError
 from toolkit.integrity import catalog as snapshot
+from toolkit.ops import cluster_throttle
+from toolkit.ops.cluster_throttle import Limits
 from toolkit.server import connection as db
 from toolkit.server.urls import mask_text
 
@@ -47,6 +49,8 @@ class RunOptions:
     lint_gate: Any = None
     # Lines for the deployment record only (rollback: the backup it took before the run).
     record_notes: list[str] = field(default_factory=list)
+    # The cluster-aware throttle of a revision's batched work (the shadow-table copy).
+    throttle: Limits = field(default_factory=Limits)
 
 
 @dataclass
@@ -167,9 +171,13 @@ def run(
             settled: list[str] = []
             if not options.rehearse:
                 settled = _settle_interrupted_swaps(control, direction, alembic_target, emit)
-            result = _run_locked(
-                target, control, direction, command, alembic_target, release, options, emit
-            )
+            before = cluster_throttle.configure(options.throttle)
+            try:
+                result = _run_locked(
+                    target, control, direction, command, alembic_target, release, options, emit
+                )
+            finally:
+                cluster_throttle.configure(before)
             result.notices[:0] = settled
             return result
         finally:

@@ -40,6 +40,8 @@ from typing import Any
 from alembic import context, op
 
 from toolkit import backoff
+from toolkit.ops import cluster_throttle
+from toolkit.ops.cluster_throttle import Throttle
 from toolkit.ops.online import in_rehearsal, outside_transaction
 from toolkit.progress import tracking
 
@@ -506,8 +508,10 @@ def _copy_rows(swap: ExclusionSwap) -> int:
     batches = 0
     started = time.monotonic()
     total = _scalar(driver, f"SELECT count(*) FROM public.{swap.table}", {})
+    throttle = Throttle(f"public.{swap.table}", cluster_throttle.configured(), _notice)
     with tracking(f"shadow copy of {swap.table}", total, "rows") as reporter:
         while True:
+            throttle.wait_until_healthy(driver)
             where = f"WHERE {swap.key} > %(last)s" if last is not None else ""
             batch_started = time.monotonic()
             row = driver.execute(
@@ -536,7 +540,22 @@ def _copy_rows(swap: ExclusionSwap) -> int:
             if count < swap.batch_size:
                 break
             time.sleep((time.monotonic() - batch_started) * swap.pause_ratio)
+    _say_throttled(swap, throttle)
     return copied
+
+
+def _say_throttled(swap: ExclusionSwap, throttle: Throttle) -> None:
+    summary = throttle.summary()
+    if summary["pauses"] or summary["standbys_lost"]:
+        _notice(
+            f"the copy of {swap.table} waited {summary['waited_seconds']:.1f} s for the cluster "
+            f"({summary['pauses']} pauses, max replica lag {summary['max_replica_lag_seconds']}s)"
+            + (
+                f"; standbys lost on the way: {', '.join(summary['standbys_lost'])}"
+                if summary["standbys_lost"]
+                else ""
+            )
+        )
 
 
 def _wait_for_writers_during_the_copy(swap: ExclusionSwap) -> None:
@@ -576,7 +595,9 @@ def _remove_ghosts(swap: ExclusionSwap) -> int:
     last: Any = None
     removed = 0
     key = swap.key
+    throttle = Throttle(f"public.{swap.shadow}", cluster_throttle.configured(), _notice)
     while True:
+        throttle.wait_until_healthy(driver)
         where = f"WHERE {key} > %(last)s" if last is not None else ""
         batch_started = time.monotonic()
         last_key, count, ghosts = driver.execute(

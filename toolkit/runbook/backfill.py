@@ -30,6 +30,7 @@ from toolkit.deployments import store as records
 from toolkit.durations import to_postgres
 from toolkit.engine import locks
 from toolkit.errors import BadInput, LockBusy, OperationFailed, VenuedbError
+from toolkit.ops.cluster_throttle import Limits, Throttle
 from toolkit.paths import migrations_dir, read_toml
 from toolkit.progress import tracking
 from toolkit.server import connection as db
@@ -100,6 +101,8 @@ class Options:
     dry_run: bool = False
     restart: bool = False
     resume: bool = False
+    # The health of the standbys and the WAL stream (toolkit.ops.cluster_throttle).
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass
@@ -116,6 +119,7 @@ class Report:
     stopped_by: str | None = None
     batch_sizes: list[int] = field(default_factory=list)
     reset: str | None = None  # why an earlier run's progress was archived and started over
+    throttle: dict[str, Any] | None = None  # Throttle.summary(): pauses, lag seen, standbys lost
 
     def to_dict(self) -> dict[str, Any]:
         rate = self.rows / self.seconds if self.seconds > 0 else None
@@ -135,6 +139,7 @@ class Report:
             "batch_size_min": min(self.batch_sizes) if self.batch_sizes else None,
             "batch_size_max": max(self.batch_sizes) if self.batch_sizes else None,
             "reset": self.reset,
+            "throttle": self.throttle,
         }
 
 
@@ -478,6 +483,7 @@ def _run_locked(
     work = db.connect(target, autocommit=False, purpose=f"backfill {backfill.name}")
     shown = tracking(f"backfill {backfill.name}", report.total, "rows")
     with work, shown as reporter:
+        throttle = Throttle(f"public.{backfill.table}", options.limits, reporter.note)
         work.execute(f"SET lock_timeout = '{to_postgres(options.lock_timeout)}'")
         work.execute(f"SET statement_timeout = '{to_postgres(options.statement_timeout)}'")
         work.commit()
@@ -485,6 +491,12 @@ def _run_locked(
         while True:
             report.seconds = time.monotonic() - started
             stop = _stop_reason(control, backfill, options, report)
+            if stop is None:
+                stop = throttle.wait_until_healthy(
+                    control,
+                    lambda: _stop_reason(control, backfill, options, _aged(report, started)),
+                )
+            report.throttle = throttle.summary()
             if stop:
                 return _finish(control, backfill, report, "paused", stop)
             if options.max_rows is not None:
@@ -525,6 +537,12 @@ def _run_locked(
                 size = _adapt(size, elapsed_ms, options)
             if options.sleep:
                 time.sleep(options.sleep)
+
+
+def _aged(report: Report, started: float) -> Report:
+    """The report with its clock brought up to now, for --max-duration during a pause."""
+    report.seconds = time.monotonic() - started
+    return report
 
 
 def _batch(

@@ -26,6 +26,7 @@ from toolkit.engine.migrate import RunOptions, current_heads, run
 from toolkit.engine.releases import Release, find_release, unknown_release
 from toolkit.errors import BadInput, OperationFailed, VenuedbError
 from toolkit.integrity import postconditions
+from toolkit.ops.cluster_throttle import Limits
 from toolkit.ops.shadow_swap import find_violations
 from toolkit.progress import tracking
 from toolkit.runbook import levels
@@ -219,7 +220,7 @@ def _steps(
             record.issues.append(f"{release.name} was already applied; nothing to apply")
         # A release applied by `apply` (or re-applied after a rollback) has not had its
         # backfills run: they resume where they stopped, and a finished one does nothing.
-        _backfills(target, release, record, emit, unfinished=True)
+        _backfills(target, release, record, emit, options.throttle, unfinished=True)
         # Still run the checks: a rerun after a rollout stopped on a critical check must
         # not turn into SUCCESS just because there is nothing left to apply.
         return _checks(target, release, record, emit)
@@ -261,7 +262,7 @@ def _steps(
             record, [f"[{revision}] {n}" for n in result.notices] or [f"[{revision}] (no notices)"]
         )
     _artifacts(target, release, record, before)
-    _backfills(target, release, record, emit)
+    _backfills(target, release, record, emit, options.throttle)
     return _checks(target, release, record, emit)
 
 
@@ -436,7 +437,13 @@ def _artifacts(
 
 
 def _backfills(
-    target: db.Target, release: Release, record: Record, emit: Emit, *, unfinished: bool = False
+    target: db.Target,
+    release: Release,
+    record: Record,
+    emit: Emit,
+    limits: Limits,
+    *,
+    unfinished: bool = False,
 ) -> None:
     """Run the release's backfills; `unfinished`: only those not finished on the data the
     current apply created (a rerun of an applied release)."""
@@ -452,7 +459,7 @@ def _backfills(
         if backfill.name in done:
             continue
         step = record.begin(f"backfill {backfill.name}")
-        report = run_backfill(target, backfill, Options(adaptive=True))
+        report = run_backfill(target, backfill, Options(adaptive=True, limits=limits))
         reset = f"; earlier progress reset: {report.reset}" if report.reset else ""
         record.end(step, "ok", f"{report.rows} rows, {report.changed} changed{reset}")
         emit("step", f"backfill {backfill.name}: {report.rows} rows")

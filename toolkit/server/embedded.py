@@ -195,12 +195,18 @@ class EmbeddedServer:
 
     # -- changing state ------------------------------------------------------------
     def _run_as_owner(
-        self, args: list[str], timeout: float = 120
+        self, args: list[str], timeout: float = 120, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         # user=None (not root) is subprocess's default: run as ourselves.
         user = SYSTEM_USER if os.geteuid() == 0 else None
         return subprocess.run(
-            args, capture_output=True, text=True, timeout=timeout, cwd=self.home, user=user
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.home,
+            user=user,
+            env=env,
         )
 
     def _prepare_root_owner(self) -> None:
