@@ -36,6 +36,8 @@ BENCHMARKS: tuple[tuple[str, bool, tuple[str, ...]], ...] = (
     # the database allocation_overlaps keeps.
     ("rollback_level2", True, ()),
     ("migrations_under_load", True, ()),
+    # The server_id backfill with a hot standby, with and without the throttle (issue 22).
+    ("replica_lag", True, ()),
 )
 
 
