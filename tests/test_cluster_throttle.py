@@ -3,6 +3,7 @@ catches up, and reports a standby that falls away; with nothing lost on the way.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.clihelpers import invoke, spawn
 from tests.queries import dict_of, scalar
 from tests.replication import Replicated
 from tests.test_backfill import REGISTRY, SETUP, declare_backfill
@@ -223,3 +225,59 @@ def test_the_wal_rate_limit_slows_down_without_stopping() -> None:
     verdict = throttle.judge(_sample(2.0, 20_000, None), paused=False)
     assert verdict.wait is not None and verdict.wait.startswith("WAL rate")
     assert 0 < verdict.sleep <= 1.0
+
+
+def test_the_shadow_copy_of_an_apply_waits_for_a_paused_standby(
+    replicated: Replicated, replicated_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """booking_005's swap copies allocations into a shadow table in batches: with replay
+    paused it stops copying, and it finishes, every row swapped in, once replay resumes."""
+    from tests.conftest import DATA, load_sql
+    from tests.test_shadow_swap import PRE_SWAP, RESTAURANT
+
+    url = replicated.primary_url(replicated_db)
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_MIN_ROWS", "10")
+    monkeypatch.setenv("VENUEDB_SHADOW_SWAP_BATCH", "50")
+    for step in (PRE_SWAP, "bar-baseline"):
+        result = invoke("apply", step, "--database-url", url)
+        assert result.exit_code == 0, result.output
+    for rows in ("core_001", "booking_001", "bar_001"):
+        load_sql(url, DATA / "rows" / f"{rows}.sql")
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            'INSERT INTO allocations (restaurant_id, resource_type, resource_id, "window") '
+            "SELECT %s, 'table', gen_random_uuid(), tstzrange(now(), now() + interval '1 hour') "
+            "FROM generate_series(1, 5000)",
+            (RESTAURANT,),
+        )
+        total = scalar(conn, "SELECT count(*) FROM allocations")
+    replicated.caught_up()
+    standby = replicated.standby_conn()
+    standby.execute("SELECT pg_wal_replay_pause()")
+    try:
+        apply = spawn(
+            "apply", "booking_005", "--database-url", url, "--max-replica-lag", "200ms", "--json"
+        )
+        time.sleep(4.0)
+        assert apply.poll() is None, "the apply did not wait for the standby"
+        with psycopg.connect(url) as conn:
+            shadow = scalar(
+                conn, "SELECT count(*) FROM pg_class WHERE relname = 'allocations__venuedb_shadow'"
+            )
+        assert shadow == 1, "the apply should be waiting in its copy, the shadow table built"
+    finally:
+        standby.execute("SELECT pg_wal_replay_resume()")
+        standby.close()
+    out, err = apply.communicate(timeout=120)
+    assert apply.returncode == 0, out + err
+    notices = " ".join(json.loads(out)["notices"])
+    assert f"paused: standby {replicated.standby.name} replay lag" in notices
+    with psycopg.connect(url) as conn:
+        assert scalar(conn, "SELECT count(*) FROM allocations") == total
+        assert (
+            scalar(
+                conn,
+                "SELECT count(*) FROM pg_constraint WHERE conname = 'allocations_no_overlap'",
+            )
+            == 1
+        )
