@@ -70,15 +70,27 @@ def lint(
             show_default=False,
         ),
     ] = None,
+    scratch_url: Annotated[
+        str | None,
+        typer.Option(
+            "--scratch-url",
+            help="A server where this role may CREATE DATABASE, for the distribution check's "
+            "scratch database. Default: a throwaway embedded server started for the check.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """sqlfluff on sql/, PL/pgSQL bodies parsed by pglast, squawk on the SQL every revision
-    emits (the check `apply` and `rollout` refuse to deploy past), and plpgsql_check with
-    --database-url. Justify a knowing exception in squawk's own syntax, right above the
-    statement: `-- squawk-ignore <rule> -- <why>` (released revisions' `-- lint: allow
-    <rule>: <why>` is still read). Findings point at the revision file's line. Exit 0
-    clean, 1 findings (JSON "status": "lint_failed")."""
+    emits (the check `apply` and `rollout` refuse to deploy past), plpgsql_check with
+    --database-url, and the distribution check: a scratch database migrated revision by
+    revision, held to migrations/distribution.toml (docs/citus.md). Justify a knowing
+    exception in squawk's own syntax, right above the statement: `-- squawk-ignore <rule>
+    -- <why>` (released revisions' `-- lint: allow <rule>: <why>` is still read); a
+    distribution exception in migrations/distribution.toml, with its reason. Findings point
+    at the revision file's line. Exit 0 clean, 1 findings (JSON "status": "lint_failed")."""
     from toolkit.integrity.lint import lint as run_lint
+    from toolkit.server.urls import mask_url
 
     out = Output(json_output)
     with handled(out):
@@ -88,17 +100,26 @@ def lint(
 
             target = resolve(database_url)
             out.note(target.describe())
-        findings, notes = run_lint(target)
+        out.note(
+            f"distribution check: scratch database on {mask_url(scratch_url)}"
+            if scratch_url
+            else "distribution check: scratch database on a temporary embedded server"
+        )
+        result = run_lint(target, scratch_url)
+        findings = result.findings
         # lint_failed, as `apply` says when it refuses the same findings.
         out.document(
             "lint_failed" if findings else "ok",
             findings=[f.to_dict() for f in findings],
-            notes=notes,
+            notes=result.notes,
+            distribution=result.distribution.to_dict(),
         )
         if not json_output:
             if findings:
                 out.out.print(findings_table("Lint findings", findings))
-            for note in notes:
+            for line in result.distribution.lines():
+                out.line(line)
+            for note in result.notes:
                 out.line(f"note: {note}")
             out.line(f"{len(findings)} finding(s)" if findings else "lint clean")
         if findings:

@@ -415,45 +415,36 @@ def build(
 
     Raises ScratchUnavailable when the database cannot be created (no CREATEDB) or the
     migration fails; the scratch database is always dropped."""
-    import uuid
+    from contextlib import ExitStack
 
     import psycopg
 
     from toolkit.engine import revisions as revs
     from toolkit.engine.migrate import RunOptions, current_heads, run
     from toolkit.server.connection import Target
-    from toolkit.server.urls import with_database
+    from toolkit.server.scratch import scratch_database
 
-    scratch = f"venuedb_scratch_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as admin:
-            # template0: a pristine database, whatever was added to template1.
-            admin.execute(f'CREATE DATABASE "{scratch}" TEMPLATE template0')
-    except psycopg.Error as exc:
-        raise ScratchUnavailable(
-            f"cannot create a scratch database: {masked_first_line(exc)}"
-        ) from None
-    try:
-        url = with_database(server_url, scratch)
-        options = RunOptions(actor="snapshot")
-        for name in targets if targets is not None else [None]:
-            run(Target(url, "snapshot"), "upgrade", name, options)
-        if after is not None:
-            after(url)
-        with psycopg.connect(url) as conn:
-            objects = take(conn)
-            heads = [h for h in revs.heads_by_branch(current_heads(conn)).values() if h]
-    except Exception as exc:
-        raise ScratchUnavailable(
-            "cannot migrate a scratch database to "
-            f"{', '.join(targets or ['the heads'])}: {masked_first_line(exc)}"
-        ) from None
-    finally:
+    with ExitStack() as stack:
         try:
-            with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-        except psycopg.Error:
-            pass  # the scratch database's name says what it is; nothing to protect here
+            url = stack.enter_context(scratch_database(server_url, "venuedb_scratch_"))
+        except psycopg.Error as exc:
+            raise ScratchUnavailable(
+                f"cannot create a scratch database: {masked_first_line(exc)}"
+            ) from None
+        try:
+            options = RunOptions(actor="snapshot")
+            for name in targets if targets is not None else [None]:
+                run(Target(url, "snapshot"), "upgrade", name, options)
+            if after is not None:
+                after(url)
+            with psycopg.connect(url) as conn:
+                objects = take(conn)
+                heads = [h for h in revs.heads_by_branch(current_heads(conn)).values() if h]
+        except Exception as exc:
+            raise ScratchUnavailable(
+                "cannot migrate a scratch database to "
+                f"{', '.join(targets or ['the heads'])}: {masked_first_line(exc)}"
+            ) from None
     return objects, heads
 
 

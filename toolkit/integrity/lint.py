@@ -12,7 +12,9 @@
   (released revisions' `-- lint: allow <rule>: <why>` is still read). An unjustified
   finding fails the lint, reported at the revision file's line;
 - with a database that has the plpgsql_check extension, every PL/pgSQL function
-  checked semantically (missing columns, wrong types); otherwise it says it skipped.
+  checked semantically (missing columns, wrong types); otherwise it says it skipped;
+- ready to distribute: a scratch database migrated revision by revision, its catalog held
+  to migrations/distribution.toml after each (toolkit/integrity/distribution.py).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from toolkit.paths import project_root, sql_dir
 
 @dataclass(frozen=True)
 class Finding:
-    source: str  # sqlfluff | plpgsql | squawk | plpgsql_check
+    source: str  # sqlfluff | plpgsql | squawk | plpgsql_check | distribution
     file: str
     line: int
     rule: str
@@ -43,7 +45,7 @@ class Finding:
         return asdict(self)
 
 
-def _relative(path: Path | str) -> str:
+def relative_path(path: Path | str) -> str:
     try:
         return str(Path(path).resolve().relative_to(project_root()))
     except ValueError:
@@ -66,7 +68,7 @@ def sqlfluff_findings(paths: list[Path] | None = None) -> list[Finding]:
     return [
         Finding(
             "sqlfluff",
-            _relative(Path(project_root()) / f["filepath"]),
+            relative_path(Path(project_root()) / f["filepath"]),
             int(v.get("start_line_no") or v.get("line_no") or 0),
             v.get("code", "?"),
             v.get("description", ""),
@@ -86,7 +88,7 @@ def plpgsql_findings(root: Path | None = None) -> list[Finding]:
         try:
             slices = list(pglast.split(text, with_parser=False, only_slices=True))
         except pglast.parser.ParseError as exc:
-            findings.append(Finding("plpgsql", _relative(path), 1, "sql-syntax", str(exc)))
+            findings.append(Finding("plpgsql", relative_path(path), 1, "sql-syntax", str(exc)))
             continue
         for piece in slices:
             statement = text[piece]
@@ -101,7 +103,7 @@ def plpgsql_findings(root: Path | None = None) -> list[Finding]:
                 findings.append(
                     Finding(
                         "plpgsql",
-                        _relative(path),
+                        relative_path(path),
                         first + _locate(statement, str(exc)),
                         "plpgsql-syntax",
                         str(exc),
@@ -142,7 +144,7 @@ def emitted_sql_findings() -> list[Finding]:
                 findings.append(
                     Finding(
                         "sqlfluff",
-                        _relative(step.path),
+                        relative_path(step.path),
                         int(violation.line_no or 0),
                         violation.rule_code(),
                         f"{step.revision} (offline SQL): {violation.desc()}",
@@ -244,7 +246,18 @@ def plpgsql_check_findings(target: Any) -> tuple[list[Finding], str | None]:
     return [Finding("plpgsql_check", r[0], int(r[1] or 0), r[3], r[2]) for r in rows], None
 
 
-def lint(target: Any = None) -> tuple[list[Finding], list[str]]:
+@dataclass
+class LintResult:
+    findings: list[Finding]
+    notes: list[str]
+    distribution: Any  # toolkit.integrity.distribution.DistributionReport
+
+
+def lint(target: Any = None, scratch_url: str | None = None) -> LintResult:
+    """Every check; the distribution check on a scratch database on `scratch_url`'s
+    server, else on a throwaway embedded server (toolkit/integrity/distribution.py)."""
+    from toolkit.integrity import distribution
+
     notes = []
     findings = sqlfluff_findings() + emitted_sql_findings() + plpgsql_findings() + squawk_findings()
     if target is None:
@@ -254,4 +267,6 @@ def lint(target: Any = None) -> tuple[list[Finding], list[str]]:
         findings += semantic
         if skipped:
             notes.append(skipped)
-    return findings, notes
+    report = distribution.check(scratch_url)
+    findings += report.findings()
+    return LintResult(findings, notes, report)

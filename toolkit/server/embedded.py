@@ -15,10 +15,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -391,3 +395,23 @@ def project_server() -> EmbeddedServer:
     from toolkit.paths import state_dir
 
     return EmbeddedServer(state_dir())
+
+
+@contextmanager
+def temporary_server() -> Iterator[str]:
+    """A throwaway embedded server in a new temporary directory, for a check that needs a
+    scratch database and was given no server (`venuedb lint`): its superuser URL to the
+    database postgres. Stopped and removed on the way out; the project's own server
+    (`venuedb db start`) is neither used nor started. Durability is not needed: no fsync."""
+    home = Path(tempfile.mkdtemp(prefix="venuedb-scratch-server-"))
+    server = EmbeddedServer(
+        home, settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    )
+    try:
+        server.start(port=free_port(), database="postgres")
+        yield server.url("postgres")
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
