@@ -512,6 +512,7 @@ def test_level_3_is_the_guarded_downgrade(
     assert columns[("sales", "server_id")] == filled
     assert Path(doc["backup"]).is_file()  # taken before the server_id values were dropped
     assert [d["release"] for d in doc["dependent_releases"]] == [
+        "bar-distribution-keys",
         "bar-observability",
         "bar-integrity",
         "bar-owner-lookups",

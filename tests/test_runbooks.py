@@ -32,6 +32,7 @@ ORDER = [
     "bar-observability.md",
     "booking-observability.md",
     "assignment-times.md",
+    "bar-distribution-keys.md",
 ]
 
 

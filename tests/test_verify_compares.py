@@ -47,7 +47,7 @@ def test_a_rewound_alembic_version_still_compares_and_finds_the_dropped_policy(
     text, report = _verify(db_url)
     assert text.exit_code == 3 and report["status"] in ("drift", "tampered"), report["status"]
     assert report["drift_reference"] == (
-        "a scratch database migrated to bar_017, booking_009, core_001"
+        "a scratch database migrated to bar_019, booking_009, core_001"
     )
     found = {(d["kind"], d["name"], d["status"]) for d in report["drift"]}
     assert ("policy", "public.sales.sales_insert_own", "missing") in found
