@@ -38,7 +38,9 @@ class Replicated:
     def caught_up(self, timeout: float = 30.0) -> None:
         """Wait until the standby has replayed everything the primary has written now."""
         with psycopg.connect(self.primary_url(), autocommit=True) as conn:
-            target = str(scalar(conn, "SELECT pg_current_wal_lsn()"))
+            # The insert position, not pg_current_wal_lsn() (the write position): with
+            # synchronous_commit off a commit can be inserted and not yet written.
+            target = str(scalar(conn, "SELECT pg_current_wal_insert_lsn()"))
         deadline = time.monotonic() + timeout
         with self.standby_conn() as conn:
             while True:

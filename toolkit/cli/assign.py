@@ -68,7 +68,7 @@ def assign(
             shadow=value_of(resolved, "FEATURE_ASSIGNMENT_PIPELINE_V3_SHADOW"),
             parallel=parallel or 1,
         )
-        target = resolve_target(database_url, out)
+        target = resolve_target(database_url, out, writes="assign")
         summary = _run(out, target, options, routing, day, restaurant, limit)
         data = summary.to_dict()
         status = "ok" if summary.failed == 0 else "failed"

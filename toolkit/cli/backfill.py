@@ -196,7 +196,7 @@ def pause(name: NameArg, database_url: DatabaseUrl = None, json_output: JsonFlag
 
     out = Output(json_output)
     with handled(out):
-        message = request_pause(resolve_target(database_url, out), name)
+        message = request_pause(resolve_target(database_url, out, writes="backfill pause"), name)
         out.line(f"{name}: {message}")
         out.document("ok", name=name, message=message)
 
@@ -301,7 +301,9 @@ def _run(
             limits=(throttle or ThrottleArgs()).limits(),
         )
         backfill = find_backfill(name)
-        target = resolve_target(database_url, out)
+        # A dry run only counts; a run, a resume and their plans are for the primary.
+        writes = None if dry_run else f"backfill {'resume' if resume else 'run'}"
+        target = resolve_target(database_url, out, writes=writes)
         if plan:
             from toolkit.cli.plans import show_backfill_plan
 

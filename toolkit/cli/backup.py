@@ -81,7 +81,6 @@ def restore(
     also without --database-url: a restore names its target, never a default."""
     from toolkit.errors import BadInput
     from toolkit.runbook.backup import restore_verified
-    from toolkit.server.connection import resolve
 
     out = Output(json_output)
     with handled(out), reporting(progress, progress_interval):
@@ -90,8 +89,7 @@ def restore(
         )
         if url is None:
             raise BadInput("restore needs --database-url: the database to restore into")
-        target = resolve(url)
-        out.note(target.describe())
+        target = resolve_target(url, out, writes="restore")
         if plan:
             from toolkit.cli.plans import show_restore_plan
 

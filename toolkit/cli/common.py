@@ -163,11 +163,18 @@ def renamed(
     return old_value
 
 
-def resolve_target(database_url: str | None, output: Output) -> Any:
+def resolve_target(database_url: str | None, output: Output, *, writes: str | None = None) -> Any:
+    """The database the command acts on, said on stderr. `writes`: the command's name when
+    it must write there; a hot standby or a read-only session is then refused (exit 2,
+    naming the primary) before the command reads, locks or writes anything."""
     from toolkit.server import connection
 
     target = connection.resolve(database_url)
     output.note(target.describe())
+    if writes is not None:
+        from toolkit.server.standby import require_writable
+
+        require_writable(target, writes)
     return target
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from toolkit.cli.common import JsonFlag, Output, handled, table
+from toolkit.cli.common import JsonFlag, Output, handled, resolve_target, table
 
 
 def demo(
@@ -30,7 +30,7 @@ def demo(
     out = Output(json_output)
     with handled(out):
         if database_url:
-            target = connection.resolve(database_url)
+            target = resolve_target(database_url, out, writes="demo")
         else:
             from toolkit.server.embedded import project_server
 
@@ -38,7 +38,7 @@ def demo(
             state, message = server.start()
             out.line(f"embedded PostgreSQL {state.version}: {message}")
             target = connection.Target(server.url(), "embedded server")
-        out.note(target.describe())
+            out.note(target.describe())
         result = run_demo(target, out.emit)
         out.document("ok", database=target.masked, **result)
         if json_output:

@@ -105,7 +105,7 @@ def set_(
         if state.lower() not in ("on", "off"):
             raise BadInput(f"state must be on or off, got {state!r}")
         flag_store.database_flag(flag)
-        target = resolve_target(database_url, out)
+        target = resolve_target(database_url, out, writes="flags set")
         row, notes = flag_store.set_flag(
             target, flag, on=state.lower() == "on", bars=bar or [], actor=default_actor()
         )
@@ -160,8 +160,10 @@ def rollout(
             rollouts.rollout_flag(flag)
         resolved = resolve()
         switches = {f.name: bool(value_of(resolved, f.name)) for f in rollout_flags()}
-        target = resolve_target(database_url, out)
-        if flag is not None and (percent is not None or add or remove):
+        changes = percent is not None or bool(add) or bool(remove)
+        writes = "flags rollout" if flag is not None and changes else None
+        target = resolve_target(database_url, out, writes=writes)
+        if flag is not None and changes:
             rollouts.set_rollout(
                 target,
                 flag,

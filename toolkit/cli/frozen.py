@@ -51,7 +51,7 @@ def accept_checksum(
 
     out = Output(json_output)
     with handled(out):
-        target = resolve_target(database_url, out)
+        target = resolve_target(database_url, out, writes="accept-checksum")
         acceptance = accept_for(target, revision, reason, actor or default_actor())
         out.document("ok", acceptance=acceptance.to_dict())
         out.line(

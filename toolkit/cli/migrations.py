@@ -115,6 +115,8 @@ def status(database_url: DatabaseUrl = None, json_output: JsonFlag = False) -> N
                 raise typer.Exit(1)
             return
         out.line(f"PostgreSQL {info['server_version']}")
+        if info["read_only_note"]:
+            out.line(f"note: {info['read_only_note']}")
         out.out.print(
             table(
                 "Branches",
@@ -263,7 +265,7 @@ def apply(
         if plan:
             from toolkit.cli.plans import show_apply_plan
 
-            target = resolve_target(database_url, out)
+            target = resolve_target(database_url, out, writes="apply")
             show_apply_plan(out, target, target_name, gate(skip_reason(skip_lint), out))
             return
         from toolkit.engine.migrate import run
@@ -275,7 +277,7 @@ def apply(
         options.rehearse_in_place = rehearse_in_place
         options.scratch_url = _scratch_url(scratch_url)
         options.lint_gate = gate(skip_reason(skip_lint), out)
-        target = resolve_target(database_url, out)
+        target = resolve_target(database_url, out, writes="apply")
         try:
             result = run(target, "upgrade", target_name, options, emit=out.emit)
         except LintRefused as exc:
@@ -385,7 +387,7 @@ def rollback(
     out = Output(json_output)
     with handled(out), reporting(progress, progress_interval):
         options = run_options(lock_wait, lock_timeout, statement_timeout, retries, actor)
-        target = resolve_target(database_url, out)
+        target = resolve_target(database_url, out, writes="rollback")
         guards = Guards(yes, cascade, allow_data_loss, backup_dir)
         if level is not None:
             from toolkit.cli.rollback_level import run_level

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from toolkit.cli.common import DatabaseUrl, JsonFlag, Output, handled, resolve_target, table
+
+if TYPE_CHECKING:
+    from toolkit.server.standby import ReadOnly
 
 app = typer.Typer(
     help="The deployment records kept in schema venuedb: apply, rollback, rollout, backfill, "
@@ -31,9 +34,13 @@ def records(
     out = Output(json_output)
     with handled(out):
         target = resolve_target(database_url, out)
-        entries = recent(target, last)
-        out.document("ok", records=entries)
-        if not json_output:
+        entries, read_only = recent(target, last)
+        out.document("ok", records=entries, read_only=read_only.to_dict() if read_only else None)
+        _say_read_only(out, read_only)
+        if not entries:
+            # Also when the toolkit's schema does not exist: reading never creates it.
+            out.line("no deployment records in this database")
+        elif not json_output:
             columns = ["id", "command", "target", "actor", "started_at", "duration_ms", "result"]
             out.out.print(
                 table(
@@ -62,12 +69,21 @@ def show(
     out = Output(json_output)
     with handled(out):
         target = resolve_target(database_url, out)
-        record = one(target, deployment_id)
+        record, read_only = one(target, deployment_id)
         if record is None:
             raise BadInput(f"no deployment record #{deployment_id} in this database")
-        out.document("ok", record=record)
+        out.document("ok", record=record, read_only=read_only.to_dict() if read_only else None)
         if not json_output:
             _render(out, record)
+        _say_read_only(out, read_only)
+
+
+def _say_read_only(out: Output, read_only: ReadOnly | None) -> None:
+    """What a read-only session (a hot standby) left unchecked; in JSON, `read_only` says it."""
+    if read_only is not None:
+        from toolkit.deployments.store import unmarked_runs_note
+
+        out.line(f"note: {unmarked_runs_note(read_only)}")
 
 
 def _render(out: Output, record: dict[str, Any]) -> None:

@@ -103,7 +103,7 @@ def rollout(
                 max_replica_lag, max_wal_rate, pause_for_wraparound, standby_grace
             ),
         )
-        target = resolve_target(database_url, out)
+        target = resolve_target(database_url, out, writes="rollout")
         steps = plan_steps(target, release)
         if plan:
             out.document("ok", release=release, plan=steps)

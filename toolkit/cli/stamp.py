@@ -74,7 +74,7 @@ def stamp(
             scratch_url = validate_url(scratch_url)
         wait = d.parse_bounded(lock_wait, d.LOCK_WAIT, option="--lock-wait")
         stamping.releases_named(releases)  # an unknown release before any connection
-        target = resolve_target(database_url, out)
+        target = resolve_target(database_url, out, writes="stamp")
         if plan:
             found = stamping.compare(target, releases, scratch_url=scratch_url, progress=out.note)
             _print_plan(out, found, accept_differences)

@@ -23,6 +23,8 @@ from toolkit.server.connection import table_exists
 if TYPE_CHECKING:
     import psycopg
 
+    from toolkit.server.standby import ReadOnly
+
 # One row per `venuedb accept-checksum`: this database may run REVISION with exactly the files
 # whose checksum is `checksum` (toolkit/engine/checksums.py). Rows are only ever added.
 ACCEPTED_DDL = """
@@ -255,8 +257,12 @@ _LOCK_HELD = (
 
 
 def reap(conn: psycopg.Connection) -> list[str]:
-    """Mark records left `running` by runs that are gone as `interrupted`; say which."""
-    if not schema_exists(conn):
+    """Mark records left `running` by runs that are gone as `interrupted`; say which.
+    Nothing on a session that cannot write (a hot standby, a read-only role): the records
+    are read as they are there, and the next command on the primary marks them."""
+    from toolkit.server.standby import read_only
+
+    if not schema_exists(conn) or read_only(conn) is not None:
         return []
     _upgrade_schema(conn)
     return _reap_deployments(conn) + _reap_backfills(conn)
@@ -562,20 +568,32 @@ def record_once(
     return deployment.id
 
 
-def recent(target: Any, last: int) -> list[dict[str, Any]]:
-    """The newest `last` deployment records of the database `target` names."""
+def recent(target: Any, last: int) -> tuple[list[dict[str, Any]], ReadOnly | None]:
+    """The newest `last` deployment records of the database `target` names, and why the
+    session could not mark dead runs (None: it could, and did)."""
     from toolkit.server import connection as db
+    from toolkit.server.standby import read_only
 
     with db.connect(target, purpose="records") as conn:
-        return listing(conn, last)
+        return listing(conn, last), read_only(conn)
 
 
-def one(target: Any, deployment_id: int) -> dict[str, Any] | None:
-    """One deployment record in full, or None."""
+def one(target: Any, deployment_id: int) -> tuple[dict[str, Any] | None, ReadOnly | None]:
+    """One deployment record in full (or None), and why the session could not mark it
+    interrupted had its run died (None: it could)."""
     from toolkit.server import connection as db
+    from toolkit.server.standby import read_only
 
     with db.connect(target, purpose="records show") as conn:
-        return get(conn, deployment_id)
+        return get(conn, deployment_id), read_only(conn)
+
+
+def unmarked_runs_note(why: ReadOnly) -> str:
+    """What a record read where nothing may be written does not say."""
+    return (
+        f"read on {why.describe()}: a record shown as running was not checked for a run "
+        f"that died (`venuedb records` run {why.where_to_write()} marks those interrupted)"
+    )
 
 
 def record_change(

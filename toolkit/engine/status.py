@@ -10,11 +10,14 @@ from toolkit.engine import revisions as revs
 from toolkit.engine.migrate import current_heads
 from toolkit.runbook import levels
 from toolkit.server import connection as db
+from toolkit.server import standby
 
 
 def status(target: db.Target) -> dict[str, Any]:
     with db.connect(target, purpose="status") as conn:
         heads = current_heads(conn)
+        # A read-only session (a hot standby) reads the records as they are: reap writes.
+        read_only = standby.read_only(conn)
         records.reap(conn)  # so "last deployment" never shows a dead run as running
         last = records.last_deployment(conn)
         server_version = db.scalar(conn, "SHOW server_version")
@@ -36,6 +39,8 @@ def status(target: db.Target) -> dict[str, Any]:
         ],
         "last_deployment": last,
         "in_progress": in_progress,
+        "read_only": read_only.to_dict() if read_only else None,
+        "read_only_note": records.unmarked_runs_note(read_only) if read_only else None,
     }
 
 

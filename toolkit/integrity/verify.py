@@ -22,6 +22,7 @@ from toolkit.integrity import catalog as snapshot
 from toolkit.integrity import postconditions
 from toolkit.runbook import levels
 from toolkit.server import connection as db
+from toolkit.server import standby
 
 # Verdicts, most serious first (all exit 3 but not_compared, 5, and clean, 0).
 EXIT_CODES = {
@@ -109,6 +110,9 @@ def verify(
         raise unknown_release(release)
     report = Report()
     with db.connect(target, purpose="verify") as conn:
+        read_only = standby.read_only(conn)
+        if read_only is not None and read_only.in_recovery:
+            report.notes.append(_replayed_up_to(conn))
         heads = current_heads(conn)
         known_heads = tuple(h for h in heads if _known(h))
         unknown = [h for h in heads if h not in known_heads]
@@ -144,12 +148,41 @@ def verify(
             s.to_dict() | {"what": s.describe()} for s in interrupted_swaps.find(conn)
         ] + [a.to_dict() | {"what": a.describe()} for a in recorded if a not in at_level]
         if release is None:
-            _drift(conn, heads, unknown, report, scratch_url or target.url, progress, at_level)
+            scratch = _scratch_server(target, scratch_url, read_only)
+            _drift(conn, heads, unknown, report, scratch, progress, at_level)
         else:
             report.drift_status = "not_asked"
             report.notes.append("drift is compared for the whole schema only (without --release)")
     report.seconds = time.monotonic() - started
     return report
+
+
+def _replayed_up_to(conn: Any) -> str:
+    """A standby verifies what it has replayed: say up to when."""
+    replayed = db.scalar(conn, "SELECT pg_last_xact_replay_timestamp()")
+    return "verified on a hot standby: the schema and records as replayed from the primary" + (
+        f", up to its transaction of {replayed.isoformat()}" if replayed else ""
+    )
+
+
+@dataclass(frozen=True)
+class ScratchRefused:
+    """No scratch server: why (the target cannot create one, and none was given)."""
+
+    reason: str
+
+
+def _scratch_server(
+    target: db.Target, scratch_url: str | None, read_only: standby.ReadOnly | None
+) -> str | ScratchRefused:
+    """Where a scratch reference database may be built: --scratch-url, else beside the
+    target, unless the target's session cannot write (a hot standby: CREATE DATABASE is
+    refused there, and verify never writes to its primary unasked)."""
+    if scratch_url is not None:
+        return scratch_url
+    if read_only is not None:
+        return ScratchRefused(f"{target.masked} is {read_only.describe()}")
+    return target.url
 
 
 def _known(revision: str) -> bool:
@@ -180,7 +213,7 @@ def _drift(
     heads: tuple[str, ...],
     unknown: list[str],
     report: Report,
-    scratch_server: str,
+    scratch_server: str | ScratchRefused,
     progress: Progress,
     at_level: list[levels.AppliedLevel],
 ) -> None:
@@ -201,6 +234,11 @@ def _drift(
     if committed is not None and sorted(committed["heads"]) == live_heads and not at_level:
         reference = committed["objects"]
         report.drift_reference = f"{path.name} (the heads: {', '.join(live_heads)})"
+    elif isinstance(scratch_server, ScratchRefused):
+        _not_compared_without_scratch(
+            report, where, f"{scratch_server.reason}: no scratch database can be created there"
+        )
+        return
     else:
         from urllib.parse import urlsplit
 
@@ -219,13 +257,7 @@ def _drift(
                 after=(lambda url: replay(url, at_level)) if at_level else None,
             )
         except snapshot.ScratchUnavailable as exc:
-            report.drift_status = "not_compared"
-            report.not_compared.append(
-                f"drift not compared: no reference schema at {where}: {exc}; "
-                "pass --scratch-url URL (a server where a scratch database may be created), "
-                "or verify at the heads (`venuedb apply`, `venuedb rollout RELEASE` for a "
-                "release at a rollback level)"
-            )
+            _not_compared_without_scratch(report, where, str(exc))
             return
         report.drift_reference = f"a scratch database migrated to {where}"
         # A scratch database on the same server sees the very same (cluster-wide)
@@ -249,6 +281,16 @@ def _drift(
     ]
     if report.not_compared:
         report.drift_status = "not_compared"
+
+
+def _not_compared_without_scratch(report: Report, where: str, why: str) -> None:
+    report.drift_status = "not_compared"
+    report.not_compared.append(
+        f"drift not compared: no reference schema at {where}: {why}; "
+        "pass --scratch-url URL (a server where a scratch database may be created), "
+        "or verify at the heads (`venuedb apply`, `venuedb rollout RELEASE` for a "
+        "release at a rollback level)"
+    )
 
 
 def _rollback_leftovers(
