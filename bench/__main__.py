@@ -38,6 +38,8 @@ BENCHMARKS: tuple[tuple[str, bool, tuple[str, ...]], ...] = (
     ("migrations_under_load", True, ()),
     # The server_id backfill with a hot standby, with and without the throttle (issue 22).
     ("replica_lag", True, ()),
+    # `venuedb fleet verify` over 20 databases against `venuedb verify` on one (issue 22).
+    ("fleet_verify", False, ()),
 )
 
 

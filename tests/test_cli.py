@@ -28,6 +28,11 @@ COMMANDS = [
     ["backfill", "status"],
     ["backfill", "pause"],
     ["backfill", "resume"],
+    ["fleet"],
+    ["fleet", "apply"],
+    ["fleet", "verify"],
+    ["fleet", "check"],
+    ["fleet", "status"],
 ]
 
 

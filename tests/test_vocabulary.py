@@ -133,6 +133,10 @@ NO_DATABASE = {
     "db url": "the embedded server itself",
     "backfill list": "reads migrations/backfills.toml",
     "monitoring generate": "writes monitoring/ from the check files",
+    "fleet apply": "the databases of --inventory",
+    "fleet verify": "the databases of --inventory",
+    "fleet check": "the databases of --inventory",
+    "fleet status": "the databases of --inventory",
 }
 
 

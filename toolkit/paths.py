@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import BadInput
+from toolkit.read_once import read_once
 
 PROJECT_DIR_VARIABLE = "VENUEDB_PROJECT_DIR"
 # The name VENUEDB_PROJECT_DIR replaced; still read, after it.
@@ -47,6 +48,7 @@ def _chosen_dir() -> tuple[str, Path] | None:
     return None
 
 
+@read_once
 def project_root() -> Path:
     """The directory holding alembic.ini, migrations/ and sql/ (order: the module's doc)."""
     chosen = _chosen_dir()

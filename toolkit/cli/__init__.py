@@ -22,6 +22,7 @@ from toolkit.cli import (
     demo,
     exporter,
     flags,
+    fleet,
     frozen,
     lint,
     migrations,
@@ -126,6 +127,7 @@ for name, group in (
     ("flags", flags.app),
     ("monitoring", monitoring.app),
     ("records", records.app),
+    ("fleet", fleet.app),
 ):
     app.add_typer(group, name=name)
 

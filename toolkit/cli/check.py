@@ -12,29 +12,38 @@ from toolkit.cli.common import DatabaseUrl, Output, handled, resolve_target, tab
 if TYPE_CHECKING:
     from toolkit.integrity.health_checks import CheckResult, Duration, HealthCheck
 
+# The options `venuedb fleet check` shares, with the same meaning.
+CheckNames = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Check names (file names in sql/checks/); default all.", show_default=False
+    ),
+]
+Domain = Annotated[
+    str | None,
+    typer.Option(
+        help="Only checks of this domain (booking, bar or core); an unknown domain exits 2."
+    ),
+]
+Window = Annotated[
+    str | None,
+    typer.Option(
+        help="Look back this far in every check instead of its own window (its `window:` "
+        "header, else 1d): a whole number with s, m, h or d, e.g. 10m, 1h, 7d. Checks "
+        "that look at every row (an orphan is an orphan however old) have no window.",
+        show_default=False,
+    ),
+]
+CheckTimeout = Annotated[
+    str,
+    typer.Option(help="statement_timeout per check, with its unit: 500ms, 5s, 1m (1ms .. 24h)."),
+]
+
 
 def check(
-    names: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Check names (file names in sql/checks/); default all.", show_default=False
-        ),
-    ] = None,
-    domain: Annotated[
-        str | None,
-        typer.Option(
-            help="Only checks of this domain (booking, bar or core); an unknown domain exits 2."
-        ),
-    ] = None,
-    window: Annotated[
-        str | None,
-        typer.Option(
-            help="Look back this far in every check instead of its own window (its `window:` "
-            "header, else 1d): a whole number with s, m, h or d, e.g. 10m, 1h, 7d. Checks "
-            "that look at every row (an orphan is an orphan however old) have no window.",
-            show_default=False,
-        ),
-    ] = None,
+    names: CheckNames = None,
+    domain: Domain = None,
+    window: Window = None,
     days: Annotated[
         int | None,
         typer.Option(help="Same as --window Nd (not with --window).", show_default=False),
@@ -44,12 +53,7 @@ def check(
         typer.Option("--format", help="table, json or prometheus (node_exporter textfile format)."),
     ] = "table",
     json_output: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
-    timeout: Annotated[
-        str,
-        typer.Option(
-            help="statement_timeout per check, with its unit: 500ms, 5s, 1m (1ms .. 24h)."
-        ),
-    ] = "5s",
+    timeout: CheckTimeout = "5s",
     watch: Annotated[
         str | None,
         typer.Option(
@@ -108,13 +112,7 @@ def check(
             if fmt == "prometheus":
                 typer.echo(health.prometheus(results), nl=False)
             elif fmt == "json":
-                out.document(
-                    status,
-                    window_override=override.text if override else None,
-                    summary=health.summary(results),
-                    counts=health.counts(results),
-                    checks=[r.to_dict() for r in results],
-                )
+                out.document(status, **health.report(results, override))
             else:
                 _render(out, results, override)
             if every_seconds is None:

@@ -25,11 +25,12 @@ _VERDICT_LINES = {
     "not_compared": "NOT COMPARED",
 }
 
+# Shared with `venuedb fleet verify`.
+Release = Annotated[str | None, typer.Option(help="Only this release's postconditions and files.")]
+
 
 def verify(
-    release: Annotated[
-        str | None, typer.Option(help="Only this release's postconditions and files.")
-    ] = None,
+    release: Release = None,
     scratch_url: Annotated[
         str | None,
         typer.Option(

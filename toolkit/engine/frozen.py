@@ -25,6 +25,7 @@ from typing import Any
 
 from toolkit.errors import BadInput, VenuedbError
 from toolkit.paths import editable_project_root, migrations_dir, project_root
+from toolkit.read_once import read_once
 
 MANIFEST_VERSION = 1
 
@@ -54,6 +55,7 @@ def sql_relative(sql_path: str) -> str:
     return f"sql/{sql_path}"
 
 
+@read_once
 def file_sha(path: str) -> str | None:
     """sha256 of a checkout-relative file now; None when it is gone."""
     full = project_root() / path
@@ -107,6 +109,7 @@ class RevisionChange:
 # -- the manifest ---------------------------------------------------------------------------
 
 
+@read_once
 def load_manifest(path: Path | None = None) -> dict[str, dict[str, Any]]:
     """revision -> entry; {} when there is no manifest yet."""
     path = path or manifest_file()

@@ -8,6 +8,7 @@ from typing import Any
 
 from toolkit.errors import BadInput
 from toolkit.paths import migrations_dir, read_toml
+from toolkit.read_once import read_once
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ def releases_file() -> Path:
     return migrations_dir() / "releases.toml"
 
 
+@read_once
 def load_releases(path: Path | None = None) -> list[Release]:
     path = path or releases_file()
     data = read_toml(path, "the release list")

@@ -15,6 +15,7 @@ from toolkit.engine.releases import (
 )
 from toolkit.errors import BadInput
 from toolkit.paths import alembic_ini, project_root
+from toolkit.read_once import read_once
 from toolkit.server.urls import masked_first_line
 
 if TYPE_CHECKING:
@@ -70,8 +71,10 @@ def branch_of(revision: str) -> str:
     return labels[0] if labels else "?"
 
 
-def step_of(script_rev: Script) -> PlannedRevision:
-    release = release_of(script_rev.revision)
+def step_of(script_rev: Script, releases: list[Release] | None = None) -> PlannedRevision:
+    """`releases`: the release list when the caller has read it already (reading and
+    parsing releases.toml once per revision was most of `venuedb verify`'s time)."""
+    release = release_of(script_rev.revision, releases)
     return PlannedRevision(
         revision=script_rev.revision,
         branch=branch_of(script_rev.revision),
@@ -81,11 +84,13 @@ def step_of(script_rev: Script) -> PlannedRevision:
     )
 
 
+@read_once
 def all_steps() -> list[PlannedRevision]:
     """Every revision, bases first, in an order in which they can be applied."""
     script = script_directory()
     ordered = list(reversed(list(script.walk_revisions("base", "heads"))))
-    return [step_of(rev) for rev in ordered]
+    releases = load_releases()
+    return [step_of(rev, releases) for rev in ordered]
 
 
 def applied_revisions(heads: tuple[str, ...]) -> set[str]:
@@ -249,4 +254,5 @@ def plan(direction: Direction, target: str, heads: tuple[str, ...]) -> list[Plan
             revs = list(script.iterate_revisions(heads, target, select_for_downgrade=True))
     except Exception as exc:
         raise BadInput(f"cannot {direction} to {target!r}: {masked_first_line(exc)}") from None
-    return [step_of(rev) for rev in revs]
+    releases = load_releases()
+    return [step_of(rev, releases) for rev in revs]

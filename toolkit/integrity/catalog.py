@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any
 
 from toolkit.errors import OperationFailed
 from toolkit.paths import editable_project_root, migrations_dir, sql_dir
+from toolkit.read_once import read_once
 from toolkit.server.urls import masked_first_line
 
 # The schemas the project's migrations create or fill; any other non-system schema in a
@@ -362,6 +364,7 @@ def write(objects: dict[str, dict[str, str]], heads: list[str], path: Path | Non
     return path
 
 
+@read_once
 def load(path: Path | None = None) -> dict[str, Any]:
     path = path or snapshot_file()
     return json.loads(path.read_text(encoding="utf-8"))
@@ -415,6 +418,18 @@ def build(
 
     Raises ScratchUnavailable when the database cannot be created (no CREATEDB) or the
     migration fails; the scratch database is always dropped."""
+    with _ONE_BUILD_AT_A_TIME:
+        return _build(server_url, targets, after)
+
+
+# Alembic's `op` and migration context are module-global: two scratch migrations in one
+# process (`venuedb fleet verify` compares databases in threads) must take turns.
+_ONE_BUILD_AT_A_TIME = threading.Lock()
+
+
+def _build(
+    server_url: str, targets: list[str] | None, after: Callable[[str], None] | None
+) -> tuple[dict[str, dict[str, str]], list[str]]:
     from contextlib import ExitStack
 
     import psycopg

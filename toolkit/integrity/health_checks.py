@@ -559,3 +559,14 @@ def summary(results: list[CheckResult]) -> str:
         f"{c['ok']} ok{fine}{inapplicable}, {c['warning']} warning, {c['critical']} critical, "
         f"{c['error']} error{'s' if c['error'] != 1 else ''}, {c['no_data']} no data"
     )
+
+
+def report(results: list[CheckResult], window: Duration | None) -> dict[str, Any]:
+    """`venuedb check --json`'s document, but for its "status" (overall()): what fleet
+    check keeps per database too."""
+    return {
+        "window_override": window.text if window else None,
+        "summary": summary(results),
+        "counts": counts(results),
+        "checks": [r.to_dict() for r in results],
+    }

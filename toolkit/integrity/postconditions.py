@@ -8,6 +8,7 @@ from typing import Any
 
 from toolkit.errors import BadInput
 from toolkit.paths import migrations_dir, read_toml
+from toolkit.read_once import read_once
 from toolkit.server import connection as db
 
 KINDS = (
@@ -58,6 +59,7 @@ class PostconditionResult:
         }
 
 
+@read_once
 def load_postconditions(path: Path | None = None) -> list[Postcondition]:
     import os
 
