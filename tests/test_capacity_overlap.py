@@ -233,7 +233,8 @@ def test_v13_is_installed_and_v12_then_v11_come_back_on_rollback(db_url: str) ->
     )
     with psycopg.connect(db_url) as conn:
         assert conn.execute(version).fetchone() == ("venuedb:version=13",)
-    # booking-observability and assignment-times (later on the branch) go with it: --cascade.
+    # booking-observability, assignment-times and booking-distribution-keys (later on the
+    # branch) go with it: --cascade.
     result = invoke("rollback", "booking-integrity", "--cascade", "--yes", "--database-url", db_url)
     assert result.exit_code == 0, result.output
     with psycopg.connect(db_url) as conn:

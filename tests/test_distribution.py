@@ -334,18 +334,19 @@ def linted(pg_server: Server) -> tuple[int, dict[str, Any]]:
 def test_lint_reports_the_classification_with_its_reasons(
     linted: tuple[int, dict[str, Any]],
 ) -> None:
-    """Until the distribution-keys releases land the heads violate; whatever lint finds
-    is the distribution check's, and every reference and local table says why."""
+    """Every reference and local table says why, and so does the one exception."""
     code, document = linted
-    assert code == (1 if document["findings"] else 0)
-    assert {f["rule"] for f in document["findings"]} <= {"distribution-key"}
+    assert (code, document["findings"]) == (0, []), document["findings"]
     classification = document["distribution"]["classification"]
-    assert {t["table"] for t in classification["reference"]} >= {"auth.users"}
+    assert {t["table"] for t in classification["reference"]} >= {
+        "auth.users",
+        "public.restaurants",
+        "public.bars",
+    }
     assert all(t["reason"] for t in classification["reference"] + classification["local"])
     assert len(document["distribution"]["revisions_checked"]) >= 35
 
 
-@pytest.mark.xfail(strict=True, reason="awaiting the distribution-keys releases")
 def test_the_real_migrations_are_ready_to_distribute(linted: tuple[int, dict[str, Any]]) -> None:
     code, document = linted
     assert (code, document["distribution"]["violations"]) == (0, [])

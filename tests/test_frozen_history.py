@@ -423,11 +423,11 @@ def test_emptied_checksum_table_is_tampering(db_url: str) -> None:
 def test_alembic_version_changed_behind_the_records(db_url: str) -> None:
     report = verify_after(
         db_url,
-        "UPDATE alembic_version SET version_num = 'booking_016' WHERE version_num = 'booking_017'",
+        "UPDATE alembic_version SET version_num = 'booking_019' WHERE version_num = 'booking_020'",
     )
     (finding,) = [t for t in report["tamper"] if t["kind"] == "version_disagrees_with_records"]
-    assert finding["expected"]["booking"] == "booking_017"
-    assert finding["actual"]["booking"] == "booking_016"
+    assert finding["expected"]["booking"] == "booking_020"
+    assert finding["actual"]["booking"] == "booking_019"
 
 
 def test_checksum_tables_of_an_older_toolkit_are_upgraded(db_url: str) -> None:

@@ -19,6 +19,7 @@ from toolkit.runbook.backup import list_contents
 
 # The releases after table-combinations on its branch, as a rollback of it names them.
 LATER = [
+    "booking-distribution-keys",
     "assignment-times",
     "booking-observability",
     "booking-integrity",
@@ -84,7 +85,7 @@ def test_a_revision_target_reaching_into_several_releases_needs_cascade(db_url: 
     before = _heads(db_url)
     result = invoke("rollback", "booking_006", "--yes", "--database-url", db_url, "--json")
     assert result.exit_code == 2
-    assert [d["release"] for d in as_json(result)["dependent_releases"]] == LATER[:5]
+    assert [d["release"] for d in as_json(result)["dependent_releases"]] == LATER[:6]
     assert _heads(db_url) == before
 
 
@@ -134,11 +135,13 @@ def test_with_both_flags_a_verified_backup_comes_first(db_url: str, tmp_path: Pa
 
 def test_rolling_back_the_latest_release_without_data_needs_neither_flag(db_url: str) -> None:
     before = _heads(db_url)
-    result = invoke("rollback", "assignment-times", "--yes", "--database-url", db_url, "--json")
+    result = invoke(
+        "rollback", "booking-distribution-keys", "--yes", "--database-url", db_url, "--json"
+    )
     assert result.exit_code == 0, result.output
     doc = as_json(result)
     assert doc["dependent_releases"] == [] and doc["backup"] is None
-    assert _heads(db_url)["booking"] == "booking_016"
+    assert _heads(db_url)["booking"] == "booking_017"
     assert _heads(db_url)["bar"] == before["bar"]
 
 

@@ -254,6 +254,7 @@ def test_level_2_of_table_combinations_loses_nothing_and_is_restored(
         "booking-integrity",
         "booking-observability",
         "assignment-times",
+        "booking-distribution-keys",
     ]
     assert row_counts(data_url) == counts
     assert "booking_assignment_validation" not in _triggers(data_url)

@@ -33,6 +33,7 @@ ORDER = [
     "booking-observability.md",
     "assignment-times.md",
     "bar-distribution-keys.md",
+    "booking-distribution-keys.md",
 ]
 
 

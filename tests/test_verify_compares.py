@@ -42,7 +42,7 @@ def test_a_rewound_alembic_version_still_compares_and_finds_the_dropped_policy(
     _sql(
         db_url,
         "UPDATE alembic_version SET version_num = 'booking_009' "
-        "WHERE version_num = 'booking_017'; DROP POLICY sales_insert_own ON public.sales",
+        "WHERE version_num = 'booking_020'; DROP POLICY sales_insert_own ON public.sales",
     )
     text, report = _verify(db_url)
     assert text.exit_code == 3 and report["status"] in ("drift", "tampered"), report["status"]
@@ -83,7 +83,7 @@ def test_a_schema_without_alembic_version_is_drift(db_url: str) -> None:
 def test_a_revision_this_checkout_does_not_know_is_not_compared(db_url: str) -> None:
     _sql(
         db_url,
-        "UPDATE alembic_version SET version_num = 'booking_999' WHERE version_num = 'booking_017'",
+        "UPDATE alembic_version SET version_num = 'booking_999' WHERE version_num = 'booking_020'",
     )
     text, report = _verify(db_url)
     assert text.exit_code in (3, 5) and report["drift_status"] == "not_compared"
@@ -173,7 +173,7 @@ def _dump(url: str, out: Path) -> str:
         ("DROP POLICY sales_insert_own ON public.sales", 3, "drift"),
         (
             "UPDATE alembic_version SET version_num = 'booking_999' "
-            "WHERE version_num = 'booking_017'",
+            "WHERE version_num = 'booking_020'",
             5,
             "not_compared",
         ),

@@ -24,7 +24,8 @@ Deterministic: ids are md5(seed:kind:n) uuids and every choice is a hash of (see
 (hashint8extended), never random() or now(); timestamps are relative to `anchor` (default
 today, UTC). Only the baseline columns (revision booking_001) are written, so the same
 load runs on a database at booking-baseline and on one migrated to all heads; neighbours
-go to table_adjacencies only where that table exists (table-combinations onwards).
+go to table_adjacencies only where that table exists (table-combinations onwards), and
+the assignments' restaurant_id only where that column exists (booking_018 onwards).
 
 The rows are bulk-inserted with session_replication_role = replica (the row triggers, FK
 checks included, are skipped; exclusion constraints still apply), and they are rows the
@@ -229,6 +230,12 @@ SELECT md5(%(seed)s || ':allocation:' || n)::uuid, restaurant_id, id, 'table', t
 FROM _gen_bookings ORDER BY n
 """,
 }
+# The assignments from booking_018 on (restaurant_id, the booking's).
+ASSIGNMENTS_WITH_TENANT_KEY = """
+INSERT INTO booking_table_assignments (id, booking_id, table_id, assigned_at, restaurant_id)
+SELECT md5(%(seed)s || ':assignment:' || n)::uuid, id, table_id, created_at, restaurant_id
+FROM _gen_bookings ORDER BY n
+"""
 
 
 def plan(scale: float, anchor: dt.date, past_share: float = PAST_SHARE) -> dict[str, int | dt.date]:
@@ -273,6 +280,15 @@ def load(
         "epoch": dt.datetime.combine(anchor, dt.time(), dt.UTC) - dt.timedelta(days=365),
     }
     has_adjacencies = scalar(conn, "SELECT to_regclass('public.table_adjacencies')") is not None
+    # booking-distribution-keys (booking_018) gave the assignments restaurant_id, which the
+    # trigger skipped here would fill: written by the load where the column exists.
+    assignment_tenant_key = bool(
+        scalar(
+            conn,
+            "SELECT count(*) FROM pg_attribute WHERE attname = 'restaurant_id' "
+            "AND attrelid = to_regclass('public.booking_table_assignments')",
+        )
+    )
     counts: dict[str, int] = {}
     with conn.transaction():
         # Bulk load: skip row triggers and FK checks (the rows satisfy them by construction).
@@ -285,6 +301,8 @@ def load(
         for table, statement in INSERTS.items():
             if table == "table_adjacencies" and not has_adjacencies:
                 continue
+            if table == "booking_table_assignments" and assignment_tenant_key:
+                statement = ASSIGNMENTS_WITH_TENANT_KEY
             counts[table] = conn.execute(statement, params).rowcount
     # Not in the transaction: VACUUM cannot run inside one.
     conn.execute("VACUUM (ANALYZE) " + ", ".join(counts))

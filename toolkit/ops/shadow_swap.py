@@ -459,7 +459,10 @@ def _create_shadow(swap: ExclusionSwap) -> None:
         ):
             op.execute(f"ALTER TABLE public.{swap.shadow} ADD CONSTRAINT {name} {definition}")
     quoted = [f'"{c}"' for c in columns]
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in quoted if c != f'"{swap.key}"')
+    keys = _conflict_columns(swap)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in quoted if c not in keys)
+    moved = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in keys)
+    old_row = " AND ".join(f"{c} = OLD.{c}" for c in keys)
     # The live table still enforces the old constraint (deferred); the shadow's copy of
     # the new one is deferred too while mirroring, so a transaction that is valid on the
     # live table at commit never fails on the shadow midway.
@@ -475,14 +478,14 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp 
 BEGIN
     SET CONSTRAINTS public.{temp_constraint} DEFERRED;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        IF TG_OP = 'DELETE' OR OLD.{swap.key} IS DISTINCT FROM NEW.{swap.key} THEN
-            DELETE FROM public.{swap.shadow} WHERE {swap.key} = OLD.{swap.key};
+        IF TG_OP = 'DELETE' OR {moved} THEN
+            DELETE FROM public.{swap.shadow} WHERE {old_row};
         END IF;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         INSERT INTO public.{swap.shadow} ({", ".join(quoted)})
         VALUES ({", ".join(f"NEW.{c}" for c in quoted)})
-        ON CONFLICT ({swap.key}) DO UPDATE SET {updates};
+        ON CONFLICT ({", ".join(keys)}) DO UPDATE SET {updates};
     END IF;
     RETURN NULL;
 END;
@@ -500,9 +503,24 @@ $t$;
 """)
 
 
+def _conflict_columns(swap: ExclusionSwap) -> list[str]:
+    """The live table's primary key columns, quoted: where the mirror's upsert and the
+    copy meet in the shadow (an ON CONFLICT target must match a unique index exactly, and
+    a key may hold more than swap.key: booking_020 made allocations' (id, restaurant_id));
+    swap.key alone when the table has no primary key."""
+    found = _rows(
+        "SELECT a.attname FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, n), "
+        "pg_attribute a WHERE i.indrelid = to_regclass(%(t)s) AND i.indisprimary "
+        "AND a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n",
+        {"t": f"public.{swap.table}"},
+    )
+    return [f'"{r[0]}"' for r in found] or [f'"{swap.key}"']
+
+
 def _copy_rows(swap: ExclusionSwap) -> int:
     """Keyset batches, one short transaction each; ON CONFLICT skips rows already mirrored."""
     driver = _driver()
+    conflict = ", ".join(_conflict_columns(swap))
     last: Any = None
     copied = 0
     batches = 0
@@ -521,7 +539,7 @@ def _copy_rows(swap: ExclusionSwap) -> int:
                     ORDER BY {swap.key} LIMIT {swap.batch_size}
                 ), ins AS (
                     INSERT INTO public.{swap.shadow} SELECT * FROM src
-                    ON CONFLICT ({swap.key}) DO NOTHING
+                    ON CONFLICT ({conflict}) DO NOTHING
                 )
                 SELECT (SELECT {swap.key} FROM src ORDER BY {swap.key} DESC LIMIT 1),
                        (SELECT count(*) FROM src)
