@@ -98,7 +98,7 @@ def check(
             from toolkit.errors import BadInput
 
             raise BadInput(f"--format must be table, json or prometheus, not {fmt!r}")
-        timeout_ms, every_seconds = _timing(timeout, watch)
+        timeout_ms, every_seconds = parsed_timing(timeout, watch)
         override = health.window_option(window, days)
         every = health.load_checks()
         if list_checks or explain:
@@ -123,7 +123,7 @@ def check(
             raise typer.Exit(code)
 
 
-def _timing(timeout: str, watch: str | None) -> tuple[int, float | None]:
+def parsed_timing(timeout: str, watch: str | None) -> tuple[int, float | None]:
     """--timeout in whole ms for SET statement_timeout, and --watch in seconds (or None)."""
     from toolkit import durations as d
 

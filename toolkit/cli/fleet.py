@@ -167,11 +167,11 @@ def check(
     Example: `venuedb fleet check --inventory fleet.toml --domain booking`."""
 
     def prepare(out: Output) -> Job:
-        from toolkit.cli.check import _timing
+        from toolkit.cli.check import parsed_timing
         from toolkit.fleet.jobs import check_job
         from toolkit.integrity import health_checks as health
 
-        timeout_ms, _ = _timing(timeout, None)
+        timeout_ms, _ = parsed_timing(timeout, None)
         override = health.window_option(window, None)
         chosen = health.select(health.load_checks(), names or [], domain)
         return check_job(chosen, override, timeout_ms, named=bool(names))
