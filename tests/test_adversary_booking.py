@@ -79,9 +79,11 @@ INSERT INTO table_holds (id, restaurant_id, booking_id, zone_id, start_at, end_a
     ('{hold_old}', '{rA}', '{pending}', '{zA}', '2031-01-01 19:00+00', '2031-01-01 21:00+00', now() + interval '1 day');
 INSERT INTO table_hold_members (hold_id, table_id) VALUES
     ('{hold}', '{A2}'), ('{hold_cancelled}', '{A3}'), ('{hold_spare}', '{A3}');
--- Written before booking-integrity: B's table held for A's booking.
+-- Written before booking-integrity: B's table held for A's booking (restaurant_id, which
+-- booking-distribution-keys backfilled from the hold, is A's).
 SET session_replication_role = replica;
-INSERT INTO table_hold_members (hold_id, table_id) VALUES ('{hold_old}', '{B1}');
+INSERT INTO table_hold_members (hold_id, table_id, restaurant_id)
+VALUES ('{hold_old}', '{B1}', '{rA}');
 SET session_replication_role = DEFAULT;
 -- The confirmed bookings, confirmed the supported way.
 INSERT INTO table_holds (id, restaurant_id, booking_id, start_at, end_at, expires_at) VALUES
@@ -586,8 +588,10 @@ def test_no_function_of_ours_is_executable_by_public_or_anon(world_url: str) -> 
 # exactly one check (issue 19): confirmed_bookings_out_of_step reads the confirmed and
 # checked-in bookings once, tables included; cross_restaurant_tables the other statuses,
 # the allocations' own tables and the holds. Each rule broken with the triggers off.
+# The booking's restaurant in restaurant_id, as the fill trigger (off here) would write it.
 ASSIGN = (
-    "INSERT INTO booking_table_assignments (booking_id, table_id) VALUES ('{booking}', '{table}')"
+    "INSERT INTO booking_table_assignments (booking_id, table_id, restaurant_id) "
+    "SELECT '{booking}', '{table}', restaurant_id FROM bookings WHERE id = '{booking}'"
 )
 SPLIT = [
     (

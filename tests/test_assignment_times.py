@@ -60,7 +60,12 @@ def _plan(url: str, check: str) -> str:
 
 
 def _assignments(url: str) -> list[tuple[object, ...]]:
-    return rows_at(url, "SELECT * FROM booking_table_assignments ORDER BY id")
+    """The rows as booking_017 knows them (booking-distribution-keys adds restaurant_id later,
+    and a rollback to booking_016 drops it)."""
+    return rows_at(
+        url,
+        "SELECT to_jsonb(a) - 'restaurant_id' FROM booking_table_assignments AS a ORDER BY id",
+    )
 
 
 def _statuses(url: str) -> dict[str, str]:
@@ -81,7 +86,8 @@ def test_the_release_is_booking_017_alone_at_the_booking_head() -> None:
 
 
 def test_the_index_is_valid_at_the_heads_and_the_window_checks_use_it(data_url: str) -> None:
-    assert "booking_017" in _heads(data_url)
+    (booking_head,) = [h for h in _heads(data_url) if h.startswith("booking_")]
+    assert int(booking_head.removeprefix("booking_")) >= 17
     assert _index(data_url) == (
         f"CREATE INDEX {INDEX} ON public.booking_table_assignments USING btree (assigned_at)",
         True,

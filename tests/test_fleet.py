@@ -19,10 +19,15 @@ from tests.conftest import Server
 from tests.queries import rows_at, scalar
 from toolkit.engine.locks import DEPLOY_LOCK, NAMESPACE
 from toolkit.engine.migrate import RunOptions, run
+from toolkit.engine.revisions import script_directory
 from toolkit.server.connection import Target
 
-# The index booking_017 (the last revision of booking) builds: dropped, it is drift.
+# An index the heads have (booking_017's): dropped, it is drift.
 LAST_INDEX = "idx_booking_table_assignments_assigned_at"
+# The booking branch's last revision, and the one before it: a database there has one
+# revision to apply.
+BOOKING_HEAD = next(h for h in script_directory().get_heads() if h.startswith("booking_"))
+BEFORE_BOOKING_HEAD = str(script_directory().get_revision(BOOKING_HEAD).down_revision)
 
 
 def _clones(server: Server, template: str, count: int, prefix: str) -> Iterator[list[str]]:
@@ -43,12 +48,17 @@ def fleet_urls(pg_server: Server, template_db: str) -> Iterator[list[str]]:
 
 @pytest.fixture(scope="module")
 def before_last_booking_release(pg_server: Server, template_db: str) -> Iterator[str]:
-    """A template one revision short of the heads (booking_017, one index built
-    CONCURRENTLY, pending): an apply with little to do."""
+    """A template one revision short of the heads (the booking head pending): an apply
+    with little to do."""
     name = f"fleet_old_{uuid.uuid4().hex[:8]}"
     janitor = pg_server.janitor(name, template=template_db)
     janitor.init()
-    run(Target(pg_server.url(name), "tests"), "downgrade", "booking_016", RunOptions(actor="tests"))
+    run(
+        Target(pg_server.url(name), "tests"),
+        "downgrade",
+        BEFORE_BOOKING_HEAD,
+        RunOptions(actor="tests"),
+    )
     yield name
     janitor.drop()
 
@@ -206,7 +216,7 @@ def test_only_selects_databases_and_an_unknown_name_is_refused(
     assert [d["name"] for d in document["databases"]] == ["db-3", "db-1"]
     for entry in document["databases"]:
         assert entry["result"]["status"] == "ok" and entry["result"]["pending"] == []
-        assert entry["result"]["branches"]["booking"] == "booking_017"
+        assert entry["result"]["branches"]["booking"] == BOOKING_HEAD
     code, document = _fleet("status", "--inventory", str(inventory), "--only", "db-7")
     assert code == 2
     assert document["status"] == "bad_input"
@@ -245,7 +255,7 @@ def test_check_keeps_each_database_checks_document_and_exit_code(
 def pending(
     pg_server: Server, before_last_booking_release: str
 ) -> Iterator[Callable[[int], list[str]]]:
-    """pending(n): n new databases with booking_017 still to apply (dropped after the test)."""
+    """pending(n): n new databases with the booking head still to apply (dropped after)."""
     made: list[Iterator[list[str]]] = []
 
     def make(count: int) -> list[str]:
@@ -259,7 +269,7 @@ def pending(
 
 @pytest.fixture(scope="module")
 def shared_pending(pg_server: Server, before_last_booking_release: str) -> Iterator[str]:
-    """One database with booking_017 pending, that no test may apply to."""
+    """One database with the booking head pending, that no test may apply to."""
     for urls in _clones(pg_server, before_last_booking_release, 1, "fleet_never"):
         yield urls[0]
 
@@ -299,17 +309,24 @@ def test_apply_gives_every_database_its_own_deployment_record(
     entries = _by_name(document)
     for i, url in enumerate(pending_urls):
         result = entries[f"db-{i}"]["result"]  # `venuedb apply --json`'s document
-        assert result["status"] == "ok" and result["done"] == ["booking_017"]
+        assert result["status"] == "ok" and result["done"] == [BOOKING_HEAD]
         ((deployment_id, command, outcome, actor, booking),) = _deployments(url)
         assert (command, outcome, actor, booking) == (
             "apply",
             "succeeded",
             "fleet-tests",
-            "booking_017",
+            BOOKING_HEAD,
         )
         assert result["deployment_id"] == deployment_id
         with psycopg.connect(url) as conn:
-            assert scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"public.{LAST_INDEX}",))
+            assert (
+                scalar(
+                    conn,
+                    "SELECT count(*) FROM alembic_version WHERE version_num = %s",
+                    (BOOKING_HEAD,),
+                )
+                == 1
+            )
 
 
 def test_apply_stops_at_a_database_whose_deploy_lock_is_held(

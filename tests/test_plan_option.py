@@ -74,8 +74,8 @@ def test_apply_plan_is_refused_with_sql_or_a_rehearsal(db_url: str) -> None:
 
 
 def test_rollback_plan(db_url: str) -> None:
-    doc = _planned(db_url, "rollback", "assignment-times", "--database-url", db_url)
-    assert [r["revision"] for r in doc["planned"]] == ["booking_017"]
+    doc = _planned(db_url, "rollback", "bar-distribution-keys", "--database-url", db_url)
+    assert [r["revision"] for r in doc["planned"]] == ["bar_019", "bar_018"]
 
 
 def test_rollout_plan(bar_baseline_url: str) -> None:

@@ -36,7 +36,7 @@ def test_every_release_rolls_out_on_a_database_with_data(empty_db_url: str, tmp_
         ).fetchall()
     assert results and {r[0] for r in results} == {"succeeded"}
     assert len(list((tmp_path / "backups").glob("*.dump"))) == len(load_releases())
-    listed = as_json(invoke("records", "--database-url", empty_db_url, "--json", "--last", "50"))
+    listed = as_json(invoke("records", "--database-url", empty_db_url, "--json", "--last", "200"))
     assert sum(r["command"] == "rollout" for r in listed["records"]) == len(load_releases())
 
 

@@ -165,12 +165,12 @@ def test_verify_on_a_standby_below_the_heads_needs_a_scratch_url_and_never_says_
 ) -> None:
     primary = replicated.primary_url(replicated_migrated_db)
     standby = replicated.standby_url(replicated_migrated_db)
-    down = invoke("rollback", "assignment-times", "--yes", "--database-url", primary)
+    down = invoke("rollback", "bar-distribution-keys", "--yes", "--database-url", primary)
     assert down.exit_code == 0, down.output
     _on_the_standby(
         replicated,
         "SELECT 1 WHERE NOT EXISTS (SELECT FROM alembic_version WHERE version_num = %s)",
-        ("booking_017",),
+        ("bar_019",),
         replicated_migrated_db,
     )
     before = _written_state(primary)
