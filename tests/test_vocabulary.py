@@ -103,10 +103,10 @@ def test_check_timeout_reaches_the_checks_in_milliseconds(
 
 
 def test_check_watch_is_a_duration() -> None:
-    from toolkit.cli.check import _timing
+    from toolkit.cli.check import parsed_timing
 
-    assert _timing("5s", None) == (5000, None)
-    assert _timing("500ms", "1m") == (500, 60.0)
+    assert parsed_timing("5s", None) == (5000, None)
+    assert parsed_timing("500ms", "1m") == (500, 60.0)
 
 
 def test_the_help_shows_durations_with_their_unit() -> None:
