@@ -20,6 +20,12 @@ WAL the standby lacks, independent of the throttle's own estimate.
 
 Targets (issue 22): replay lag p99 < 1 s with throttling, and its throughput >= 50 %
 of the unthrottled run's.
+
+Then, for comparison (--stall SECONDS, default 10; 0 skips them), both again with the
+standby's replay paused 5 s into the run for that long, as a long query or a slow disk
+would hold it back: its lag grows the same either way while replay is stopped, so these
+rows show what the throttle changes, the WAL that piles up behind the standby
+(behind_max_mb) and how long it takes to catch up once replay resumes.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import psycopg
@@ -34,6 +41,7 @@ import psycopg
 from bench.common import (
     BackgroundLoop,
     Goal,
+    as_comparison,
     bench_server,
     percentile,
     report,
@@ -86,6 +94,22 @@ class LagSampler(BackgroundLoop):
                 )
                 stop.wait(self.interval)
 
+    def behind_bytes(self, since: float, until: float) -> list[int]:
+        """WAL written but not replayed at each sample in [since, until)."""
+        return [
+            max(w - r, 0)
+            for (at, w), (_, r) in zip(self.written, self.replayed, strict=False)
+            if since <= at < until
+        ]
+
+    def caught_up_at(self, since: float) -> float | None:
+        """The first sample at or after `since` at which the standby had replayed all the
+        primary had written at the sample before."""
+        for i in range(1, len(self.replayed)):
+            if self.replayed[i][0] >= since and self.replayed[i][1] >= self.written[i - 1][1]:
+                return self.replayed[i][0]
+        return None
+
     def lags(self, since: float, until: float) -> list[float]:
         """The replay lag at each standby sample in [since, until), in seconds."""
         result = []
@@ -116,6 +140,26 @@ def caught_up(primary_url: str, standby_url: str, timeout: float = 600.0) -> flo
     return time.monotonic() - started
 
 
+@dataclass
+class ReplayStall(BackgroundLoop):
+    """A standby hiccup: replay paused `after` seconds into the run, for `hold` seconds
+    (as a long query holding back replay, or a slow disk, would)."""
+
+    standby_url: str
+    after: float = 5.0
+    hold: float = 10.0
+    resumed_at: float | None = None
+
+    def loop(self, stop: threading.Event) -> None:
+        with psycopg.connect(self.standby_url, autocommit=True) as standby:
+            if stop.wait(self.after):
+                return
+            standby.execute("SELECT pg_wal_replay_pause()")
+            stop.wait(self.hold)
+            standby.execute("SELECT pg_wal_replay_resume()")
+            self.resumed_at = time.monotonic()
+
+
 def streaming_standby(server: EmbeddedServer) -> Standby:
     """The benchmark server's standby, started; rebuilt when it cannot stream any more (no
     replication slot: the WAL it needed since its last run may be recycled)."""
@@ -139,7 +183,9 @@ def streaming_standby(server: EmbeddedServer) -> Standby:
     return standby
 
 
-def measure(variant: str, limits: Limits, args: argparse.Namespace, standby: Standby) -> dict:
+def measure(
+    variant: str, limits: Limits, args: argparse.Namespace, standby: Standby, stall: bool = False
+) -> dict:
     url = clone_database_file_copy(TEMPLATE, COPY)
     standby_url = with_database(standby.url("postgres"), COPY)
     admins = (bench_server().url("postgres"), standby.url("postgres"))
@@ -147,19 +193,27 @@ def measure(variant: str, limits: Limits, args: argparse.Namespace, standby: Sta
     settle()
     caught_up(*admins)
     sampler = LagSampler(url, standby_url)
+    hiccup = ReplayStall(standby.url("postgres"), hold=args.stall)
     with sampler.running():
         time.sleep(0.5)
         started = time.monotonic()
-        outcome = run(
-            Target(url, "bench"),
-            find_backfill(BACKFILL),
-            Options(batch_size=args.batch_size, limits=limits),
-        )
+        with hiccup.running() if stall else nullcontext():
+            outcome = run(
+                Target(url, "bench"),
+                find_backfill(BACKFILL),
+                Options(batch_size=args.batch_size, limits=limits),
+            )
         finished = time.monotonic()
         drained = caught_up(*admins)
+        time.sleep(0.2)
     lags = sorted(sampler.lags(started, finished))
+    behind = sampler.behind_bytes(started, finished)
     seconds = finished - started
     throttle = outcome.throttle or {}
+    catch_up = None
+    if stall and hiccup.resumed_at is not None:
+        at = sampler.caught_up_at(hiccup.resumed_at)
+        catch_up = round(at - hiccup.resumed_at, 2) if at is not None else None
     return {
         "variant": variant,
         "rows": outcome.rows,
@@ -168,7 +222,9 @@ def measure(variant: str, limits: Limits, args: argparse.Namespace, standby: Sta
         "lag_p50_s": round(percentile(lags, 50), 3),
         "lag_p99_s": round(percentile(lags, 99), 3),
         "lag_max_s": round(lags[-1], 3) if lags else 0.0,
+        "behind_max_mb": round(max(behind, default=0) / 2**20, 1),
         "drain_after_s": round(drained, 2),
+        "catch_up_after_stall_s": catch_up if stall else "-",
         "pauses": throttle.get("pauses", 0),
         "waited_s": throttle.get("waited_seconds", 0.0),
         "state": outcome.state,
@@ -187,6 +243,12 @@ def main() -> None:
     parser = scaled_parser(__doc__)
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--max-replica-lag", default="1s")
+    parser.add_argument(
+        "--stall",
+        type=float,
+        default=10.0,
+        help="seconds the standby's replay is paused in the stall variants (0: no such runs)",
+    )
     args = parser.parse_args()
     server = bench_server()
     prepare(TEMPLATE, scale=args.scale, seed=args.seed, reuse=True)
@@ -198,9 +260,19 @@ def main() -> None:
             measure("unthrottled", OFF, args, standby),
             measure(f"throttled (lag {args.max_replica_lag})", throttled, args, standby),
         ]
+        if args.stall:
+            # What the throttle is for: a standby that falls behind. Its lag grows the
+            # same either way while replay is stopped; what differs is how much WAL piles
+            # up behind it and how long it takes to catch up once replay resumes.
+            stalled = f"replay stalled {args.stall:g} s"
+            for variant, limits in (
+                (f"unthrottled, {stalled}", OFF),
+                (f"throttled, {stalled}", throttled),
+            ):
+                rows.append(as_comparison(measure(variant, limits, args, standby, stall=True)))
     finally:
         standby.stop()
-    free, held = rows
+    free, held = rows[:2]
     share = held["rows_per_s"] / free["rows_per_s"] if free["rows_per_s"] else 0.0
     goals = [
         Goal(
@@ -219,7 +291,12 @@ def main() -> None:
     report(
         "replica_lag",
         rows,
-        {"scale": args.scale, "seed": args.seed, "batch_size": args.batch_size},
+        {
+            "scale": args.scale,
+            "seed": args.seed,
+            "batch_size": args.batch_size,
+            "stall_seconds": args.stall,
+        },
         goals,
     )
 
