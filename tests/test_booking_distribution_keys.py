@@ -362,3 +362,59 @@ def test_the_release_goes_down_and_up_with_the_rows_kept(rows_url: str) -> None:
     assert _without_tenant_key(rows_url) == []
     code = invoke("verify", "--database-url", rows_url).exit_code
     assert code == 0
+
+
+def test_an_apply_killed_midway_through_the_key_swap_is_finished_by_the_next(
+    rows_url: str,
+) -> None:
+    """kill -9 of `venuedb apply` while booking_020 waits for a lock on allocations (the swap
+    of bookings drops allocations' keys to it), zones already swapped in its own committed
+    transaction: the database stays at booking_019, half swapped, and the next apply
+    finishes the swap with every key right and every row kept."""
+    import signal
+    import time
+
+    from tests.clihelpers import spawn
+
+    target, options = Target(rows_url, "tests"), RunOptions(actor="tests")
+    run(target, "upgrade", "booking_019", options)
+    counts = row_counts(rows_url)
+    reader = psycopg.connect(rows_url)
+    reader.execute("SELECT 1 FROM allocations LIMIT 1")  # holds ACCESS SHARE until rollback
+    try:
+        apply = spawn(
+            "apply", "booking_020", "--database-url", rows_url,
+            "--lock-timeout", "200ms", "--retries", "20",
+        )  # fmt: skip
+        with psycopg.connect(rows_url, autocommit=True) as admin:
+            deadline = time.monotonic() + 60
+            while not scalar(
+                admin,
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'allocations'::regclass "
+                "AND mode = 'AccessExclusiveLock' AND NOT granted)",
+            ):
+                assert time.monotonic() < deadline and apply.poll() is None, "no swap waiting"
+                time.sleep(0.02)
+            apply.send_signal(signal.SIGKILL)
+            apply.wait(30)
+            half: dict[str, str] = dict(
+                admin.execute(
+                    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conname IN ('zones_pkey', 'bookings_pkey')"
+                ).fetchall()
+            )
+    finally:
+        reader.rollback()
+        reader.close()
+    assert half == {
+        "zones_pkey": "PRIMARY KEY (id, restaurant_id)",
+        "bookings_pkey": "PRIMARY KEY (id)",
+    }, "killed after zones' swap, before bookings'"
+    assert _heads(rows_url)["booking"] == "booking_019"
+    assert row_counts(rows_url) == counts
+    again = invoke("apply", "booking_020", "--database-url", rows_url, "--json")
+    assert again.exit_code == 0, again.output
+    assert _heads(rows_url)["booking"] == "booking_020"
+    assert _without_tenant_key(rows_url) == []
+    assert row_counts(rows_url) == counts and _mismatches(rows_url) == 0
+    assert invoke("verify", "--database-url", rows_url).exit_code == 0
