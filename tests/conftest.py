@@ -108,6 +108,9 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "synchronous_commit": "off",
             "full_page_writes": "off",
             "max_connections": "200",
+            # Calls per function, read by the mutation runner (mutation/plugin.py) to
+            # learn which tests run which functions.
+            "track_functions": "all",
         },
         binaries=Path(binaries) if binaries else None,
     )
@@ -191,15 +194,30 @@ def migrate_all(url: str) -> None:
     run(Target(url, "tests"), "upgrade", None, RunOptions(actor="tests"))
 
 
+# The mutation runner (mutation/plugin.py) swaps the template tests clone for a mutated
+# copy of it between its passes over the tests; it finds the server and the migrated
+# template here.
+TEMPLATE_OVERRIDE = pytest.StashKey[str]()
+MIGRATED_TEMPLATE = pytest.StashKey[tuple[Server, str]]()
+
+
 @pytest.fixture(scope="session")
-def template_db(pg_server: Server) -> Iterator[str]:
+def migrated_template(request: pytest.FixtureRequest, pg_server: Server) -> Iterator[str]:
     name = f"venuedb_template_{os.getpid()}"
     janitor = pg_server.janitor(name)
     janitor.drop()
     janitor.init()
     migrate_all(pg_server.url(name))
+    request.config.stash[MIGRATED_TEMPLATE] = (pg_server, name)
     yield name
     janitor.drop()
+
+
+@pytest.fixture(scope="module")
+def template_db(request: pytest.FixtureRequest, migrated_template: str) -> str:
+    """The database tests clone: the fully migrated template, or, under the mutation
+    runner, a copy of it with one rule weakened."""
+    return request.config.stash.get(TEMPLATE_OVERRIDE, migrated_template)
 
 
 @pytest.fixture
