@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-compat lint format bench clean
+.PHONY: demo test test-compat lint format bench mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test-compat: $(STAMP)
 # Every benchmark of bench/ on an embedded server of its own; SCALE=0.1 for a quick run.
 bench: $(STAMP)
 	$(BIN)/python -m bench --scale $(or $(SCALE),1.0)
+
+# Schema mutation testing (mutation/, README "Schema mutation testing"): every rule weakened
+# one way at a time, against `venuedb verify` and the rule tests; too slow for `make test`.
+mutation: $(STAMP)
+	$(BIN)/python -m mutation
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

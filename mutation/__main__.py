@@ -1,0 +1,216 @@
+"""Schema mutation testing: `make mutation` (`.venv/bin/python -m mutation`).
+
+Every rule-bearing object the releases create (constraints, triggers, policies,
+functions, tables, roles) is weakened one way at a time in a copy of the migrated
+template (mutation/kinds.py). For each mutation, `venuedb verify` runs against the copy
+and the rule tests of the object's domain (mutation/domains.toml) run against clones of
+it. Two workers (the machine's 2 cores), each a pytest session with an embedded server of
+its own (mutation/plugin.py), share the mutations.
+
+Writes mutation/results/mutation-report.md and .json, prints both scores and every
+survivor. Exit 0 only when verify detected every mutation, every mutation PostgreSQL was
+given applied, the tests killed at least 95 % and every survivor is explained in
+mutation/survivors.toml; 1 otherwise; 2 when the run itself broke (a red test or an
+unclean verify on the unmutated schema, a worker that crashed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import IO, Any
+
+from mutation import report as reporting
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+
+
+def _test_files() -> list[str]:
+    data = tomllib.loads((HERE / "domains.toml").read_text(encoding="utf-8"))
+    return sorted({f for d in data["domain"].values() for f in d["tests"]})
+
+
+def _relay(stream: IO[str], quiet: bool) -> None:
+    for line in stream:
+        if line.startswith("[worker") and not (
+            quiet
+            and "SURVIVED" not in line
+            and "MISSED" not in line
+            and "NOT APPLIED" not in line
+            and "mutations generated" not in line
+        ):
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        elif line.startswith(("E ", "ERROR", "Traceback")) or "Error" in line[:40]:
+            sys.stdout.write(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mutation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--workers", type=int, default=2, help="pytest sessions in parallel (2)")
+    parser.add_argument(
+        "--select", default="", metavar="TEXT", help="only the mutations whose id contains TEXT"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only survivors and misses")
+    parser.add_argument(
+        "--json", action="store_true", help="print the JSON report, not the summary"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the report from the last run's results (after editing survivors.toml)",
+    )
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    RESULTS.mkdir(exist_ok=True)
+    if args.report_only:
+        if not RUN_FILE.exists():
+            print(f"no results of a run in {RESULTS}: run `make mutation` first", file=sys.stderr)
+            return 2
+        run = json.loads(RUN_FILE.read_text(encoding="utf-8"))
+    else:
+        run = _run_workers(args.workers, args.select, quiet=args.quiet or args.json)
+        RUN_FILE.write_text(json.dumps(run) + "\n", encoding="utf-8")
+    results, problems, equivalent = _collect(run)
+    result = reporting.Report(
+        results, reporting.load_explanations(), run["seconds"], problems, equivalent
+    )
+    data = result.to_dict()
+    (RESULTS / "mutation-report.json").write_text(
+        json.dumps(data, indent=2) + "\n", encoding="utf-8"
+    )
+    (RESULTS / "mutation-report.md").write_text(result.markdown(), encoding="utf-8")
+    if args.json:
+        print(json.dumps({k: v for k, v in data.items() if k != "results"}, indent=2))
+    else:
+        _summary(result)
+    return exit_code(result)
+
+
+RUN_FILE = RESULTS / "run.json"
+
+
+def exit_code(result: reporting.Report) -> int:
+    """2: the run itself broke; 1: a target missed or a survivor unexplained; 0: neither."""
+    if result.problems:
+        return 2
+    return 1 if result.failures else 0
+
+
+def _run_workers(count: int, select: str, quiet: bool) -> dict[str, object]:
+    """Start the workers, relay their progress, wait: where their results are."""
+    started = time.monotonic()
+    outs = [RESULTS / f"worker-{k}.jsonl" for k in range(count)]
+    for stale in RESULTS.glob("coverage-*.json"):  # the workers pool theirs through these
+        stale.unlink()
+    # The server variables would point both workers at one server, whose roles (cluster
+    # wide: BYPASSRLS) they would share.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VENUEDB_TEST_DATABASE_URL", "VENUEDB_TEST_PG_BIN")
+    }
+    workers = []
+    for k, out in enumerate(outs):
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "mutation.plugin",
+            "--mutation-out",
+            str(out),
+            "--mutation-shard",
+            f"{k}/{count}",
+            "--mutation-select",
+            select,
+            *_test_files(),
+        ]
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=HERE.parent,
+        )
+        assert process.stdout is not None
+        relay = threading.Thread(target=_relay, args=(process.stdout, quiet), daemon=True)
+        relay.start()
+        workers.append((process, relay))
+    codes = []
+    for process, relay in workers:
+        codes.append(process.wait())
+        relay.join()
+    return {
+        "outs": [str(o) for o in outs],
+        "codes": codes,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def _collect(run: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
+    """The mutations' results, what broke the run (a red baseline, a worker that stopped
+    early), and the mutations not made as equivalent."""
+    results, problems, equivalent = [], [], {}
+    for k, (out, code) in enumerate(zip(run["outs"], run["codes"], strict=True)):
+        path = Path(out)
+        lines = (
+            [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+            if path.exists()
+            else []
+        )
+        broken = False
+        for line in lines:
+            if "baseline_failed" in line:
+                broken = True
+                problems.append(
+                    f"worker {k}: a rule test fails on the unmutated schema: "
+                    f"{line['baseline_failed']}"
+                )
+            elif "baseline_verify" in line:
+                broken = True
+                problems.append(f"worker {k}: venuedb verify is not clean on the unmutated schema")
+            elif "equivalent" in line:
+                equivalent.update(line["equivalent"])
+            elif "id" in line:
+                results.append(line)
+        if not broken and not any("worker_done" in x for x in lines):
+            problems.append(f"worker {k} stopped before its last mutation (pytest exit {code})")
+    return results, problems, equivalent
+
+
+def _summary(result: reporting.Report) -> None:
+    d = result.to_dict()
+    print()
+    print(f"mutations: {d['mutations']} generated, {d['applied']} applied, in {d['seconds']:.0f} s")
+    print(f"verify score: {d['verify_score']:.1%} (target 100 %)")
+    print(f"test score:   {d['test_score']:.1%} (target {reporting.TEST_TARGET:.0%})")
+    for r in d["verify_missed"]:
+        print(f"  MISSED by verify: {r['id']}: {r['description']}")
+    for r in d["test_survivors"]:
+        why = r["explanation"] or "NOT EXPLAINED (mutation/survivors.toml)"
+        print(f"  survived the tests: {r['id']}: {why}")
+    for r in d["not_applied"]:
+        print(f"  refused by PostgreSQL: {r['id']}: {r['error']}")
+    for failure in d["failures"]:
+        print(f"FAIL: {failure}")
+    print(f"report: {RESULTS / 'mutation-report.md'} and .json")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
