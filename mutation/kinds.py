@@ -37,6 +37,9 @@ class Mutation:
     # Undoes a change outside the database (a role is cluster-wide): run after the mutation.
     revert: str = ""
     release: str = ""  # the release that created or last changed the object
+    # A SQL function PostgreSQL may inline into its caller's query: its calls are not
+    # counted, so the statistics cannot say which tests run it.
+    uncounted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +90,7 @@ def generate(
                 if equivalent is not None:
                     equivalent[f"{obj.kind}.{name} {obj.key}"] = result.why
                 continue
-            relevant = _relevant(obj, name)
+            relevant = _relevant(obj)
             made.append(
                 Mutation(
                     id=f"{obj.kind}.{name} {obj.key}",
@@ -100,19 +103,21 @@ def generate(
                     sql=result.sql,
                     revert=result.revert,
                     release=releases.get(f"{obj.kind} {obj.key}", ""),
+                    uncounted=obj.kind == "function" and bool(obj.facts["inlinable"]),
                 )
             )
     return made
 
 
-def _relevant(obj: RuleObject, kind_name: str) -> tuple[str, ...]:
-    """The tables and functions a test must have touched to notice the mutation: a
-    trigger that stops firing is noticed only by a test that ran its function; one that
-    fires more often (no WHEN), by one that wrote its table."""
-    if obj.kind == "trigger" and kind_name != "no_when":
-        return (str(obj.facts["function"]),)
+def _relevant(obj: RuleObject) -> tuple[str, ...]:
+    """The tables and functions a test must have touched to notice the mutation. A
+    trigger's, and a trigger function's: its tables and its function (PostgreSQL counts
+    a function's call only when it returns, so a test the trigger refused shows only the
+    table)."""
     if obj.kind == "trigger":
         return tuple(sorted({obj.short_name, str(obj.facts["function"])}))
+    if obj.kind == "function":  # a trigger function: and the tables it fires on
+        return tuple(sorted({obj.short_name, *obj.facts["trigger_tables"]}))
     return (obj.short_name,)
 
 
@@ -343,13 +348,17 @@ def check_true(obj: RuleObject, conn: Any) -> Made | Equivalent | None:
 
 @kind("policy", "to_public")
 def to_public(obj: RuleObject, conn: Any) -> Made | Equivalent | None:
-    if not obj.facts["api_privileged"]:
-        return Equivalent(_NO_BOUND_PRIVILEGE)
-    if list(obj.facts["roles"]) == ["public"]:
+    roles = list(obj.facts["roles"])
+    if roles == ["public"]:
         return None
+    if not set(obj.facts["privileged_bound_roles"]) - set(roles):
+        return Equivalent(
+            "every role it would newly cover holds no privilege on the table (anon) or "
+            "bypasses row level security (service_role): no access changes"
+        )
     return Made(
         f"ALTER {_policy(obj)} TO PUBLIC;",
-        f"policy {obj.facts['name']} widened from {', '.join(obj.facts['roles'])} to PUBLIC",
+        f"policy {obj.facts['name']} widened from {', '.join(roles)} to PUBLIC",
     )
 
 

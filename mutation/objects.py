@@ -79,6 +79,9 @@ SELECT 'policy' AS kind, p.schemaname || '.' || p.tablename || '.' || p.policyna
        EXISTS (SELECT 1 FROM unnest(%(bound)s::text[]) r
                WHERE has_table_privilege(r, format('%%I.%%I', p.schemaname, p.tablename),
                                          'SELECT,INSERT,UPDATE,DELETE')) AS api_privileged,
+       ARRAY(SELECT r FROM unnest(%(bound)s::text[]) r
+             WHERE has_table_privilege(r, format('%%I.%%I', p.schemaname, p.tablename),
+                                       'SELECT,INSERT,UPDATE,DELETE')) AS privileged_bound_roles,
        NOT EXISTS (SELECT 1 FROM unnest(p.roles) r
                    WHERE r = 'public' OR NOT coalesce(
                        (SELECT rolbypassrls FROM pg_roles WHERE rolname = r), false))
@@ -107,6 +110,12 @@ SELECT 'function' AS kind,
                 false) AS has_out_arguments,
        p.prosecdef AS security_definer, coalesce(p.proconfig, '{}') AS config,
        p.provolatile::text AS volatility, p.proisstrict AS strict,
+       coalesce((SELECT array_agg(DISTINCT c.relname::text ORDER BY c.relname::text)
+                 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                 WHERE t.tgfoid = p.oid AND NOT t.tgisinternal), '{}') AS trigger_tables,
+       -- What PostgreSQL may inline (SQL, no SET, not SECURITY DEFINER): never counted.
+       (p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql')
+        AND p.proconfig IS NULL AND NOT p.prosecdef) AS inlinable,
        EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
                WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE') AS public_execute,
        has_function_privilege('anon', p.oid, 'EXECUTE') AS anon_execute,

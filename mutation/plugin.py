@@ -26,11 +26,11 @@ import psycopg
 import pytest
 from _pytest.runner import runtestprotocol
 from pytest_postgresql.janitor import DatabaseJanitor
-from typer.testing import CliRunner
 
 from mutation import kinds, objects, releases
 from tests.conftest import MIGRATED_TEMPLATE, TEMPLATE_OVERRIDE, Server
-from toolkit.cli import app
+from toolkit.integrity import verify as verifying
+from toolkit.server.connection import Target
 
 DOMAINS_FILE = Path(__file__).with_name("domains.toml")
 # Tried first for every mutation: the rules every table and function must keep, quick.
@@ -116,6 +116,7 @@ class Worker:
             for i in session.items
             if "template_db" in getattr(i, "fixturenames", ())
             and not any(word in i.name for word in EXCLUDED)
+            and i.nodeid.split("[")[0] not in EXCLUDED_TESTS
         ]
         self.domains, self.always = _load_domains()
         self.sources = {_path(i): Path(str(i.path)).read_text(encoding="utf-8") for i in self.items}
@@ -128,6 +129,7 @@ class Worker:
         self.kills_by_kind: dict[str, Counter[str]] = {}
         self.kills_by_object: dict[str, Counter[str]] = {}
         self.kills_by_object_kind: dict[str, Counter[str]] = {}
+        self.kills_by_table: dict[str, Counter[str]] = {}
 
     def say(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -165,7 +167,11 @@ class Worker:
             self.say(f"venuedb verify is not clean on the unmutated schema: {base_verify}")
             return
         mutations = self.generate(server, template)
-        mine = mutations[self.index :: self.count]
+        # By object, not by mutation: a worker that found one mutation's killer tries it
+        # first on the object's others.
+        order = list(dict.fromkeys(m.object for m in mutations))
+        owner = {obj: n % self.count for n, obj in enumerate(order)}
+        mine = [m for m in mutations if owner[m.object] == self.index]
         self.write(
             {
                 "worker": self.index,
@@ -260,6 +266,7 @@ class Worker:
                     (self.kills_by_kind, mutation.kind),
                     (self.kills_by_object, mutation.object),
                     (self.kills_by_object_kind, mutation.object_kind),
+                    (self.kills_by_table, mutation.table or mutation.object),
                 ):
                     prior.setdefault(key, Counter())[outcome.failed] += 1
         finally:
@@ -282,37 +289,32 @@ class Worker:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def verify(self, url: str) -> dict[str, Any]:
-        """`venuedb verify --json` on the mutated database, in this process."""
-        result = CliRunner().invoke(
-            app, ["verify", "--database-url", url, "--json"], env={"DATABASE_URL": ""}
-        )
-        try:
-            report = json.loads(result.stdout)
-        except ValueError:
-            return {"exit_code": result.exit_code, "verdict": "no report", "named": []}
-        named = [
-            f"{d.get('kind')} {d.get('name')}"
-            for d in report.get("drift", []) + report.get("tamper", [])
-        ] + [
+        """`venuedb verify` on the mutated database: the function the command runs, in
+        this process (building the command line for each call would double its cost)."""
+        found = verifying.verify(Target(url, "mutation"))
+        named = [f"{d.get('kind')} {d.get('name')}" for d in found.drift + found.tamper] + [
             f"postcondition {p.get('kind')} {p.get('object')}"
-            for p in report.get("postconditions", [])
+            for p in found.postconditions
             if not p.get("ok")
         ]
-        return {"exit_code": result.exit_code, "verdict": report.get("verdict"), "named": named}
+        return {"exit_code": found.exit_code, "verdict": found.status, "named": named}
 
     def ordered(self, mutation: kinds.Mutation) -> list[pytest.Item]:
         """The tests that may kill it: tests/test_rules_hold.py's, domains.toml's
         `always`, and those of the object's domain that touched its table or function in
         the baseline run (any of the domain's for a role). First the tests that killed
-        another mutation of the same object, then of the same kind; then those whose
-        module names the object; then the killers of the same kind of object; then
-        test_rules_hold's; then the most killing."""
+        another mutation of the same object; then those whose id names the object or its
+        table; then the killers of the same kind, then of the same table; then those
+        whose module names the object; then the killers of the same kind of object;
+        then test_rules_hold's; then the most killing."""
         domain = self.domains.get(_branch(mutation.release), None)
 
         # A SQL function PostgreSQL inlines into its caller's query is never counted in
         # the statistics (auth.uid()): what no test is seen touching, every test may.
         seen = {n for touched in self.coverage.values() for n in touched}
-        everywhere = mutation.object_kind == "role" or not set(mutation.relevant_names) & seen
+        everywhere = mutation.object_kind == "role" or (
+            mutation.uncounted and not set(mutation.relevant_names) & seen
+        )
 
         def candidate(item: pytest.Item) -> bool:
             if _path(item) == FIRST or item.nodeid in self.always:
@@ -326,19 +328,27 @@ class Worker:
         priors = [
             self.kills_by_object.get(mutation.object, Counter()),
             self.kills_by_kind.get(mutation.kind, Counter()),
+            self.kills_by_table.get(mutation.table or mutation.object, Counter()),
             self.kills_by_object_kind.get(mutation.object_kind, Counter()),
         ]
-
         name = mutation.object.split("(")[0].rsplit(".", 1)[-1]
+        table = (mutation.table or "").rsplit(".", 1)[-1]
+        # The object's name, and a trigger's function: what a test module that means it
+        # would write.
+        terms = {name} | ({n for n in mutation.relevant_names if n != table} if table else set())
 
         def rank(pair: tuple[int, pytest.Item]) -> tuple[int, ...]:
             index, item = pair
-            by_object, by_kind, by_object_kind = (-prior[item.nodeid] for prior in priors)
-            named = 0 if name in self.sources[_path(item)] else 1
+            by_object, by_kind, by_table, by_object_kind = (-p[item.nodeid] for p in priors)
+            # A parametrised test whose id names the object or its table (rls_matrix[sales]).
+            in_id = 0 if name in item.name or (table and f"[{table}]" in item.name) else 1
+            named = 0 if any(t in self.sources[_path(item)] for t in terms) else 1
             first = 0 if _path(item) == FIRST else 1
             return (
                 by_object,
+                in_id,
                 by_kind,
+                by_table,
                 named,
                 by_object_kind,
                 first,
@@ -346,7 +356,7 @@ class Worker:
                 index,
             )
 
-        return [item for _, item in sorted(enumerate(items), key=rank)]
+        return _kept_together([item for _, item in sorted(enumerate(items), key=rank)])
 
     def pool_coverage(self, failed: str | None) -> dict[str, set[str]] | None:
         """Write this worker's coverage beside its results, wait for every worker's:
@@ -437,6 +447,34 @@ def _branch(release: str) -> str:
     return _BRANCHES.get(release, "core")
 
 
+def _kept_together(ranked: list[pytest.Item]) -> list[pytest.Item]:
+    """The ranking, but a module with a module-scoped fixture (the attacker matrix's world)
+    runs all its tests where its first one ranks: interleaved with other modules, its
+    fixture would be built again at every return to it."""
+    out: list[pytest.Item] = []
+    placed: set[str] = set()
+    for item in ranked:
+        if item.nodeid in placed:
+            continue
+        group = [item]
+        if _module_scoped(item):
+            group = [i for i in ranked if _path(i) == _path(item) and i.nodeid not in placed]
+        out += group
+        placed.update(i.nodeid for i in group)
+    return out
+
+
+def _module_scoped(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        d.scope == "module" and d.argname != "template_db"  # a name: nothing to rebuild
+        for defs in info.name2fixturedefs.values()
+        for d in defs
+    )
+
+
 _TOUCHED = """
 SELECT relname::text FROM pg_stat_user_tables
 WHERE n_tup_ins + n_tup_upd + n_tup_del + coalesce(seq_scan, 0) + coalesce(idx_scan, 0) > 0
@@ -462,6 +500,7 @@ def _load_domains() -> tuple[dict[str, Domain], frozenset[str]]:
 
 
 EXCLUDED = tuple(_domains_file().get("exclude", {}).get("words", ()))
+EXCLUDED_TESTS = frozenset(_domains_file().get("exclude", {}).get("tests", ()))
 
 
 def _path(item: pytest.Item) -> str:

@@ -100,6 +100,8 @@ CELLS = [
     Cell("5", "ownerA", "transfer to manager", "UPDATE bars SET owner_id = '{managerA}' WHERE id = '{bar_a}'", ALLOWED, 1),
     Cell("5", "service_role", "transfer", "UPDATE bars SET owner_id = '{managerA}' WHERE id = '{bar_a}'", ALLOWED, 1),
     Cell("5", "ownerA", "delete own bar", "DELETE FROM bars WHERE id = '{bar_a}'", ALLOWED, 1),
+    Cell("5", "managerA", "create a bar owned by another", "INSERT INTO bars (name, owner_id) VALUES ('Planted', '{ownerA}')", INSUFFICIENT_PRIVILEGE),
+    Cell("5", "managerA", "create a bar of one's own", "INSERT INTO bars (name, owner_id) VALUES ('Mine', '{managerA}')", ALLOWED, 1),
     # -- 6: a new or changed server_id belongs to the row's bar -------------------------
     *[
         Cell("6", "managerA", f"{t}: server_id to bar B's server", f"UPDATE {t} SET server_id = '{{server1B}}' WHERE bar_id = '{{bar_a}}'", INSUFFICIENT_PRIVILEGE)
