@@ -61,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=2, help="pytest sessions in parallel (2)")
     parser.add_argument(
-        "--select", default="", metavar="TEXT", help="only the mutations whose id contains TEXT"
+        "--select",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="only the mutations whose id contains TEXT (repeatable: any of them)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only survivors and misses")
     parser.add_argument(
@@ -110,7 +114,7 @@ def exit_code(result: reporting.Report) -> int:
     return 1 if result.failures else 0
 
 
-def _run_workers(count: int, select: str, quiet: bool) -> dict[str, object]:
+def _run_workers(count: int, select: list[str], quiet: bool) -> dict[str, object]:
     """Start the workers, relay their progress, wait: where their results are."""
     started = time.monotonic()
     outs = [RESULTS / f"worker-{k}.jsonl" for k in range(count)]
@@ -136,8 +140,7 @@ def _run_workers(count: int, select: str, quiet: bool) -> dict[str, object]:
             str(out),
             "--mutation-shard",
             f"{k}/{count}",
-            "--mutation-select",
-            select,
+            *[f"--mutation-select={text}" for text in select],
             *_test_files(),
         ]
         process = subprocess.Popen(

@@ -41,7 +41,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mutation", "schema mutation testing (mutation/)")
     group.addoption("--mutation-out", help="JSON lines file this worker writes its results to")
     group.addoption("--mutation-shard", default="0/1", help="K/N: this worker's share")
-    group.addoption("--mutation-select", default="", help="only mutations whose id contains this")
+    group.addoption(
+        "--mutation-select",
+        action="append",
+        default=[],
+        help="only mutations whose id contains this (repeatable: any of them)",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -161,7 +166,7 @@ class Worker:
             self.say(f"the rule tests fail on the unmutated schema: {failed}")
             return
         self.coverage = pooled
-        base_verify = self.verify_copy(server, template, "")
+        base_verify = self.verify_copy(server, template)
         if base_verify["exit_code"] != 0:
             self.write({"baseline_verify": base_verify})
             self.say(f"venuedb verify is not clean on the unmutated schema: {base_verify}")
@@ -228,8 +233,8 @@ class Worker:
             found = kinds.generate(objects.read(conn), conn, credited, equivalent)
         if self.index == 0:
             self.write({"equivalent": equivalent})
-        wanted = str(self.config.getoption("mutation_select"))
-        return [m for m in found if wanted in m.id]
+        wanted = list(self.config.getoption("mutation_select"))
+        return [m for m in found if not wanted or any(w in m.id for w in wanted)]
 
     def one(self, server: Server, template: str, mutation: kinds.Mutation) -> dict[str, Any]:
         started = time.monotonic()
@@ -277,7 +282,8 @@ class Worker:
             record["seconds"] = round(time.monotonic() - started, 2)
         return record
 
-    def verify_copy(self, server: Server, template: str, sql: str) -> dict[str, Any]:
+    def verify_copy(self, server: Server, template: str) -> dict[str, Any]:
+        """verify on an unmutated copy: it must be clean, or no detection means anything."""
         name = f"mutant_{self.index}"
         with psycopg.connect(server.base_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -102,6 +102,7 @@ CELLS = [
     Cell("5", "ownerA", "delete own bar", "DELETE FROM bars WHERE id = '{bar_a}'", ALLOWED, 1),
     Cell("5", "managerA", "create a bar owned by another", "INSERT INTO bars (name, owner_id) VALUES ('Planted', '{ownerA}')", INSUFFICIENT_PRIVILEGE),
     Cell("5", "managerA", "create a bar of one's own", "INSERT INTO bars (name, owner_id) VALUES ('Mine', '{managerA}')", ALLOWED, 1),
+    Cell("5", "managerA", "give the bar a new id", "UPDATE bars SET id = gen_random_uuid() WHERE id = '{bar_a}'", INSUFFICIENT_PRIVILEGE),
     # -- 6: a new or changed server_id belongs to the row's bar -------------------------
     *[
         Cell("6", "managerA", f"{t}: server_id to bar B's server", f"UPDATE {t} SET server_id = '{{server1B}}' WHERE bar_id = '{{bar_a}}'", INSUFFICIENT_PRIVILEGE)
@@ -186,6 +187,9 @@ CELLS = [
             ("returns", "INSERT INTO returns (bar_id, created_by, amount) VALUES ('{bar_a}', '{server1A}', 2) RETURNING id"),
         )
     ],
+    Cell("9", "server1B", "consignments: insert into bar A", "INSERT INTO consignments (bar_id, created_by, product_name, quantity) VALUES ('{bar_a}', '{server1B}', 'Rum', 1)", INSUFFICIENT_PRIVILEGE),
+    Cell("9", "server1A", "consignments: insert in a colleague's name", "INSERT INTO consignments (bar_id, created_by, product_name, quantity) VALUES ('{bar_a}', '{server2A}', 'Rum', 1)", INSUFFICIENT_PRIVILEGE),
+    Cell("9", "managerA", "returns: insert on behalf of a server, simplified mode", "INSERT INTO returns (bar_id, created_by, server_id, amount) VALUES ('{bar_a}', '{managerA}', '{server2A}', 2)", ALLOWED, 1),
     Cell("9", "server1A", "sees own NULL-server sale", "SELECT count(*) FROM sales WHERE server_id IS NULL", ALLOWED, 1),
     Cell("9", "server2A", "sees no colleague's NULL-server sale", "SELECT count(*) FROM sales WHERE server_id IS NULL", ALLOWED, 0),
     Cell("9", "server1B", "sees no bar A NULL-server sale", "SELECT count(*) FROM sales WHERE server_id IS NULL", ALLOWED, 0),
