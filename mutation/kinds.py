@@ -441,24 +441,23 @@ def search_path_reset(obj: RuleObject, conn: Any) -> Made | Equivalent | None:
     )
 
 
-@kind("function", "execute_public")
-def execute_public(obj: RuleObject, conn: Any) -> Made | None:
-    if obj.facts["public_execute"]:
+def _grant_execute(obj: RuleObject, grantee: str, holds_it: str) -> Made | None:
+    if obj.facts[holds_it]:
         return None
     return Made(
-        f"GRANT EXECUTE ON ROUTINE {obj.facts['signature']} TO PUBLIC;",
-        f"EXECUTE on {obj.facts['name']} granted to PUBLIC",
+        f"GRANT EXECUTE ON ROUTINE {obj.facts['signature']} TO {grantee};",
+        f"EXECUTE on {obj.facts['name']} granted to {grantee}",
     )
+
+
+@kind("function", "execute_public")
+def execute_public(obj: RuleObject, conn: Any) -> Made | None:
+    return _grant_execute(obj, "PUBLIC", "public_execute")
 
 
 @kind("function", "execute_anon")
 def execute_anon(obj: RuleObject, conn: Any) -> Made | None:
-    if obj.facts["anon_execute"]:
-        return None
-    return Made(
-        f"GRANT EXECUTE ON ROUTINE {obj.facts['signature']} TO anon;",
-        f"EXECUTE on {obj.facts['name']} granted to anon",
-    )
+    return _grant_execute(obj, "anon", "anon_execute")
 
 
 @kind("function", "owner_changed")
