@@ -3,9 +3,10 @@
 Each cell is one actor (anon, service_role, or a user acting as `authenticated`: the
 owner, manager and servers of bar A, the staff of bar B, a server who left bar A), one
 operation in SQL and its expected outcome: allowed (with the rows it returns or touches,
-or the value it returns) or refused with a SQLSTATE. Every cell runs in its own
-transaction on a fresh clone of the migrated schema, through the same path a client
-takes (role and request.jwt.claim.sub, as PostgREST sets them). A new rule is a new row.
+or the value it returns) or refused with a SQLSTATE. Every cell runs in a transaction of
+its own, always rolled back, on one world per module (a clone of the migrated schema with
+the bars, their staff and their rows), through the same path a client takes (role and
+request.jwt.claim.sub, as PostgREST sets them). A new rule is a new row.
 
 Outcomes:
   ALLOWED  the statement succeeds; `result` is the rowcount of a write, or the first
@@ -20,14 +21,16 @@ runbooks/bar-integrity.md); "rls" cells pin the rules that held before.
 from __future__ import annotations
 
 import re
-from contextlib import AbstractContextManager
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests import actors
+from tests.actors import become
+from tests.conftest import Server
 from tests.test_mode_switching import BAR_A, BAR_B, U, _fixture
 
 pytestmark = pytest.mark.compat  # run on PostgreSQL 15 too: tests/compat.py
@@ -69,7 +72,7 @@ class Cell:
     sql: str  # placeholders: {bar_a} {bar_b} {leftA} and the users of U ({managerA}, ...)
     expect: str  # ALLOWED or a SQLSTATE
     result: Any = None  # ALLOWED: rowcount of a write, or first column of a query's last row
-    setup: str = ""  # run as the tables' owner before the cell, committed
+    setup: str = ""  # run as the tables' owner first, in the cell's transaction
 
     @property
     def id(self) -> str:
@@ -103,6 +106,8 @@ CELLS = [
     Cell("5", "managerA", "create a bar owned by another", "INSERT INTO bars (name, owner_id) VALUES ('Planted', '{ownerA}')", INSUFFICIENT_PRIVILEGE),
     Cell("5", "managerA", "create a bar of one's own", "INSERT INTO bars (name, owner_id) VALUES ('Mine', '{managerA}')", ALLOWED, 1),
     Cell("5", "managerA", "give the bar a new id", "UPDATE bars SET id = gen_random_uuid() WHERE id = '{bar_a}'", INSUFFICIENT_PRIVILEGE),
+    # No WHERE: the new row meets bars_update_by_manager's WITH CHECK alone (see cells 6).
+    Cell("5", "managerA", "give every bar one runs a new id", "UPDATE bars SET id = gen_random_uuid()", INSUFFICIENT_PRIVILEGE),
     # -- 6: a new or changed server_id belongs to the row's bar -------------------------
     *[
         Cell("6", "managerA", f"{t}: server_id to bar B's server", f"UPDATE {t} SET server_id = '{{server1B}}' WHERE bar_id = '{{bar_a}}'", INSUFFICIENT_PRIVILEGE)
@@ -117,6 +122,14 @@ CELLS = [
     Cell("6", "managerA", "void the sale of one who left", "UPDATE sales SET status = 'voided' WHERE server_id = '{leftA}'", ALLOWED, 1),
     Cell("6", "managerA", "void, server_id unchanged in SET", "UPDATE sales SET status = 'voided', server_id = server_id, bar_id = bar_id WHERE server_id = '{leftA}'", ALLOWED, 1),
     Cell("6", "managerA", "move sales to bar B", "UPDATE sales SET bar_id = '{bar_b}' WHERE server_id = '{server1A}'", INSUFFICIENT_PRIVILEGE),
+    # An UPDATE with no WHERE and no RETURNING reads nothing, so PostgreSQL holds the new
+    # rows to the UPDATE policies' WITH CHECK alone (not to the SELECT policies), and
+    # without a server_id no trigger looks at them: WITH CHECK alone keeps the rows in a bar
+    # the manager runs. (The setup clears every server_id, as the tables' owner.)
+    *[
+        Cell("6", "managerA", f"{t}: move every row to bar B", f"UPDATE {t} SET bar_id = '{{bar_b}}'", INSUFFICIENT_PRIVILEGE, setup=f"UPDATE {t} SET server_id = NULL")
+        for t in ("sales", "consignments", "returns")
+    ],
     Cell("6", "managerA", "insert for bar B's server", "INSERT INTO sales (bar_id, created_by, server_id, total) VALUES ('{bar_a}', '{managerA}', '{server1B}', 1)", INSUFFICIENT_PRIVILEGE),
     Cell("6", "managerA", "insert for one who left", "INSERT INTO sales (bar_id, created_by, server_id, total) VALUES ('{bar_a}', '{managerA}', '{leftA}', 1)", INSUFFICIENT_PRIVILEGE),
     Cell("6", "server1A", "insert for a colleague", "INSERT INTO sales (bar_id, created_by, server_id, total) VALUES ('{bar_a}', '{server1A}', '{server2A}', 1)", INSUFFICIENT_PRIVILEGE),
@@ -187,7 +200,16 @@ CELLS = [
             ("returns", "INSERT INTO returns (bar_id, created_by, amount) VALUES ('{bar_a}', '{server1A}', 2) RETURNING id"),
         )
     ],
-    Cell("9", "server1B", "consignments: insert into bar A", "INSERT INTO consignments (bar_id, created_by, product_name, quantity) VALUES ('{bar_a}', '{server1B}', 'Rum', 1)", INSUFFICIENT_PRIVILEGE),
+    # Without a server_id no trigger looks at the row: the insert policies alone keep an
+    # outsider out (each of them, since permissive policies are OR-ed).
+    *[
+        Cell("9", "server1B", f"{t}: insert into bar A", sql, INSUFFICIENT_PRIVILEGE)
+        for t, sql in (
+            ("sales", "INSERT INTO sales (bar_id, created_by, total) VALUES ('{bar_a}', '{server1B}', 1)"),
+            ("consignments", "INSERT INTO consignments (bar_id, created_by, product_name, quantity) VALUES ('{bar_a}', '{server1B}', 'Rum', 1)"),
+            ("returns", "INSERT INTO returns (bar_id, created_by, amount) VALUES ('{bar_a}', '{server1B}', 1)"),
+        )
+    ],
     Cell("9", "server1A", "consignments: insert in a colleague's name", "INSERT INTO consignments (bar_id, created_by, product_name, quantity) VALUES ('{bar_a}', '{server2A}', 'Rum', 1)", INSUFFICIENT_PRIVILEGE),
     Cell("9", "managerA", "returns: insert on behalf of a server, simplified mode", "INSERT INTO returns (bar_id, created_by, server_id, amount) VALUES ('{bar_a}', '{managerA}', '{server2A}', 2)", ALLOWED, 1),
     Cell("9", "server1A", "sees own NULL-server sale", "SELECT count(*) FROM sales WHERE server_id IS NULL", ALLOWED, 1),
@@ -228,39 +250,44 @@ CELLS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def attack_db(db_url: str) -> str:
-    _fixture(db_url)
-    with psycopg.connect(db_url, autocommit=True) as conn:
+@pytest.fixture(scope="module")
+def attack_world(pg_server: Server, template_db: str) -> Iterator[str]:
+    """The world every cell attacks; no cell changes it (each one's transaction is rolled
+    back), so the module builds it once."""
+    name = f"adv_bar_{uuid.uuid4().hex[:8]}"
+    janitor = pg_server.janitor(name, template=template_db)
+    janitor.init()
+    url = pg_server.url(name)
+    _fixture(url)
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(EXTRA_SQL.format(**NAMES))
-    return db_url
-
-
-def acting(url: str, actor: str) -> AbstractContextManager[psycopg.Connection]:
-    """A transaction as `actor` (anon, service_role, or a user of NAMES as authenticated)."""
-    return actors.acting(url, actor, NAMES)
+    yield url
+    janitor.drop()
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
-def test_attacker_matrix(attack_db: str, cell: Cell) -> None:
-    if cell.setup:
-        with psycopg.connect(attack_db, autocommit=True) as conn:
-            conn.execute(cell.setup.format(**NAMES))
+def test_attacker_matrix(attack_world: str, cell: Cell) -> None:
     *before, sql = cell.sql.format(**NAMES).split(";\n")
-    with acting(attack_db, cell.actor) as conn:
-        for statement in before:
-            conn.execute(statement)
-        if cell.expect != ALLOWED:
-            with pytest.raises(psycopg.Error) as refused:
-                conn.execute(sql)
-            assert refused.value.sqlstate == cell.expect, (cell.id, str(refused.value))
-            return
-        cursor = conn.execute(sql)
-        if cursor.description is None or re.match(r"\s*(INSERT|UPDATE|DELETE)", sql, re.I):
-            assert cursor.rowcount == cell.result, cell.id
-        else:
-            rows = cursor.fetchall()
-            assert rows and rows[-1][0] == cell.result, (cell.id, rows)
+    with psycopg.connect(attack_world) as conn:
+        try:
+            if cell.setup:
+                conn.execute(cell.setup.format(**NAMES))
+            become(conn, cell.actor, NAMES)
+            for statement in before:
+                conn.execute(statement)
+            if cell.expect != ALLOWED:
+                with pytest.raises(psycopg.Error) as refused:
+                    conn.execute(sql)
+                assert refused.value.sqlstate == cell.expect, (cell.id, str(refused.value))
+                return
+            cursor = conn.execute(sql)
+            if cursor.description is None or re.match(r"\s*(INSERT|UPDATE|DELETE)", sql, re.I):
+                assert cursor.rowcount == cell.result, cell.id
+            else:
+                rows = cursor.fetchall()
+                assert rows and rows[-1][0] == cell.result, (cell.id, rows)
+        finally:
+            conn.rollback()
 
 
 def test_every_hole_has_cells_both_ways() -> None:
