@@ -387,6 +387,62 @@ def _run_correction(url: str, *options: str) -> dict[str, Any]:
     return as_json(result)
 
 
+# A row of each table as backfill v1 left it: credited to the manager by fallback, with
+# the typed name of a server who has a mapping now (marie) or a unique display name (kofi).
+_FALLBACK_ROWS = {
+    "sales": "INSERT INTO sales (bar_id, created_by, server_id, server_name, total) "
+    "VALUES (%(bar)s, %(manager)s, %(manager)s, %(name)s, 4.5) RETURNING id",
+    "consignments": "INSERT INTO consignments (bar_id, created_by, server_id, server_name, "
+    "product_name, quantity) VALUES (%(bar)s, %(manager)s, %(manager)s, %(name)s, 'Gin', 1) "
+    "RETURNING id",
+    "returns": "INSERT INTO returns (bar_id, created_by, server_id, server_name, amount) "
+    "VALUES (%(bar)s, %(manager)s, %(manager)s, %(name)s, 2) RETURNING id",
+}
+
+
+@pytest.mark.parametrize("table", sorted(_FALLBACK_ROWS))
+def test_the_correction_functions_at_the_heads_credit_the_typed_name(
+    db_url: str, table: str
+) -> None:
+    """correct_<table>_server_id(), as the migrated schema holds it (the rollout test below
+    builds its own database): a fallback credit whose typed name resolves goes to that
+    server, by mapping or by display name, and the log says which; a rerun changes
+    nothing."""
+    _fixture(db_url)
+    rows = {}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for who, name in (("marie", "marie  CLAIRE"), ("kofi", "Kofi Okafor"), ("luc", "Nobody")):
+            row = scalar(
+                conn,
+                _FALLBACK_ROWS[table],
+                {"bar": BAR_A, "manager": U["manager"], "name": name},
+            )
+            conn.execute(
+                "INSERT INTO migration_server_id_log (table_name, row_id, bar_id, server_name, "
+                "resolved_server_id, fallback_used, fallback_reason) "
+                "VALUES (%s, %s, %s, %s, %s, true, 'no_mapping')",
+                (table, row, BAR_A, name, U["manager"]),
+            )
+            rows[who] = str(row)
+        last = "ffffffff-ffff-ffff-ffff-ffffffffffff"
+        assert scalar(conn, f"SELECT correct_{table}_server_id(NULL, %s)", (last,)) == 2
+        assert scalar(conn, f"SELECT correct_{table}_server_id(NULL, %s)", (last,)) == 0
+        found = {
+            str(r[0]): r[1:]
+            for r in conn.execute(
+                f"SELECT t.id, t.server_id::text, l.corrected_server_id::text, "
+                f"l.correction_reason, l.fallback_used FROM {table} AS t "
+                "JOIN migration_server_id_log AS l ON l.table_name = %s AND l.row_id = t.id",
+                (table,),
+            ).fetchall()
+        }
+    assert found == {
+        rows["marie"]: (U["marie"], U["marie"], "corrected_by_mapping", False),
+        rows["kofi"]: (U["kofi"], U["kofi"], "corrected_by_display_name", False),
+        rows["luc"]: (U["manager"], None, None, True),
+    }
+
+
 def test_rollout_corrects_fallback_sales_logged_and_undoable(
     empty_db_url: str, tmp_path: Path
 ) -> None:

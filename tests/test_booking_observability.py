@@ -515,3 +515,19 @@ def test_the_release_goes_down_and_up_with_data_and_assign_counts_each_booking_o
         invoke("verify", "--release", "booking-observability", "--database-url", db_url, "--json")
     )
     assert all(p["ok"] for p in report["postconditions"]), report["postconditions"]
+
+
+def test_time_bucket_bins_as_timescaledb_does(db_url: str) -> None:
+    """Seed 001's panels call time_bucket(): where TimescaleDB is absent, ours bins the same,
+    weeks included (they start on Monday, TimescaleDB's origin 2000-01-03)."""
+    with psycopg.connect(db_url) as conn:
+        for width, at, bucket in (
+            ("15 minutes", "2026-03-04 10:07:30+00", "2026-03-04 10:00+00"),
+            ("1 hour", "2026-03-04 10:59:59+00", "2026-03-04 10:00+00"),
+            ("7 days", "2026-03-04 12:00+00", "2026-03-02 00:00+00"),  # a Wednesday: Monday's
+        ):
+            assert scalar(
+                conn,
+                "SELECT time_bucket(%s::interval, %s::timestamptz) = %s::timestamptz",
+                (width, at, bucket),
+            ), (width, at)

@@ -40,6 +40,24 @@ def _went_v3(db_url: str, booking: str) -> bool:
         )
 
 
+def test_feature_enabled_for_answers_from_the_rollout_row(db_url: str) -> None:
+    """The per-restaurant answer the flags' code paths ask the database for: no rollout
+    row, 0 % and an unlisted restaurant say no; a listed restaurant and 100 % say yes."""
+    with psycopg.connect(db_url) as conn:
+        restaurant, _ = _restaurant_with_tables(conn, 1)
+
+        def enabled() -> bool:
+            return bool(scalar(conn, "SELECT feature_enabled_for(%s, %s)", (V3, restaurant)))
+
+        assert not enabled()
+        conn.execute("INSERT INTO feature_rollouts (flag, percentage) VALUES (%s, 0)", (V3,))
+        assert not enabled()
+        conn.execute("UPDATE feature_rollouts SET restaurant_ids = ARRAY[%s::uuid]", (restaurant,))
+        assert enabled()
+        conn.execute("UPDATE feature_rollouts SET restaurant_ids = '{}', percentage = 100")
+        assert enabled()
+
+
 def test_a_listed_restaurant_takes_no_v3_when_the_flag_is_false(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
