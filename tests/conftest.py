@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from tests.queries import scalar
@@ -46,6 +47,22 @@ from toolkit.venue.flags import FLAGS
 DATA = Path(__file__).parent / "data"
 
 
+class CloningJanitor(DatabaseJanitor):
+    """pytest-postgresql's janitor, cloning templates file by file when told to (STRATEGY
+    FILE_COPY, PostgreSQL 15+): for a schema-sized template half the time of the default
+    WAL_LOG, which writes every block to the WAL (0.026 s against 0.05-0.08 s per clone
+    here). Only on the suite's own servers: the checkpoint FILE_COPY takes is cheap with
+    their fsync off, not on a server someone else runs."""
+
+    file_copy = False
+
+    def _build_create_database_sql(self) -> sql.Composed:
+        query = super()._build_create_database_sql()
+        if self.template_dbname and self.file_copy:
+            query = query + sql.SQL(" STRATEGY FILE_COPY")
+        return query
+
+
 @dataclass(frozen=True)
 class Server:
     host: str
@@ -53,6 +70,7 @@ class Server:
     user: str
     password: str | None
     base_url: str
+    ours: bool = False  # started by this session (fsync off), not VENUEDB_TEST_DATABASE_URL
 
     def url(self, dbname: str) -> str:
         return with_database(self.base_url, dbname)
@@ -60,7 +78,7 @@ class Server:
     def janitor(
         self, dbname: str, template: str | None = None, as_template: bool = False
     ) -> DatabaseJanitor:
-        return DatabaseJanitor(
+        janitor = CloningJanitor(
             user=self.user,
             host=self.host,
             port=self.port,
@@ -70,6 +88,8 @@ class Server:
             as_template=as_template,
             maintenance_dbname=urlsplit(self.base_url).path.lstrip("/") or "postgres",
         )
+        janitor.file_copy = self.ours
+        return janitor
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -114,20 +134,31 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         },
         binaries=Path(binaries) if binaries else None,
     )
-    # Two xdist workers can be handed the same free port between the check and the bind:
-    # the one that loses tries another.
-    for attempt in range(5):
-        try:
-            server.start(port=free_port(), database="postgres")
-            break
-        except (BadInput, OperationFailed):
-            if attempt == 4:
-                raise
-    status = server.status()
-    assert status.port is not None
-    yield Server("127.0.0.1", status.port, "postgres", server.password(), server.url("postgres"))
-    server.stop()
-    shutil.rmtree(home, ignore_errors=True)
+    # Stopped however the session ends, an interrupt in the middle of start() included:
+    # a server left behind would hold its port and memory until someone found it.
+    try:
+        # Two xdist workers can be handed the same free port between the check and the
+        # bind: the one that loses tries another.
+        for attempt in range(5):
+            try:
+                server.start(port=free_port(), database="postgres")
+                break
+            except (BadInput, OperationFailed):
+                if attempt == 4:
+                    raise
+        status = server.status()
+        assert status.port is not None
+        yield Server(
+            "127.0.0.1",
+            status.port,
+            "postgres",
+            server.password(),
+            server.url("postgres"),
+            ours=True,
+        )
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
