@@ -7,11 +7,12 @@ and the rule tests of the object's domain (mutation/domains.toml) run against cl
 it. Two workers (the machine's 2 cores), each a pytest session with an embedded server of
 its own (mutation/plugin.py), share the mutations.
 
-Writes mutation/results/mutation-report.md and .json, prints both scores and every
-survivor. Exit 0 only when verify detected every mutation, every mutation PostgreSQL was
+Writes mutation-report.md and .json (in mutation/results/ unless --out says where),
+prints both scores and every survivor. Exit 0 only when verify detected every mutation, every mutation PostgreSQL was
 given applied, the tests killed at least 95 % and every survivor is explained in
 mutation/survivors.toml; 1 otherwise; 2 when the run itself broke (a red test or an
-unclean verify on the unmutated schema, a worker that crashed).
+unclean verify on the unmutated schema, a worker that crashed); 130 when interrupted
+(Ctrl-C or SIGTERM: each worker is stopped the way pytest stops, its server with it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -67,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TEXT",
         help="only the mutations whose id contains TEXT (repeatable: any of them)",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        metavar="DIR",
+        help=f"where the results and reports go ({RESULTS.relative_to(HERE.parent)})",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only survivors and misses")
     parser.add_argument(
         "--json", action="store_true", help="print the JSON report, not the summary"
@@ -79,32 +88,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    RESULTS.mkdir(exist_ok=True)
+    out: Path = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    run_file = out / "run.json"
     if args.report_only:
-        if not RUN_FILE.exists():
-            print(f"no results of a run in {RESULTS}: run `make mutation` first", file=sys.stderr)
+        if not run_file.exists():
+            print(f"no results of a run in {out}: run `make mutation` first", file=sys.stderr)
             return 2
-        run = json.loads(RUN_FILE.read_text(encoding="utf-8"))
+        run = json.loads(run_file.read_text(encoding="utf-8"))
     else:
-        run = _run_workers(args.workers, args.select, quiet=args.quiet or args.json)
-        RUN_FILE.write_text(json.dumps(run) + "\n", encoding="utf-8")
+        try:
+            run = _run_workers(out, args.workers, args.select, quiet=args.quiet or args.json)
+        except KeyboardInterrupt:
+            print("interrupted: the workers and their servers are stopped", file=sys.stderr)
+            return 130
+        run_file.write_text(json.dumps(run) + "\n", encoding="utf-8")
     results, problems, equivalent = _collect(run)
     result = reporting.Report(
         results, reporting.load_explanations(), run["seconds"], problems, equivalent
     )
     data = result.to_dict()
-    (RESULTS / "mutation-report.json").write_text(
-        json.dumps(data, indent=2) + "\n", encoding="utf-8"
-    )
-    (RESULTS / "mutation-report.md").write_text(result.markdown(), encoding="utf-8")
+    (out / "mutation-report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    (out / "mutation-report.md").write_text(result.markdown(), encoding="utf-8")
     if args.json:
         print(json.dumps({k: v for k, v in data.items() if k != "results"}, indent=2))
     else:
-        _summary(result)
+        _summary(result, out)
     return exit_code(result)
-
-
-RUN_FILE = RESULTS / "run.json"
 
 
 def exit_code(result: reporting.Report) -> int:
@@ -114,11 +124,12 @@ def exit_code(result: reporting.Report) -> int:
     return 1 if result.failures else 0
 
 
-def _run_workers(count: int, select: list[str], quiet: bool) -> dict[str, object]:
-    """Start the workers, relay their progress, wait: where their results are."""
+def _run_workers(out: Path, count: int, select: list[str], quiet: bool) -> dict[str, object]:
+    """Start the workers, relay their progress, wait: where their results are. Interrupted
+    (KeyboardInterrupt, SIGTERM), it stops the workers before it raises."""
     started = time.monotonic()
-    outs = [RESULTS / f"worker-{k}.jsonl" for k in range(count)]
-    for stale in RESULTS.glob("coverage-*.json"):  # the workers pool theirs through these
+    outs = [out / f"worker-{k}.jsonl" for k in range(count)]
+    for stale in out.glob("coverage-*.json"):  # the workers pool theirs through these
         stale.unlink()
     # The server variables would point both workers at one server, whose roles (cluster
     # wide: BYPASSRLS) they would share.
@@ -127,43 +138,79 @@ def _run_workers(count: int, select: list[str], quiet: bool) -> dict[str, object
         for k, v in os.environ.items()
         if k not in ("VENUEDB_TEST_DATABASE_URL", "VENUEDB_TEST_PG_BIN")
     }
-    workers = []
-    for k, out in enumerate(outs):
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "mutation.plugin",
-            "--mutation-out",
-            str(out),
-            "--mutation-shard",
-            f"{k}/{count}",
-            *[f"--mutation-select={text}" for text in select],
-            *_test_files(),
-        ]
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=HERE.parent,
+    commands = []
+    for k, worker_out in enumerate(outs):
+        commands.append(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "mutation.plugin",
+                "--mutation-out",
+                str(worker_out),
+                "--mutation-shard",
+                f"{k}/{count}",
+                *[f"--mutation-select={text}" for text in select],
+                *_test_files(),
+            ]
         )
-        assert process.stdout is not None
-        relay = threading.Thread(target=_relay, args=(process.stdout, quiet), daemon=True)
-        relay.start()
-        workers.append((process, relay))
-    codes = []
-    for process, relay in workers:
-        codes.append(process.wait())
-        relay.join()
+    workers: list[tuple[subprocess.Popen[str], threading.Thread]] = []
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for command in commands:
+            # A session of its own: a terminal's Ctrl-C reaches only this process, which
+            # passes it on once (pytest abandons its teardown at a second one).
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+                cwd=HERE.parent,
+                start_new_session=True,
+            )
+            assert process.stdout is not None
+            relay = threading.Thread(target=_relay, args=(process.stdout, quiet), daemon=True)
+            relay.start()
+            workers.append((process, relay))
+        codes = []
+        for process, relay in workers:
+            codes.append(process.wait())
+            relay.join()
+    except KeyboardInterrupt:
+        _stop([process for process, _ in workers])
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return {
         "outs": [str(o) for o in outs],
         "codes": codes,
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+# A worker's teardown stops its server and drops its databases: seconds, not minutes.
+STOP_GRACE_SECONDS = 60
+
+
+def _stop(workers: list[subprocess.Popen[str]]) -> None:
+    """Interrupt each worker as Ctrl-C would (its session teardown stops its embedded
+    server) and wait for it; kill one that is still there after the grace period."""
+    for process in workers:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    for process in workers:
+        try:
+            process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _collect(run: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
@@ -197,7 +244,7 @@ def _collect(run: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], dict
     return results, problems, equivalent
 
 
-def _summary(result: reporting.Report) -> None:
+def _summary(result: reporting.Report, out: Path) -> None:
     d = result.to_dict()
     print()
     print(f"mutations: {d['mutations']} generated, {d['applied']} applied, in {d['seconds']:.0f} s")
@@ -212,7 +259,7 @@ def _summary(result: reporting.Report) -> None:
         print(f"  refused by PostgreSQL: {r['id']}: {r['error']}")
     for failure in d["failures"]:
         print(f"FAIL: {failure}")
-    print(f"report: {RESULTS / 'mutation-report.md'} and .json")
+    print(f"report: {out / 'mutation-report.md'} and .json")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ the session's server and migrated template are kept."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 import tomllib
 from collections import Counter
@@ -47,6 +48,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         help="only mutations whose id contains this (repeatable: any of them)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (the runner's, a CI job's timeout) ends the session as Ctrl-C does: with
+    # its teardown, which stops the embedded server. Killed outright, the server would
+    # outlive the worker.
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -248,7 +260,7 @@ class Worker:
         }
         with psycopg.connect(server.base_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            conn.execute(_copy_of(name, template))
         try:
             try:
                 with psycopg.connect(server.url(name)) as conn:
@@ -287,7 +299,7 @@ class Worker:
         name = f"mutant_{self.index}"
         with psycopg.connect(server.base_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            conn.execute(_copy_of(name, template))
         try:
             return self.verify(server.url(name))
         finally:
@@ -309,8 +321,8 @@ class Worker:
         """The tests that may kill it: tests/test_rules_hold.py's, domains.toml's
         `always`, and those of the object's domain that touched its table or function in
         the baseline run (any of the domain's for a role). First the tests that killed
-        another mutation of the same object; then those whose id names the object or its
-        table; then the killers of the same kind, then of the same table; then those
+        another mutation of the same object; then the test that killed most of its kind;
+        then those whose id names the object or its table; then the killers of the same kind, then of the same table; then those
         whose module names the object; then the killers of the same kind of object;
         then test_rules_hold's; then the most killing."""
         domain = self.domains.get(_branch(mutation.release), None)
@@ -337,6 +349,16 @@ class Worker:
             self.kills_by_table.get(mutation.table or mutation.object, Counter()),
             self.kills_by_object_kind.get(mutation.object_kind, Counter()),
         ]
+        # The one test that killed most of this kind's mutations so far, when it killed
+        # at least half of them (the grants check for table.grants_widened): tried before
+        # the tests that merely name the object.
+        kills_of_kind = priors[1]
+        top = kills_of_kind.most_common(1)
+        kind_killer = (
+            top[0][0]
+            if top and top[0][1] >= 2 and 2 * top[0][1] >= sum(kills_of_kind.values())
+            else None
+        )
         name = mutation.object.split("(")[0].rsplit(".", 1)[-1]
         table = (mutation.table or "").rsplit(".", 1)[-1]
         # The object's name, and a trigger's function: what a test module that means it
@@ -352,6 +374,7 @@ class Worker:
             first = 0 if _path(item) == FIRST else 1
             return (
                 by_object,
+                0 if item.nodeid == kind_killer else 1,
                 in_id,
                 by_kind,
                 by_table,
@@ -442,6 +465,12 @@ class Worker:
                         self.session._setupstate.teardown_exact(self.keep)
                     break
         return Outcome(failed, ran, time.monotonic() - started)
+
+
+def _copy_of(name: str, template: str) -> str:
+    # The worker's own server (fsync off): file by file is the quicker copy (tests/conftest.py
+    # CloningJanitor).
+    return f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY'
 
 
 _BRANCHES: dict[str, str] = {}

@@ -4,6 +4,14 @@ weaken and PostgreSQL takes its SQL; the report's verdict and exit code. The who
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -11,6 +19,8 @@ import pytest
 
 from mutation import kinds, objects, report
 from mutation.__main__ import exit_code
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -105,3 +115,48 @@ def test_a_run_that_measured_nothing_or_broke_is_not_green() -> None:
     assert exit_code(report.Report([], [], 1.0)) == 1
     broken = report.Report([_result("a.b x")], [], 1.0, ["worker 0 stopped"])
     assert exit_code(broken) == 2
+
+
+def _servers_under(home: Path) -> list[str]:
+    """The postgres processes whose data directory is under home."""
+    # -ww: unlimited width (into a pipe, ps cuts each line at 80 columns).
+    ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True)
+    return [line for line in ps.stdout.splitlines() if str(home) in line and "postgres" in line]
+
+
+def test_a_run_stopped_by_sigterm_stops_its_workers_servers(tmp_path: Path) -> None:
+    """Fault injected: SIGTERM to `python -m mutation` once its worker's embedded server
+    runs. It exits 130 and leaves no server, no data directory behind."""
+    # The worker's server lives under TMPDIR (tests/conftest.py), which the server's
+    # system user must be able to enter: not pytest's 0700 tree.
+    home = Path(tempfile.mkdtemp(prefix="venuedb-mutation-sigterm-", dir="/tmp"))
+    home.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
+    env["TMPDIR"] = str(home)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mutation", "--workers", "1", "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not list(home.glob("venuedb-test-pg-*/pgdata/postmaster.pid")):
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the worker's server never started"
+            time.sleep(0.2)
+        assert _servers_under(home)
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=120)[0]
+        assert process.returncode == 130, output
+        assert "interrupted" in output
+        assert _servers_under(home) == []
+        assert list(home.glob("venuedb-test-pg-*")) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+        # Whatever a failed run left: not for the next test.
+        subprocess.run(["pkill", "-INT", "-f", f"{home}/"], check=False)
+        shutil.rmtree(home, ignore_errors=True)
