@@ -136,6 +136,7 @@ class Worker:
             and i.nodeid.split("[")[0] not in EXCLUDED_TESTS
         ]
         self.domains, self.always = _load_domains()
+        self.hints: dict[str, list[str]] = _domains_file().get("first", {})
         self.sources = {_path(i): Path(str(i.path)).read_text(encoding="utf-8") for i in self.items}
         self.coverage: dict[str, set[str]] = {}
         self.recording = False
@@ -321,7 +322,8 @@ class Worker:
         """The tests that may kill it: tests/test_rules_hold.py's, domains.toml's
         `always`, and those of the object's domain that touched its table or function in
         the baseline run (any of the domain's for a role). First the tests that killed
-        another mutation of the same object; then the test that killed most of its kind;
+        another mutation of the same object; then domains.toml's `first` tests of its kind,
+        and the test that killed most of its kind;
         then those whose id names the object or its table; then the killers of the same kind, then of the same table; then those
         whose module names the object; then the killers of the same kind of object;
         then test_rules_hold's; then the most killing."""
@@ -374,6 +376,7 @@ class Worker:
             first = 0 if _path(item) == FIRST else 1
             return (
                 by_object,
+                0 if item.nodeid.split("[")[0] in self.hints.get(mutation.kind, ()) else 1,
                 0 if item.nodeid == kind_killer else 1,
                 in_id,
                 by_kind,
