@@ -18,9 +18,12 @@ a fresh empty working directory, and none of the variables the toolkit or libpq 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -158,7 +161,32 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         )
     finally:
         server.stop()
+        _stop_postmasters_of(server.data_dir)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _stop_postmasters_of(data_dir: Path) -> None:
+    """A postmaster still running on data_dir after stop(): interrupted mid-start, it can
+    be there before its postmaster.pid says so. Fast shutdown, then kill: no server of the
+    suite outlives its session."""
+    needle = f"-D\0{data_dir}\0".encode()
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + 10
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.1)
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
