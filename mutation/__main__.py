@@ -12,7 +12,8 @@ prints both scores and every survivor. Exit 0 only when verify detected every mu
 given applied, the tests killed at least 95 % and every survivor is explained in
 mutation/survivors.toml; 1 otherwise; 2 when the run itself broke (a red test or an
 unclean verify on the unmutated schema, a worker that crashed); 130 when interrupted
-(Ctrl-C or SIGTERM: each worker is stopped the way pytest stops, its server with it).
+(Ctrl-C or SIGTERM: each worker is stopped the way pytest stops on Ctrl-C, its server
+with it).
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def _run_workers(out: Path, count: int, select: list[str], quiet: bool) -> dict[
     try:
         for command in commands:
             # A session of its own: a terminal's Ctrl-C reaches only this process, which
-            # passes it on once (pytest abandons its teardown at a second one).
+            # passes it on once (pytest abandons its teardown at a second interrupt).
             process = subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,
@@ -200,11 +201,14 @@ STOP_GRACE_SECONDS = 60
 
 
 def _stop(workers: list[subprocess.Popen[str]]) -> None:
-    """Interrupt each worker as Ctrl-C would (its session teardown stops its embedded
-    server) and wait for it; kill one that is still there after the grace period."""
+    """Stop each worker as Ctrl-C would (its session teardown stops its embedded server)
+    and wait for it; kill one that is still there after the grace period. SIGTERM, not
+    SIGINT: a shell running us in the background (a CI job) starts us with SIGINT
+    ignored, and the workers inherit that; their SIGTERM handler is their own
+    (mutation/plugin.py)."""
     for process in workers:
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)
     for process in workers:
         try:
             process.wait(timeout=STOP_GRACE_SECONDS)

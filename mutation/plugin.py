@@ -55,6 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # its teardown, which stops the embedded server. Killed outright, the server would
     # outlive the worker.
     signal.signal(signal.SIGTERM, _interrupted)
+    # Started with SIGINT ignored (by a shell running the job in the background), Python
+    # leaves it ignored: Ctrl-C must still end the session cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _interrupted(signum: int, frame: object) -> None:

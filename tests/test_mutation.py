@@ -140,6 +140,9 @@ def test_a_run_stopped_by_sigterm_stops_its_workers_servers(tmp_path: Path) -> N
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As a CI job's background shell starts it: with SIGINT ignored, inherited by the
+        # workers (the runner must not count on SIGINT reaching them).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         deadline = time.monotonic() + 180
