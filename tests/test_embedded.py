@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from toolkit.errors import BadInput
+from toolkit.errors import BadInput, OperationFailed
 from toolkit.server.embedded import EmbeddedServer, free_port
 
 
@@ -58,6 +58,20 @@ def test_stale_pid_file_is_reported_and_cleared(server: EmbeddedServer) -> None:
     assert status.state == "stale" and "stale postmaster.pid" in status.message
     started, message = server.start()
     assert started.state == "running" and "stale postmaster.pid" in message
+
+
+def test_stop_leaves_a_pid_file_without_a_pid_and_says_why(server: EmbeddedServer) -> None:
+    """A starting server has created postmaster.pid but not yet written its pid: stop must
+    not remove the file (the server would run on, unseen), nor claim success."""
+    server.stop()
+    pid_file = server.data_dir / "postmaster.pid"
+    pid_file.write_text("")
+    try:
+        with pytest.raises(OperationFailed, match="names no process yet"):
+            server.stop()
+        assert pid_file.exists()
+    finally:
+        pid_file.unlink(missing_ok=True)
 
 
 def test_busy_port_gives_a_clear_message(server: EmbeddedServer) -> None:

@@ -370,6 +370,14 @@ class EmbeddedServer:
         status = self.status()
         if status.state in {"not_initialised", "stopped"}:
             return "not running"
+        if status.state == "stale" and not status.pid:
+            # A starting server creates postmaster.pid before it writes its pid there:
+            # removing the file would leave that server running, unseen by every command.
+            raise OperationFailed(
+                f"{self.data_dir / 'postmaster.pid'} names no process yet: a server may be "
+                "starting. Run `venuedb db stop` again in a moment; if no postgres runs on "
+                f"{self.data_dir}, remove the file"
+            )
         if status.state == "stale":
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
             return f"was not running; removed a stale postmaster.pid (pid {status.pid})"
