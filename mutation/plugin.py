@@ -325,11 +325,11 @@ class Worker:
         """The tests that may kill it: tests/test_rules_hold.py's, domains.toml's
         `always`, and those of the object's domain that touched its table or function in
         the baseline run (any of the domain's for a role). First the tests that killed
-        another mutation of the same object; then domains.toml's `first` tests of its kind,
-        and the test that killed most of its kind;
-        then those whose id names the object or its table; then the killers of the same kind, then of the same table; then those
-        whose module names the object; then the killers of the same kind of object;
-        then test_rules_hold's; then the most killing."""
+        another mutation of the same object; then domains.toml's `first` tests of its
+        kind, and the test that killed most of its kind; then those whose id names the
+        object or its table; then the killers of the same kind, then of the same table;
+        then those whose module names the object; then the killers of the same kind of
+        object; then test_rules_hold's; then the most killing."""
         domain = self.domains.get(_branch(mutation.release), None)
 
         # A SQL function PostgreSQL inlines into its caller's query is never counted in
