@@ -162,7 +162,7 @@ def _run_workers(out: Path, count: int, select: list[str], quiet: bool) -> dict[
     try:
         for command in commands:
             # A session of its own: a terminal's Ctrl-C reaches only this process, which
-            # passes it on once (pytest abandons its teardown at a second interrupt).
+            # stops each worker once (_stop; pytest abandons its teardown at a second).
             process = subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,

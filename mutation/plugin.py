@@ -262,9 +262,7 @@ class Worker:
             "tests_run": 0,
             "error": None,
         }
-        with psycopg.connect(server.base_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(_copy_of(name, template))
+        _fresh_copy(server, name, template)
         try:
             try:
                 with psycopg.connect(server.url(name)) as conn:
@@ -301,9 +299,7 @@ class Worker:
     def verify_copy(self, server: Server, template: str) -> dict[str, Any]:
         """verify on an unmutated copy: it must be clean, or no detection means anything."""
         name = f"mutant_{self.index}"
-        with psycopg.connect(server.base_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(_copy_of(name, template))
+        _fresh_copy(server, name, template)
         try:
             return self.verify(server.url(name))
         finally:
@@ -473,10 +469,13 @@ class Worker:
         return Outcome(failed, ran, time.monotonic() - started)
 
 
-def _copy_of(name: str, template: str) -> str:
-    # The worker's own server (fsync off): file by file is the quicker copy (tests/conftest.py
-    # CloningJanitor).
-    return f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY'
+def _fresh_copy(server: Server, name: str, template: str) -> None:
+    """Database `name`, a new copy of `template` (whatever a broken run left under that
+    name dropped). The worker's own server (fsync off): file by file is the quicker copy
+    (tests/conftest.py CloningJanitor)."""
+    with psycopg.connect(server.base_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
 
 
 _BRANCHES: dict[str, str] = {}
